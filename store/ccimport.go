@@ -1,0 +1,273 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Import states as the bridge records them. The CC activity states
+// (initialized, processing, completed, failed, cancelled, timed_out) are
+// stored as CC sends them once an activity exists.
+const (
+	ImportClaimed  = "claimed"  // rows claimed, not yet accepted by CC
+	ImportRejected = "rejected" // CC refused the request itself; rows failed
+)
+
+// Import is one contacts_json_import call and what came of it.
+type Import struct {
+	ID                   int64
+	TaskID               string
+	Lists                []string
+	ListIDs              []string
+	ActivityID           string
+	State                string
+	ContactCount         int
+	ItemsTotalCount      int
+	PersonCount          int
+	ErrorCount           int
+	CorrectableCount     int
+	CannotAddToListCount int
+	ActivityErrors       []string
+	CreatedAt            time.Time
+	UpdatedAt            time.Time
+	CompletedAt          time.Time
+}
+
+// ClaimImport turns a batch of enrollment ids into one import, keyed by the
+// asynq task id. Claiming is a status transition (pending → importing) in
+// MySQL, so a batch that asynq hands out twice imports its rows once: the
+// second claim finds nothing pending and returns (nil, nil). A retried task
+// finds the import its first run created and carries on with it.
+func (s *DB) ClaimImport(ctx context.Context, taskID string, ids []int64) (*Import, error) {
+	if existing, err := s.importByTask(ctx, taskID); err == nil {
+		return existing, nil
+	} else if err != ErrNotFound {
+		return nil, err
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	now := s.utcNow()
+	var imp *Import
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		r, err := tx.ExecContext(ctx,
+			`INSERT INTO cc_imports (task_id, lists, list_ids, state, contact_count, items_total_count, person_count,
+			   error_count, correctable_count, cannot_add_to_list_count, activity_errors, created_at, updated_at)
+			 VALUES (?, '[]', '[]', ?, 0, 0, 0, 0, 0, 0, '[]', ?, ?)`, taskID, ImportClaimed, now, now)
+		if err != nil {
+			return err
+		}
+		importID, err := r.LastInsertId()
+		if err != nil {
+			return err
+		}
+		args := make([]any, 0, len(ids)+4)
+		args = append(args, StatusImporting, importID, now, StatusPending)
+		for _, id := range ids {
+			args = append(args, id)
+		}
+		r, err = tx.ExecContext(ctx,
+			`UPDATE enrollments SET status = ?, import_id = ?, updated_at = ?
+			 WHERE status = ? AND id IN (`+placeholders(len(ids))+`)`, args...)
+		if err != nil {
+			return err
+		}
+		n, err := r.RowsAffected()
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			// Nothing left to claim: every row was imported or claimed by
+			// another copy of this batch. Leave no empty import behind.
+			_, err := tx.ExecContext(ctx, `DELETE FROM cc_imports WHERE id = ?`, importID)
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE cc_imports SET contact_count = ? WHERE id = ?`, n, importID); err != nil {
+			return err
+		}
+		imp = &Import{ID: importID, TaskID: taskID, State: ImportClaimed, ContactCount: int(n), CreatedAt: now, UpdatedAt: now}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: claim import: %w", translate(err))
+	}
+	return imp, nil
+}
+
+const importColumns = `id, task_id, lists, list_ids, activity_id, state, contact_count, items_total_count, person_count,
+  error_count, correctable_count, cannot_add_to_list_count, activity_errors, created_at, updated_at, completed_at`
+
+func scanImport(r rowScanner) (*Import, error) {
+	var imp Import
+	var lists, listIDs, errs string
+	var activityID sql.NullString
+	var completedAt sql.NullTime
+	if err := r.Scan(&imp.ID, &imp.TaskID, &lists, &listIDs, &activityID, &imp.State, &imp.ContactCount,
+		&imp.ItemsTotalCount, &imp.PersonCount, &imp.ErrorCount, &imp.CorrectableCount, &imp.CannotAddToListCount,
+		&errs, &imp.CreatedAt, &imp.UpdatedAt, &completedAt); err != nil {
+		return nil, err
+	}
+	imp.ActivityID, imp.CompletedAt = activityID.String, completedAt.Time
+	for _, f := range []struct {
+		raw string
+		dst *[]string
+	}{{lists, &imp.Lists}, {listIDs, &imp.ListIDs}, {errs, &imp.ActivityErrors}} {
+		if err := json.Unmarshal([]byte(f.raw), f.dst); err != nil {
+			return nil, fmt.Errorf("import %d: %w", imp.ID, err)
+		}
+	}
+	return &imp, nil
+}
+
+func (s *DB) importByTask(ctx context.Context, taskID string) (*Import, error) {
+	imp, err := scanImport(s.db.QueryRowContext(ctx, `SELECT `+importColumns+` FROM cc_imports WHERE task_id = ?`, taskID))
+	if err != nil {
+		err = translate(err)
+		if err == ErrNotFound {
+			return nil, ErrNotFound
+		}
+		return nil, fmt.Errorf("store: import by task: %w", err)
+	}
+	return imp, nil
+}
+
+// GetImport loads one import by id.
+func (s *DB) GetImport(ctx context.Context, id int64) (*Import, error) {
+	imp, err := scanImport(s.db.QueryRowContext(ctx, `SELECT `+importColumns+` FROM cc_imports WHERE id = ?`, id))
+	if err != nil {
+		return nil, fmt.Errorf("store: get import %d: %w", id, translate(err))
+	}
+	return imp, nil
+}
+
+// RecentImports returns the newest imports first.
+func (s *DB) RecentImports(ctx context.Context, limit int) ([]*Import, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+importColumns+` FROM cc_imports ORDER BY id DESC LIMIT ?`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("store: recent imports: %w", err)
+	}
+	defer rows.Close()
+	var out []*Import
+	for rows.Next() {
+		imp, err := scanImport(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: recent imports: %w", err)
+		}
+		out = append(out, imp)
+	}
+	return out, rows.Err()
+}
+
+// ImportRows returns the enrollments an import still holds (status
+// importing), oldest update first.
+func (s *DB) ImportRows(ctx context.Context, importID int64) ([]*Enrollment, error) {
+	rows, err := s.db.QueryContext(ctx,
+		`SELECT `+enrollmentColumns+` FROM enrollments WHERE import_id = ? AND status = ? ORDER BY updated_at, id`,
+		importID, StatusImporting)
+	if err != nil {
+		return nil, fmt.Errorf("store: import rows: %w", err)
+	}
+	defer rows.Close()
+	var out []*Enrollment
+	for rows.Next() {
+		e, err := scanEnrollment(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: import rows: %w", err)
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// SubmitImport records that CC accepted the import as an activity. It is
+// written as soon as the 201 arrives so that a retry never posts twice.
+func (s *DB) SubmitImport(ctx context.Context, importID int64, lists, listIDs []string, activityID, state string) error {
+	l, _ := json.Marshal(nonNilSlice(lists))
+	ids, _ := json.Marshal(nonNilSlice(listIDs))
+	_, err := s.db.ExecContext(ctx,
+		`UPDATE cc_imports SET lists = ?, list_ids = ?, activity_id = ?, state = ?, updated_at = ? WHERE id = ?`,
+		string(l), string(ids), activityID, state, s.utcNow(), importID)
+	if err != nil {
+		return fmt.Errorf("store: submit import %d: %w", importID, err)
+	}
+	return nil
+}
+
+// ActivityResult is what CC reported about an activity.
+type ActivityResult struct {
+	State                string
+	Final                bool
+	ItemsTotalCount      int
+	PersonCount          int
+	ErrorCount           int
+	CorrectableCount     int
+	CannotAddToListCount int
+	ActivityErrors       []string
+}
+
+// RecordActivity stores CC's latest report on an import. When the report is
+// final it also settles the import's rows in the same transaction: imported
+// when clean is true, otherwise failed with reason, so that they can be
+// replayed. Rows that changed meanwhile (a new version) are left pending.
+func (s *DB) RecordActivity(ctx context.Context, importID int64, a ActivityResult, clean bool, reason string) error {
+	errs, _ := json.Marshal(nonNilSlice(a.ActivityErrors))
+	now := s.utcNow()
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		var completed sql.NullTime
+		if a.Final {
+			completed = sql.NullTime{Time: now, Valid: true}
+		}
+		if _, err := tx.ExecContext(ctx,
+			`UPDATE cc_imports SET state = ?, items_total_count = ?, person_count = ?, error_count = ?,
+			   correctable_count = ?, cannot_add_to_list_count = ?, activity_errors = ?, updated_at = ?, completed_at = ?
+			 WHERE id = ?`,
+			a.State, a.ItemsTotalCount, a.PersonCount, a.ErrorCount, a.CorrectableCount, a.CannotAddToListCount,
+			string(errs), now, completed, importID); err != nil {
+			return err
+		}
+		if !a.Final {
+			return nil
+		}
+		return settleRows(ctx, tx, importID, clean, reason, now)
+	})
+	if err != nil {
+		return fmt.Errorf("store: record activity for import %d: %w", importID, err)
+	}
+	return nil
+}
+
+// FailImport marks an import that CC refused outright (a request it will
+// never accept) and fails its rows with the reason.
+func (s *DB) FailImport(ctx context.Context, importID int64, reason string) error {
+	now := s.utcNow()
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		errs, _ := json.Marshal([]string{reason})
+		if _, err := tx.ExecContext(ctx,
+			`UPDATE cc_imports SET state = ?, activity_errors = ?, updated_at = ?, completed_at = ? WHERE id = ?`,
+			ImportRejected, string(errs), now, now, importID); err != nil {
+			return err
+		}
+		return settleRows(ctx, tx, importID, false, reason, now)
+	})
+	if err != nil {
+		return fmt.Errorf("store: fail import %d: %w", importID, err)
+	}
+	return nil
+}
+
+func settleRows(ctx context.Context, tx *sql.Tx, importID int64, clean bool, reason string, now time.Time) error {
+	if clean {
+		_, err := tx.ExecContext(ctx,
+			`UPDATE enrollments SET status = ?, status_reason = '', imported_at = ?, updated_at = ?
+			 WHERE import_id = ? AND status = ?`, StatusImported, now, now, importID, StatusImporting)
+		return err
+	}
+	_, err := tx.ExecContext(ctx,
+		`UPDATE enrollments SET status = ?, status_reason = ?, updated_at = ? WHERE import_id = ? AND status = ?`,
+		StatusFailed, truncate(strings.TrimSpace(reason), 1024), now, importID, StatusImporting)
+	return err
+}

@@ -1,0 +1,113 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Redis keys owned by the store. They share one prefix so that ops can find
+// them and so that they never collide with asynq's own "asynq:" keys.
+const (
+	keyAccessToken = "hs2cc:cc:access_token"
+	keyLockPrefix  = "hs2cc:lock:"
+)
+
+// Cache is the Redis side of the store: the access-token cache and
+// cross-process locks. Losing it loses nothing, since MySQL holds the truth.
+type Cache struct {
+	rdb *redis.Client
+}
+
+// NewCache wraps a Redis client.
+func NewCache(rdb *redis.Client) *Cache { return &Cache{rdb: rdb} }
+
+// ParseRedisURL turns redis://host:port/db into client options.
+func ParseRedisURL(u string) (*redis.Options, error) {
+	opt, err := redis.ParseURL(u)
+	if err != nil {
+		return nil, fmt.Errorf("store: parse redis url: %w", err)
+	}
+	return opt, nil
+}
+
+// Ping reports whether Redis answers.
+func (c *Cache) Ping(ctx context.Context) error {
+	if err := c.rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("store: redis ping: %w", err)
+	}
+	return nil
+}
+
+// AccessToken returns the cached access token, or "" when none is cached.
+func (c *Cache) AccessToken(ctx context.Context) (string, error) {
+	v, err := c.rdb.Get(ctx, keyAccessToken).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("store: cached token: %w", err)
+	}
+	return v, nil
+}
+
+// SetAccessToken caches the access token for ttl.
+func (c *Cache) SetAccessToken(ctx context.Context, token string, ttl time.Duration) error {
+	if ttl <= 0 {
+		return nil
+	}
+	if err := c.rdb.Set(ctx, keyAccessToken, token, ttl).Err(); err != nil {
+		return fmt.Errorf("store: cache token: %w", err)
+	}
+	return nil
+}
+
+// DropAccessToken forgets the cached token, but only if it is still the one
+// given, so that a slow caller cannot evict a token another process just
+// refreshed.
+func (c *Cache) DropAccessToken(ctx context.Context, token string) error {
+	if err := compareAndDelete.Run(ctx, c.rdb, []string{keyAccessToken}, token).Err(); err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("store: drop cached token: %w", err)
+	}
+	return nil
+}
+
+// compareAndDelete deletes a key only while it holds the expected value; it
+// backs both lock release and token eviction.
+var compareAndDelete = redis.NewScript(`
+if redis.call("GET", KEYS[1]) == ARGV[1] then
+  return redis.call("DEL", KEYS[1])
+end
+return 0`)
+
+// Lock takes a named cross-process lock for at most ttl. It returns a release
+// func and true when this caller holds the lock. The owner token makes sure a
+// caller whose lock expired cannot release someone else's.
+func (c *Cache) Lock(ctx context.Context, name string, ttl time.Duration) (func(), bool, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return nil, false, fmt.Errorf("store: lock %s: %w", name, err)
+	}
+	owner := hex.EncodeToString(b[:])
+	key := keyLockPrefix + name
+	ok, err := c.rdb.SetNX(ctx, key, owner, ttl).Result()
+	if err != nil {
+		return nil, false, fmt.Errorf("store: lock %s: %w", name, err)
+	}
+	if !ok {
+		return func() {}, false, nil
+	}
+	release := func() {
+		// A fresh context: the release must happen even when the caller's
+		// context was cancelled, or the lock would block others until ttl.
+		rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = compareAndDelete.Run(rctx, c.rdb, []string{key}, owner).Err()
+	}
+	return release, true, nil
+}
