@@ -1,0 +1,95 @@
+package ccclient
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"strings"
+)
+
+// maxContactsListFilter is CC's cap on list ids in one GET /contacts.
+const maxContactsListFilter = 25
+
+// Contact is the part of a CC ContactResource the bridge verifies imports
+// with.
+type Contact struct {
+	ContactID string `json:"contact_id"`
+	// Email is email_address.address.
+	Email     string `json:"email"`
+	FirstName string `json:"first_name,omitempty"`
+	LastName  string `json:"last_name,omitempty"`
+	// ListMemberships holds the ids of the lists the contact is on.
+	ListMemberships []string `json:"list_memberships,omitempty"`
+	// PermissionToSend is email_address.permission_to_send: explicit,
+	// implicit, not_set, pending_confirmation, temp_hold or unsubscribed.
+	// An unsubscribed contact explains a cannot_add_to_list_count.
+	PermissionToSend string `json:"permission_to_send,omitempty"`
+}
+
+// UnmarshalJSON decodes CC's ContactResource shape, flattening
+// email_address.
+func (c *Contact) UnmarshalJSON(b []byte) error {
+	var w struct {
+		ContactID    flexString `json:"contact_id"`
+		EmailAddress struct {
+			Address          string `json:"address"`
+			PermissionToSend string `json:"permission_to_send"`
+		} `json:"email_address"`
+		FirstName       string   `json:"first_name"`
+		LastName        string   `json:"last_name"`
+		ListMemberships []string `json:"list_memberships"`
+	}
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	*c = Contact{
+		ContactID:        string(w.ContactID),
+		Email:            w.EmailAddress.Address,
+		FirstName:        w.FirstName,
+		LastName:         w.LastName,
+		ListMemberships:  w.ListMemberships,
+		PermissionToSend: w.EmailAddress.PermissionToSend,
+	}
+	return nil
+}
+
+// Contacts returns the contacts on any of listIDs, with their list
+// memberships, following CC's paging. CC filters on at most 25 lists per
+// request, so longer sets are queried 25 at a time and the results merged
+// (each contact once, in first-seen order). No list ids means no contacts
+// and no request; this never lists the whole account.
+func (c *Client) Contacts(ctx context.Context, listIDs []string) ([]Contact, error) {
+	const op = "ccclient: list contacts"
+	var all []Contact
+	seen := make(map[string]bool)
+	for start := 0; start < len(listIDs); start += maxContactsListFilter {
+		chunk := listIDs[start:min(start+maxContactsListFilter, len(listIDs))]
+		q := url.Values{
+			"lists":   {strings.Join(chunk, ",")},
+			"include": {"list_memberships"},
+			"limit":   {"500"},
+		}
+		err := c.pages(ctx, "contacts?"+q.Encode(), "/contacts", func(raw []byte) (string, error) {
+			var page struct {
+				Contacts []Contact `json:"contacts"`
+				Links    pageLinks `json:"_links"`
+			}
+			if err := json.Unmarshal(raw, &page); err != nil {
+				return "", err
+			}
+			for _, ct := range page.Contacts {
+				if ct.ContactID != "" && seen[ct.ContactID] {
+					continue
+				}
+				seen[ct.ContactID] = true
+				all = append(all, ct)
+			}
+			return page.Links.Next.Href, nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", op, err)
+		}
+	}
+	return all, nil
+}
