@@ -2,12 +2,16 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/go-sql-driver/mysql"
 )
 
 //go:embed migrations/*.sql
@@ -129,18 +133,19 @@ func (s *DB) Migrate(ctx context.Context) ([]int, error) {
 // database.
 func (s *DB) SchemaVersion(ctx context.Context) (int, error) {
 	var v int
-	err := s.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&v)
-	if err != nil {
-		// An empty database has no schema_migrations table at all.
-		var probe int
-		if perr := s.db.QueryRowContext(ctx,
-			`SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = 'schema_migrations'`,
-		).Scan(&probe); perr == nil && probe == 0 {
-			return 0, nil
-		}
-		return 0, fmt.Errorf("store: schema version: %w", err)
+	err := s.db.QueryRowContext(ctx, `SELECT version FROM schema_migrations ORDER BY version DESC LIMIT 1`).Scan(&v)
+	switch {
+	case err == nil:
+		return v, nil
+	case errors.Is(err, sql.ErrNoRows):
+		return 0, nil
 	}
-	return v, nil
+	// An empty database has no schema_migrations table at all (error 1146).
+	var me *mysql.MySQLError
+	if errors.As(err, &me) && me.Number == 1146 {
+		return 0, nil
+	}
+	return 0, fmt.Errorf("store: schema version: %w", err)
 }
 
 // CheckSchema returns ErrSchemaOutdated unless the database is at the version

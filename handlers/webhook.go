@@ -1,0 +1,157 @@
+package handlers
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/hs2cc/hs2cc/hubspot"
+	"github.com/hs2cc/hs2cc/store"
+)
+
+type acceptedBody struct {
+	ID        int64 `json:"id"`
+	Version   int   `json:"version,omitempty"`
+	Duplicate bool  `json:"duplicate,omitempty"`
+}
+
+type storedBody struct {
+	DeliveryID int64  `json:"delivery_id"`
+	Status     string `json:"status"`
+}
+
+// handleWebhook receives one HubSpot delivery. The order matters: limit the
+// body, read the raw bytes, verify the signature over exactly those bytes,
+// parse, store delivery and enrollment in one transaction, enqueue, answer.
+// A 2xx is sent only after the commit, and no fault of ours is ever answered
+// with a 4xx, since HubSpot would then drop the enrollment for good.
+func handleWebhook(cfg Config, st Store, enq Enqueuer) echo.HandlerFunc {
+	base := strings.TrimSuffix(cfg.PublicURL, "/")
+	return func(c echo.Context) error {
+		r := c.Request()
+		raw, err := readBody(r)
+		if err != nil {
+			return err
+		}
+		version, err := cfg.Verifier.Verify(hubspot.Request{
+			Method: r.Method, URI: signedURI(base, r), Body: raw, Header: r.Header,
+		})
+		if err != nil {
+			if errors.Is(err, hubspot.ErrNoSecret) {
+				return unavailable("the webhook secret is not configured", err)
+			}
+			return newError(http.StatusUnauthorized, CodeBadSignature, signatureMessage(err), err)
+		}
+		ctx := r.Context()
+		d := &store.Delivery{Kind: store.KindWorkflow, SignatureVersion: string(version), Body: raw}
+
+		parsed, err := hubspot.ParseWorkflow(raw, cfg.Fields)
+		if err != nil {
+			// Keep what cannot be imported, with its reason, so that it can be
+			// inspected and replayed; if even that fails, HubSpot must retry.
+			status, code := http.StatusBadRequest, CodeMalformed
+			d.Verdict, d.Reason = store.VerdictMalformed, err.Error()
+			switch {
+			case errors.Is(err, hubspot.ErrWebhooksAPI):
+				d.Kind, d.Verdict = store.KindWebhooksAPI, store.VerdictUnsupported
+				status, code = http.StatusOK, ""
+			case errors.Is(err, hubspot.ErrNoEmail):
+				d.Verdict = store.VerdictNoEmail
+				status, code = http.StatusUnprocessableEntity, CodeNoEmail
+			case errors.Is(err, hubspot.ErrMalformed):
+				d.Kind = store.KindUnknown
+			default:
+				return unavailable("could not read the delivery", err)
+			}
+			if serr := st.RecordDelivery(ctx, d); serr != nil {
+				return unavailable("could not store the delivery", serr)
+			}
+			if status < 300 {
+				// Webhooks API events are stored for a later version to
+				// import; HubSpot retries any 4xx from that API, so say 2xx.
+				return c.JSON(status, storedBody{DeliveryID: d.ID, Status: d.Verdict})
+			}
+			return newError(status, code, err.Error(), err)
+		}
+
+		e := toStoreEnrollment(parsed, cfg.Lists)
+		res, err := st.Ingest(ctx, d, e)
+		if err != nil {
+			return unavailable("could not store the enrollment", err)
+		}
+		// A pending row is queued even on a repeat: a repeat may be HubSpot's
+		// retry of a request whose enqueue failed. The TaskID makes it a no-op
+		// when the task exists. An enqueue failure is not the caller's fault
+		// and the row is durable, so the sweep will queue it: still a 2xx.
+		if res.Status == store.StatusPending {
+			if err := enq.EnqueueEnrollment(ctx, res.EnrollmentID, res.Version, res.Lists); err != nil {
+				cfg.Logger.Warn("enqueue failed; the sweep will enqueue the stored enrollment",
+					"enrollment_id", res.EnrollmentID, "err", err)
+			}
+		}
+		if res.Outcome == store.OutcomeUnchanged {
+			return c.JSON(http.StatusOK, acceptedBody{ID: res.EnrollmentID, Version: res.Version, Duplicate: true})
+		}
+		return c.JSON(http.StatusAccepted, acceptedBody{ID: res.EnrollmentID, Version: res.Version})
+	}
+}
+
+// readBody reads at most MaxBodyBytes; a larger body is refused with 413
+// before any of it is parsed.
+func readBody(r *http.Request) ([]byte, error) {
+	if r.ContentLength > MaxBodyBytes {
+		return nil, newError(http.StatusRequestEntityTooLarge, CodeBodyTooLarge, "body larger than 1 MiB", nil)
+	}
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength))
+	}
+	n, err := buf.ReadFrom(io.LimitReader(r.Body, MaxBodyBytes+1))
+	if err != nil {
+		// The connection broke mid-body: nothing usable arrived, and HubSpot
+		// will see a failure and retry.
+		return nil, newError(http.StatusBadRequest, CodeMalformed, "could not read the body", err)
+	}
+	if n > MaxBodyBytes {
+		return nil, newError(http.StatusRequestEntityTooLarge, CodeBodyTooLarge, "body larger than 1 MiB", nil)
+	}
+	return buf.Bytes(), nil
+}
+
+// signedURI is the URI HubSpot signed: the public base URL plus the path and
+// query exactly as received. Behind a TLS-terminating proxy the request
+// itself only knows the internal scheme and host, so they come from config.
+func signedURI(base string, r *http.Request) string {
+	if base == "" {
+		scheme := "http"
+		if r.TLS != nil {
+			scheme = "https"
+		}
+		base = scheme + "://" + r.Host
+	}
+	return base + r.RequestURI
+}
+
+func signatureMessage(err error) string {
+	switch {
+	case errors.Is(err, hubspot.ErrMissingSignature):
+		return "missing HubSpot signature headers"
+	case errors.Is(err, hubspot.ErrStaleTimestamp):
+		return "request timestamp outside the accepted window"
+	case errors.Is(err, hubspot.ErrBadTimestamp):
+		return "unreadable request timestamp"
+	}
+	return "signature does not match"
+}
+
+func toStoreEnrollment(p hubspot.Enrollment, lists []string) *store.Enrollment {
+	return &store.Enrollment{
+		PortalID: p.PortalID, ObjectKey: p.ObjectKey(), Email: p.Email, FirstName: p.FirstName,
+		LastName: p.LastName, Country: p.Country, EnrolledAt: p.EnrolledAt, Properties: p.Properties,
+		Lists: lists, ContentHash: p.ContentHash(),
+	}
+}

@@ -1,0 +1,24 @@
+// Package jobs is the asynchronous half of hs2cc: the task catalogue, the
+// Enqueuer that is the only place enqueue options are chosen, the group
+// aggregator that turns many enrollments into one Constant Contact import,
+// the task handlers, and the periodic tasks.
+//
+// Task catalogue (payloads hold ids only; MySQL holds the data):
+//
+//	enrollment:sync    {"enrollment_id":N}  one stored enrollment version. TaskID
+//	                   "enrollment:<id>:v<version>", Group = the enrollment's
+//	                   target list set, so asynq holds it until the group is
+//	                   aggregated. Run alone only when enqueued without a group.
+//	cc:import          {"enrollment_ids":[…]}  made by the aggregator from one
+//	                   group. Claims the rows in MySQL (pending → importing),
+//	                   posts one contacts_json_import and records the activity.
+//	cc:activity        {"import_id":N}  polls the CC activity until it is final
+//	                   and settles the import's rows (imported or failed).
+//	enrollment:sweep   {}  periodic: re-enqueues enrollments that have waited in
+//	                   pending too long because Redis lost or never got their task.
+//	cc:token-refresh   {}  periodic: refreshes the CC token before it expires.
+//
+// Retries: a wait that is nobody's fault (an activity still running, CC's
+// 4 requests/s throttle, the daily quota) is not counted as a failure and
+// does not spend the task's retries; see retryDelay and isFailure.
+package jobs

@@ -1,0 +1,79 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hibiken/asynq"
+)
+
+// Enqueuer puts tasks on the queue. It is the only place enqueue options are
+// chosen, so that every producer (webhook, sweep, replay) gets the same
+// TaskIDs and groups and the same dedupe.
+type Enqueuer struct {
+	client *asynq.Client
+}
+
+// NewEnqueuer wraps an asynq client; the caller owns and closes it.
+func NewEnqueuer(client *asynq.Client) *Enqueuer { return &Enqueuer{client: client} }
+
+// EnqueueEnrollment queues one enrollment version for import into the group
+// of its lists. A TaskID conflict means this version is already queued, which
+// is success.
+func (e *Enqueuer) EnqueueEnrollment(ctx context.Context, id int64, version int, lists []string) error {
+	payload, err := json.Marshal(enrollmentPayload{EnrollmentID: id})
+	if err != nil {
+		return fmt.Errorf("jobs: enqueue enrollment %d: %w", id, err)
+	}
+	task := asynq.NewTask(TypeEnrollmentSync, payload)
+	_, err = e.client.EnqueueContext(ctx, task,
+		asynq.Queue(Queue),
+		asynq.TaskID(enrollmentTaskID(id, version)),
+		asynq.Group(GroupKey(lists)),
+		asynq.MaxRetry(25),
+	)
+	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		return fmt.Errorf("jobs: enqueue enrollment %d: %w", id, err)
+	}
+	return nil
+}
+
+// enqueueActivityPoll schedules the first poll of an import's activity.
+func (e *Enqueuer) enqueueActivityPoll(ctx context.Context, importID int64, after time.Duration) error {
+	payload, err := json.Marshal(activityPayload{ImportID: importID})
+	if err != nil {
+		return err
+	}
+	_, err = e.client.EnqueueContext(ctx, asynq.NewTask(TypeCCActivity, payload),
+		asynq.Queue(Queue),
+		asynq.TaskID(fmt.Sprintf("cc:activity:%d", importID)),
+		asynq.ProcessIn(after),
+		asynq.MaxRetry(25),
+	)
+	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		return fmt.Errorf("jobs: enqueue activity poll for import %d: %w", importID, err)
+	}
+	return nil
+}
+
+// aggregate is the asynq GroupAggregator: one group's enrollment tasks become
+// one cc:import task. It gets no TaskID on purpose: asynq keeps a group's set
+// when the enqueue fails and would retry a conflicting id forever; duplicate
+// batches are instead made harmless by claiming rows in MySQL.
+func aggregate(group string, tasks []*asynq.Task) *asynq.Task {
+	ids := make([]int64, 0, len(tasks))
+	seen := make(map[int64]bool, len(tasks))
+	for _, t := range tasks {
+		var p enrollmentPayload
+		if err := json.Unmarshal(t.Payload(), &p); err != nil || p.EnrollmentID == 0 || seen[p.EnrollmentID] {
+			continue
+		}
+		seen[p.EnrollmentID] = true
+		ids = append(ids, p.EnrollmentID)
+	}
+	payload, _ := json.Marshal(importPayload{EnrollmentIDs: ids})
+	return asynq.NewTask(TypeCCImport, payload, asynq.MaxRetry(25))
+}

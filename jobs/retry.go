@@ -1,0 +1,69 @@
+package jobs
+
+import (
+	"errors"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/hs2cc/hs2cc/ccclient"
+)
+
+// waitError asks for the task to run again after a delay without counting a
+// failure: the work is not failing, it is waiting on someone else.
+type waitError struct {
+	after  time.Duration
+	reason string
+}
+
+func (e *waitError) Error() string { return "waiting: " + e.reason }
+
+// isFailure tells asynq which errors spend a retry. Waiting on a running
+// activity or on CC's rate limits is not a failure: spending retries on it
+// would exhaust a task during a busy day and lose its rows to the archive.
+func isFailure(err error) bool {
+	var w *waitError
+	if errors.As(err, &w) {
+		return false
+	}
+	var apiErr *ccclient.APIError
+	if errors.As(err, &apiErr) && (apiErr.Throttled() || apiErr.QuotaExceeded()) {
+		return false
+	}
+	return !errors.Is(err, ErrNotConnected)
+}
+
+// retryDelay picks the next attempt by the class of error: CC's per-second
+// throttle clears in a second, its daily quota at 00:00 UTC, a missing CC
+// connection when a person reconnects; everything else backs off as asynq
+// does by default.
+func retryDelay(now func() time.Time) asynq.RetryDelayFunc {
+	return func(n int, err error, t *asynq.Task) time.Duration {
+		var w *waitError
+		if errors.As(err, &w) {
+			return w.after
+		}
+		var apiErr *ccclient.APIError
+		if errors.As(err, &apiErr) {
+			switch {
+			case apiErr.Throttled():
+				return time.Second
+			case apiErr.QuotaExceeded():
+				return untilUTCMidnight(now()) + time.Minute
+			case apiErr.StatusCode == 429:
+				// The 1,000-queued-activities cap: give CC time to drain.
+				return time.Minute
+			}
+		}
+		if errors.Is(err, ErrNotConnected) {
+			return time.Minute
+		}
+		return asynq.DefaultRetryDelayFunc(n, err, t)
+	}
+}
+
+func untilUTCMidnight(now time.Time) time.Duration {
+	now = now.UTC()
+	next := time.Date(now.Year(), now.Month(), now.Day()+1, 0, 0, 0, 0, time.UTC)
+	return next.Sub(now)
+}

@@ -1,0 +1,185 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/hs2cc/hs2cc/ccclient"
+	"github.com/hs2cc/hs2cc/store"
+)
+
+// ErrNotConnected means the bridge holds no usable CC token: nobody has
+// connected CC yet, or CC refused the refresh token (invalid_grant) and a
+// person must connect again. CC-bound tasks wait instead of failing.
+var ErrNotConnected = errors.New("jobs: Constant Contact is not connected")
+
+// TokenStore keeps the token pair durably.
+type TokenStore interface {
+	LoadToken(ctx context.Context) (*store.Token, error)
+	SaveToken(ctx context.Context, t store.Token, prevVersion int64) (int64, error)
+}
+
+// TokenCache caches the access token and provides the cross-process lock.
+type TokenCache interface {
+	AccessToken(ctx context.Context) (string, error)
+	SetAccessToken(ctx context.Context, token string, ttl time.Duration) error
+	DropAccessToken(ctx context.Context, token string) error
+	Lock(ctx context.Context, name string, ttl time.Duration) (func(), bool, error)
+}
+
+// Refresher exchanges a refresh token for a new pair.
+type Refresher interface {
+	Refresh(ctx context.Context, refreshToken string) (*ccclient.Token, error)
+}
+
+// Tokens is the CC TokenSource every worker shares. The access token is read
+// from Redis; the pair lives in MySQL; refreshing happens under a Redis lock,
+// re-reads MySQL after acquiring it, and saves the new pair before using it,
+// so a rotating refresh token is never spent twice or lost.
+type Tokens struct {
+	store  TokenStore
+	cache  TokenCache
+	oauth  Refresher
+	log    *slog.Logger
+	margin time.Duration // refresh when the token expires within this
+	now    func() time.Time
+}
+
+// NewTokens builds the shared token source. margin is how long before expiry
+// a token counts as due for refresh.
+func NewTokens(st TokenStore, cache TokenCache, oauth Refresher, log *slog.Logger, margin time.Duration) *Tokens {
+	return &Tokens{store: st, cache: cache, oauth: oauth, log: log, margin: margin, now: time.Now}
+}
+
+const refreshLock = "cc-token-refresh"
+
+// Token returns a usable access token.
+func (t *Tokens) Token(ctx context.Context) (string, error) {
+	if tok, err := t.cache.AccessToken(ctx); err == nil && tok != "" {
+		return tok, nil
+	}
+	stored, err := t.load(ctx)
+	if err != nil {
+		return "", err
+	}
+	if t.fresh(stored) {
+		t.cacheToken(ctx, stored)
+		return stored.AccessToken, nil
+	}
+	return t.refresh(ctx, "")
+}
+
+// Invalidate is called after CC answered 401 to token: the next Token call
+// refreshes unless another process already has.
+func (t *Tokens) Invalidate(ctx context.Context, token string) error {
+	if err := t.cache.DropAccessToken(ctx, token); err != nil {
+		return err
+	}
+	_, err := t.refresh(ctx, token)
+	return err
+}
+
+// RefreshIfDue refreshes the token when it expires within the margin; the
+// periodic cc:token-refresh task calls it.
+func (t *Tokens) RefreshIfDue(ctx context.Context) error {
+	stored, err := t.load(ctx)
+	if err != nil {
+		return err
+	}
+	if t.fresh(stored) {
+		return nil
+	}
+	_, err = t.refresh(ctx, "")
+	return err
+}
+
+func (t *Tokens) load(ctx context.Context) (*store.Token, error) {
+	stored, err := t.store.LoadToken(ctx)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && stored.RefreshToken == "" && stored.AccessToken == "") {
+		return nil, ErrNotConnected
+	}
+	return stored, err
+}
+
+func (t *Tokens) fresh(tok *store.Token) bool {
+	return tok.AccessToken != "" && tok.ExpiresAt.Sub(t.now()) > t.margin
+}
+
+func (t *Tokens) cacheToken(ctx context.Context, tok *store.Token) {
+	// Cache a little under the real expiry so that no process hands out a
+	// token in its last seconds.
+	ttl := tok.ExpiresAt.Sub(t.now()) - t.margin/2
+	if err := t.cache.SetAccessToken(ctx, tok.AccessToken, ttl); err != nil {
+		t.log.Warn("could not cache the CC access token", "err", err)
+	}
+}
+
+// refresh runs one refresh across every process. bad, when set, is an
+// access token CC rejected: a stored token other than it is good enough.
+func (t *Tokens) refresh(ctx context.Context, bad string) (string, error) {
+	deadline := t.now().Add(15 * time.Second)
+	for {
+		release, ok, err := t.cache.Lock(ctx, refreshLock, 30*time.Second)
+		if err != nil {
+			return "", err
+		}
+		if ok {
+			tok, err := t.refreshLocked(ctx, bad)
+			release()
+			return tok, err
+		}
+		// Someone else is refreshing; wait for them and use their result.
+		if t.now().After(deadline) {
+			return "", fmt.Errorf("jobs: waiting for another process to refresh the CC token: timed out")
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+		stored, err := t.load(ctx)
+		if err != nil {
+			return "", err
+		}
+		if stored.AccessToken != bad && t.fresh(stored) {
+			return stored.AccessToken, nil
+		}
+	}
+}
+
+func (t *Tokens) refreshLocked(ctx context.Context, bad string) (string, error) {
+	// Re-read under the lock: the holder before us may have refreshed already.
+	stored, err := t.load(ctx)
+	if err != nil {
+		return "", err
+	}
+	if stored.AccessToken != bad && t.fresh(stored) {
+		t.cacheToken(ctx, stored)
+		return stored.AccessToken, nil
+	}
+	if stored.RefreshToken == "" {
+		return "", ErrNotConnected
+	}
+	next, err := t.oauth.Refresh(ctx, stored.RefreshToken)
+	if err != nil {
+		if ccclient.IsInvalidGrant(err) {
+			t.log.Error("CC refused the refresh token; a person must reconnect Constant Contact", "err", err)
+			return "", fmt.Errorf("%w: %w", ErrNotConnected, err)
+		}
+		return "", fmt.Errorf("jobs: refresh CC token: %w", err)
+	}
+	saved := store.Token{AccessToken: next.AccessToken, RefreshToken: next.RefreshToken, ExpiresAt: next.ExpiresAt}
+	if saved.RefreshToken == "" {
+		saved.RefreshToken = stored.RefreshToken
+	}
+	// Save before use: if this process dies now, the new pair is durable.
+	if _, err := t.store.SaveToken(ctx, saved, stored.Version); err != nil {
+		return "", fmt.Errorf("jobs: save refreshed CC token: %w", err)
+	}
+	t.cacheToken(ctx, &saved)
+	t.log.Info("CC token refreshed", "expires_at", saved.ExpiresAt)
+	return saved.AccessToken, nil
+}

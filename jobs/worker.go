@@ -1,0 +1,137 @@
+package jobs
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/hibiken/asynq"
+)
+
+// Config tunes the worker.
+type Config struct {
+	Concurrency int
+	// GroupGracePeriod is how long a group waits for one more enrollment
+	// before it is imported; asynq's minimum is one second.
+	GroupGracePeriod time.Duration
+	// GroupMaxDelay bounds how long the first enrollment in a group waits.
+	GroupMaxDelay time.Duration
+	// GroupMaxSize is the most enrollments in one import. An import must stay
+	// under CC's 4 MB body limit; at a few hundred bytes a contact the
+	// default keeps a wide margin.
+	GroupMaxSize int
+	// PollInterval is the first and shortest wait between activity polls;
+	// PollMaxInterval the longest.
+	PollInterval    time.Duration
+	PollMaxInterval time.Duration
+	// SweepInterval is how often stale pending rows are re-enqueued, and
+	// SweepAge how long a row must have waited to count as stale.
+	SweepInterval time.Duration
+	SweepAge      time.Duration
+	// TokenRefreshInterval is how often the token's expiry is checked.
+	TokenRefreshInterval time.Duration
+	// ShutdownTimeout is how long running tasks get to finish on shutdown.
+	ShutdownTimeout time.Duration
+}
+
+// DefaultConfig returns production settings.
+func DefaultConfig() Config {
+	return Config{
+		Concurrency:          10,
+		GroupGracePeriod:     10 * time.Second,
+		GroupMaxDelay:        60 * time.Second,
+		GroupMaxSize:         5000,
+		PollInterval:         2 * time.Second,
+		PollMaxInterval:      2 * time.Minute,
+		SweepInterval:        time.Minute,
+		SweepAge:             10 * time.Minute,
+		TokenRefreshInterval: 10 * time.Minute,
+		ShutdownTimeout:      20 * time.Second,
+	}
+}
+
+// Worker is the `hs2cc work` process: the asynq server with its handlers and
+// aggregator, and the scheduler for periodic tasks.
+type Worker struct {
+	server    *asynq.Server
+	scheduler *asynq.Scheduler
+	mux       *asynq.ServeMux
+	log       *slog.Logger
+}
+
+// NewWorker wires the handlers. redisOpt is the asynq connection; tokens is
+// refreshed by the periodic task (nil skips that task).
+func NewWorker(redisOpt asynq.RedisConnOpt, cfg Config, st Store, cc CC, enq *Enqueuer, tokens *Tokens, log *slog.Logger) *Worker {
+	im := newImporter(st, cc, enq, log, cfg.PollInterval, cfg.PollMaxInterval)
+	sw := &Sweeper{store: st, enq: enq, log: log, age: cfg.SweepAge, now: time.Now}
+
+	mux := asynq.NewServeMux()
+	mux.HandleFunc(TypeEnrollmentSync, im.handleEnrollment)
+	mux.HandleFunc(TypeCCImport, im.handleImport)
+	mux.HandleFunc(TypeCCActivity, im.handleActivity)
+	mux.HandleFunc(TypeEnrollmentSweep, sw.handle)
+	if tokens != nil {
+		mux.HandleFunc(TypeTokenRefresh, func(ctx context.Context, _ *asynq.Task) error {
+			return tokens.RefreshIfDue(ctx)
+		})
+	}
+
+	alog := asynqLogger{l: log}
+	server := asynq.NewServer(redisOpt, asynq.Config{
+		Concurrency:      cfg.Concurrency,
+		Queues:           map[string]int{Queue: 1},
+		GroupGracePeriod: cfg.GroupGracePeriod,
+		GroupMaxDelay:    cfg.GroupMaxDelay,
+		GroupMaxSize:     cfg.GroupMaxSize,
+		GroupAggregator:  asynq.GroupAggregatorFunc(aggregate),
+		RetryDelayFunc:   retryDelay(time.Now),
+		IsFailure:        isFailure,
+		ShutdownTimeout:  cfg.ShutdownTimeout,
+		Logger:           alog,
+		LogLevel:         asynq.WarnLevel,
+		ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
+			if isFailure(err) {
+				id, _ := asynq.GetTaskID(ctx)
+				log.Warn("task failed", "type", t.Type(), "task_id", id, "err", err)
+			}
+		}),
+	})
+	scheduler := asynq.NewScheduler(redisOpt, &asynq.SchedulerOpts{Logger: alog, LogLevel: asynq.WarnLevel, Location: time.UTC})
+	w := &Worker{server: server, scheduler: scheduler, mux: mux, log: log}
+	w.register(TypeEnrollmentSweep, cfg.SweepInterval)
+	if tokens != nil {
+		w.register(TypeTokenRefresh, cfg.TokenRefreshInterval)
+	}
+	return w
+}
+
+func (w *Worker) register(taskType string, every time.Duration) {
+	if every <= 0 {
+		return
+	}
+	spec := fmt.Sprintf("@every %s", every)
+	if _, err := w.scheduler.Register(spec, asynq.NewTask(taskType, nil),
+		asynq.Queue(Queue), asynq.MaxRetry(0), asynq.Timeout(every)); err != nil {
+		w.log.Error("could not register periodic task", "type", taskType, "err", err)
+	}
+}
+
+// Start starts processing and the scheduler without blocking.
+func (w *Worker) Start() error {
+	if err := w.server.Start(w.mux); err != nil {
+		return fmt.Errorf("jobs: start server: %w", err)
+	}
+	if err := w.scheduler.Start(); err != nil {
+		w.server.Shutdown()
+		return fmt.Errorf("jobs: start scheduler: %w", err)
+	}
+	return nil
+}
+
+// Shutdown stops the scheduler, then lets running tasks finish within the
+// configured timeout; unfinished tasks go back to the queue.
+func (w *Worker) Shutdown() {
+	w.scheduler.Shutdown()
+	w.server.Shutdown()
+}
