@@ -146,9 +146,13 @@ func (s *DB) ingestOnce(ctx context.Context, d *Delivery, e *Enrollment, props, 
 			}
 			if hash == e.ContentHash {
 				res.Outcome, res.Status = OutcomeUnchanged, status
-				if err := json.Unmarshal([]byte(storedLists), &res.Lists); err != nil {
+				// The stored lists are the ones its task was queued with;
+				// decode into a fresh slice, never into the caller's.
+				var stored []string
+				if err := json.Unmarshal([]byte(storedLists), &stored); err != nil {
 					return fmt.Errorf("enrollment %d lists: %w", id, err)
 				}
+				res.Lists = stored
 			} else {
 				res.Outcome, res.Version, res.Status = OutcomeUpdated, res.Version+1, StatusPending
 				if _, err := tx.ExecContext(ctx,

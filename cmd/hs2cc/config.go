@@ -1,0 +1,165 @@
+package main
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hs2cc/hs2cc/ccclient"
+	"github.com/hs2cc/hs2cc/hubspot"
+	"github.com/hs2cc/hs2cc/jobs"
+)
+
+// setting is one environment variable. The list below is the single source
+// for config parsing and for the README's table, which a test keeps in step.
+type setting struct {
+	name string
+	def  string
+	help string
+}
+
+var settings = []setting{
+	{"HS2CC_MYSQL_DSN", "", "MySQL DSN (go-sql-driver format), e.g. `user:pass@tcp(host:3306)/hs2cc`. Required for serve, work and migrate; `dev` embeds a server when unset."},
+	{"HS2CC_REDIS_URL", "redis://127.0.0.1:6379/0", "Redis URL `redis://[:password@]host:port/db`; `dev` embeds one when unset."},
+	{"HS2CC_ADDR", ":8080", "Listen address of `serve`."},
+	{"HS2CC_PUBLIC_URL", "", "Base URL HubSpot calls, e.g. `https://hs2cc.fly.dev`. The signed URI is this plus the request's path and query as received; unset, the request's own scheme and host are used (wrong behind a TLS proxy)."},
+	{"HS2CC_HUBSPOT_CLIENT_SECRET", "", "Client secret of the HubSpot app that signs the webhooks; two comma-separated secrets are both accepted during a rotation."},
+	{"HS2CC_HUBSPOT_REQUIRE_V3", "false", "Refuse v1/v2 signatures when the v3 headers are absent."},
+	{"HS2CC_FIELD_EMAIL", "email", "HubSpot property holding the email."},
+	{"HS2CC_FIELD_FIRSTNAME", "firstname", "HubSpot property holding the first name."},
+	{"HS2CC_FIELD_LASTNAME", "lastname", "HubSpot property holding the last name."},
+	{"HS2CC_FIELD_COUNTRY", "country", "HubSpot property holding the country."},
+	{"HS2CC_FIELD_ENROLLED_AT", "createdate", "HubSpot property holding the enrollment date."},
+	{"HS2CC_CC_LISTS", "New Agents", "Comma-separated CC list names every enrollment is added to."},
+	{"HS2CC_CC_API_URL", ccclient.DefaultBaseURL, "Constant Contact v3 API base URL."},
+	{"HS2CC_CC_AUTH_URL", ccclient.DefaultAuthURL, "Constant Contact OAuth base URL (authorize and token endpoints below it)."},
+	{"HS2CC_CC_CLIENT_ID", "", "Constant Contact API key (OAuth client id)."},
+	{"HS2CC_CC_CLIENT_SECRET", "", "Constant Contact OAuth client secret."},
+	{"HS2CC_CC_REFRESH_MARGIN", "2h", "Refresh the CC access token when it expires within this."},
+	{"HS2CC_OPS_USER", "", "Basic-auth user for /ops (Asynqmon at /ops/queues); /ops is off unless user and password are set."},
+	{"HS2CC_OPS_PASSWORD", "", "Basic-auth password for /ops."},
+	{"HS2CC_WORKER_CONCURRENCY", "10", "Tasks `work` runs at once."},
+	{"HS2CC_GROUP_GRACE_PERIOD", "10s", "How long a batch waits for one more enrollment before it is imported (minimum 1s)."},
+	{"HS2CC_GROUP_MAX_DELAY", "60s", "Longest wait of the first enrollment in a batch."},
+	{"HS2CC_GROUP_MAX_SIZE", "5000", "Most enrollments in one CC import."},
+	{"HS2CC_LOG_FORMAT", "json", "`json` or `text` (`dev` defaults to text)."},
+	{"HS2CC_LOG_LEVEL", "info", "`debug`, `info`, `warn` or `error`."},
+}
+
+// config is the parsed environment.
+type config struct {
+	MySQLDSN        string
+	RedisURL        string
+	Addr            string
+	PublicURL       string
+	HubSpotSecrets  []string
+	RequireV3       bool
+	Fields          hubspot.FieldNames
+	Lists           []string
+	CCAPIURL        string
+	CCAuthURL       string
+	CCClientID      string
+	CCClientSecret  string
+	CCRefreshMargin time.Duration
+	OpsUser         string
+	OpsPassword     string
+	Worker          jobs.Config
+	LogFormat       string
+	LogLevel        string
+}
+
+// loadConfig reads every HS2CC_ variable, applying defaults, and reports all
+// malformed values at once so that a deploy fails with the whole list.
+func loadConfig(getenv func(string) string) (config, error) {
+	get := func(name string) string {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			return v
+		}
+		for _, s := range settings {
+			if s.name == name {
+				return s.def
+			}
+		}
+		panic("unknown setting " + name)
+	}
+	var errs []string
+	dur := func(name string) time.Duration {
+		d, err := time.ParseDuration(get(name))
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("%s: %v", name, err))
+		}
+		return d
+	}
+	num := func(name string) int {
+		n, err := strconv.Atoi(get(name))
+		if err != nil || n <= 0 {
+			errs = append(errs, fmt.Sprintf("%s: want a positive whole number, got %q", name, get(name)))
+		}
+		return n
+	}
+	boolean := func(name string) bool {
+		b, err := strconv.ParseBool(get(name))
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("%s: want true or false, got %q", name, get(name)))
+		}
+		return b
+	}
+	cfg := config{
+		MySQLDSN:       get("HS2CC_MYSQL_DSN"),
+		RedisURL:       get("HS2CC_REDIS_URL"),
+		Addr:           get("HS2CC_ADDR"),
+		PublicURL:      strings.TrimSuffix(get("HS2CC_PUBLIC_URL"), "/"),
+		HubSpotSecrets: splitList(get("HS2CC_HUBSPOT_CLIENT_SECRET")),
+		RequireV3:      boolean("HS2CC_HUBSPOT_REQUIRE_V3"),
+		Fields: hubspot.FieldNames{
+			Email: get("HS2CC_FIELD_EMAIL"), FirstName: get("HS2CC_FIELD_FIRSTNAME"),
+			LastName: get("HS2CC_FIELD_LASTNAME"), Country: get("HS2CC_FIELD_COUNTRY"),
+			EnrolledAt: get("HS2CC_FIELD_ENROLLED_AT"),
+		},
+		Lists:           splitList(get("HS2CC_CC_LISTS")),
+		CCAPIURL:        get("HS2CC_CC_API_URL"),
+		CCAuthURL:       get("HS2CC_CC_AUTH_URL"),
+		CCClientID:      get("HS2CC_CC_CLIENT_ID"),
+		CCClientSecret:  get("HS2CC_CC_CLIENT_SECRET"),
+		CCRefreshMargin: dur("HS2CC_CC_REFRESH_MARGIN"),
+		OpsUser:         get("HS2CC_OPS_USER"),
+		OpsPassword:     get("HS2CC_OPS_PASSWORD"),
+		LogFormat:       get("HS2CC_LOG_FORMAT"),
+		LogLevel:        get("HS2CC_LOG_LEVEL"),
+	}
+	w := jobs.DefaultConfig()
+	w.Concurrency = num("HS2CC_WORKER_CONCURRENCY")
+	w.GroupGracePeriod = dur("HS2CC_GROUP_GRACE_PERIOD")
+	w.GroupMaxDelay = dur("HS2CC_GROUP_MAX_DELAY")
+	w.GroupMaxSize = num("HS2CC_GROUP_MAX_SIZE")
+	cfg.Worker = w
+	if len(cfg.Lists) == 0 {
+		errs = append(errs, "HS2CC_CC_LISTS: name at least one CC list")
+	}
+	if cfg.LogFormat != "json" && cfg.LogFormat != "text" {
+		errs = append(errs, fmt.Sprintf("HS2CC_LOG_FORMAT: want json or text, got %q", cfg.LogFormat))
+	}
+	if len(errs) > 0 {
+		return cfg, fmt.Errorf("config: %s", strings.Join(errs, "; "))
+	}
+	return cfg, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// requireMySQL is the check serve, work and migrate share.
+func (c config) requireMySQL() error {
+	if c.MySQLDSN == "" {
+		return fmt.Errorf("config: HS2CC_MYSQL_DSN is required")
+	}
+	return nil
+}

@@ -1,0 +1,215 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/hs2cc/hs2cc/ccclient"
+	"github.com/hs2cc/hs2cc/ccclient/ccsandbox"
+	"github.com/hs2cc/hs2cc/cmd/hs2cc/devstack"
+	"github.com/hs2cc/hs2cc/store"
+)
+
+// runDev runs the whole bridge in one process: embedded MySQL and Redis
+// (unless HS2CC_MYSQL_DSN / HS2CC_REDIS_URL name real ones), the CC sandbox on
+// its own port, serve and work together, CC connected through the sandbox's
+// real OAuth flow, and short batching delays so a demo finishes in seconds.
+func runDev(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "127.0.0.1:8080", "listen address of the bridge")
+	ccAddr := fs.String("cc-addr", "127.0.0.1:8081", "listen address of the CC sandbox")
+	var sf sandboxFlags
+	sf.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	// Dev defaults apply only where the environment is silent.
+	devDefaults := map[string]string{
+		"HS2CC_LOG_FORMAT":            "text",
+		"HS2CC_GROUP_GRACE_PERIOD":    "1s",
+		"HS2CC_GROUP_MAX_DELAY":       "3s",
+		"HS2CC_OPS_USER":              "ops",
+		"HS2CC_OPS_PASSWORD":          randomHex(8),
+		"HS2CC_HUBSPOT_CLIENT_SECRET": randomHex(4) + "-dev-" + randomHex(4),
+		"HS2CC_PUBLIC_URL":            "http://" + *addr,
+		"HS2CC_CC_CLIENT_ID":          sf.clientID,
+		"HS2CC_CC_CLIENT_SECRET":      sf.clientSecret,
+	}
+	env := func(k string) string {
+		if v := getenv(k); v != "" {
+			return v
+		}
+		return devDefaults[k]
+	}
+	cfg, err := loadConfig(env)
+	if err != nil {
+		return err
+	}
+	log := newLogger(stderr, cfg.LogFormat, cfg.LogLevel)
+
+	mysqlNote, redisNote := "real: HS2CC_MYSQL_DSN", "real: HS2CC_REDIS_URL"
+	if getenv("HS2CC_MYSQL_DSN") == "" {
+		dsn, stop, err := devstack.MySQL(ctx, "127.0.0.1:0", "hs2cc")
+		if err != nil {
+			return fmt.Errorf("dev: embedded MySQL: %w", err)
+		}
+		defer stop()
+		cfg.MySQLDSN, mysqlNote = dsn, "embedded go-mysql-server, in memory"
+	}
+	if getenv("HS2CC_REDIS_URL") == "" {
+		u, stop, err := devstack.Redis("127.0.0.1:0")
+		if err != nil {
+			return fmt.Errorf("dev: embedded Redis: %w", err)
+		}
+		defer stop()
+		cfg.RedisURL, redisNote = u, "embedded miniredis, in memory"
+	}
+	if err := runMigrate(ctx, cfg, io.Discard); err != nil {
+		return fmt.Errorf("dev: migrate: %w", err)
+	}
+
+	opts, err := sf.options(log.With("component", "sandbox"))
+	if err != nil {
+		return err
+	}
+	sb := ccsandbox.New(opts)
+	ccLn, err := net.Listen("tcp", *ccAddr)
+	if err != nil {
+		return fmt.Errorf("dev: sandbox: %w", err)
+	}
+	ccBase := "http://" + ccLn.Addr().String()
+	cfg.CCAPIURL, cfg.CCAuthURL = ccBase+"/v3", ccBase+"/oauth2/default/v1"
+	errc := make(chan error, 3)
+	go func() { errc <- serveListener(ctx, ccLn, sb, log) }()
+
+	d, err := connect(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer d.close()
+	oauth := ccclient.OAuthConfig{ClientID: cfg.CCClientID, ClientSecret: cfg.CCClientSecret, AuthURL: cfg.CCAuthURL,
+		RedirectURL: cfg.PublicURL + "/oauth/callback"}
+	tok, err := connectCC(ctx, oauth)
+	if err != nil {
+		return fmt.Errorf("dev: connect CC sandbox: %w", err)
+	}
+	if _, err := d.db.SaveToken(ctx, store.Token{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, ExpiresAt: tok.ExpiresAt}, 0); err != nil {
+		return err
+	}
+	if err := ensureLists(ctx, cfg.CCAPIURL, tok.AccessToken, cfg.Lists); err != nil {
+		return fmt.Errorf("dev: create lists: %w", err)
+	}
+
+	w, err := newWorker(cfg, d, log)
+	if err != nil {
+		return err
+	}
+	if err := w.Start(); err != nil {
+		return err
+	}
+	defer w.Shutdown()
+	app, closeApp := newHTTPApp(cfg, d, log)
+	defer closeApp()
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("dev: %w", err)
+	}
+	go func() { errc <- serveListener(ctx, ln, app, log) }()
+
+	base := "http://" + ln.Addr().String()
+	fmt.Fprintf(stdout, `
+hs2cc dev is running (MySQL: %s; Redis: %s).
+
+  Webhook URL       %s/webhooks/hubspot   (signed URI base: %s)
+  Signing secret    %s
+  Asynqmon          %s/ops/queues   user %q, password %q
+  Health            %s/healthz   %s/readyz
+  CC sandbox API    %s/v3   OAuth %s/oauth2/default/v1
+  Sandbox contacts  %s/sandbox/contacts
+  Sandbox stats     %s/sandbox/stats
+  CC lists          %s
+
+Send 200 signed webhooks:
+
+  go run ./cmd/hs2cc simulate --url %s/webhooks/hubspot --secret '%s' --count 200 --concurrency 8
+
+Press Ctrl-C to stop.
+`, mysqlNote, redisNote, base, cfg.PublicURL, cfg.HubSpotSecrets[0], base, cfg.OpsUser, cfg.OpsPassword,
+		base, base, ccBase, ccBase, ccBase, ccBase, strings.Join(cfg.Lists, ", "),
+		cfg.PublicURL, cfg.HubSpotSecrets[0])
+
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-errc:
+		return err
+	}
+}
+
+// connectCC does what a person does once in production: open CC's authorize
+// page (the sandbox approves at once), take the code from the redirect and
+// exchange it with PKCE. The redirect is not followed; the code is read from
+// its Location.
+func connectCC(ctx context.Context, oauth ccclient.OAuthConfig) (*ccclient.Token, error) {
+	state, verifier := randomHex(16), ccclient.NewVerifier()
+	noFollow := &http.Client{
+		Timeout:       10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, oauth.AuthCodeURL(state, verifier), nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := noFollow.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	resp.Body.Close()
+	loc, err := url.Parse(resp.Header.Get("Location"))
+	if err != nil || resp.StatusCode != http.StatusFound {
+		return nil, fmt.Errorf("authorize answered %d, want a redirect", resp.StatusCode)
+	}
+	if loc.Query().Get("state") != state {
+		return nil, errors.New("authorize redirect carried the wrong state")
+	}
+	return oauth.Exchange(ctx, loc.Query().Get("code"), verifier)
+}
+
+// ensureLists creates the configured CC lists that do not exist yet.
+func ensureLists(ctx context.Context, apiURL, token string, names []string) error {
+	cc, err := ccclient.New(apiURL, ccclient.StaticToken(token))
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		if _, err := cc.ContactListByName(ctx, name); err == nil {
+			continue
+		} else if !errors.Is(err, ccclient.ErrNotFound) {
+			return err
+		}
+		if _, err := cc.CreateContactList(ctx, name, "Created by hs2cc dev"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,94 @@
+// Command hs2cc bridges HubSpot workflow webhooks to Constant Contact list
+// imports. See README.md for the subcommands and their configuration.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, errUsage) {
+			fmt.Fprintln(os.Stderr, "hs2cc:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+var errUsage = errors.New("usage")
+
+const usage = `hs2cc bridges HubSpot workflow webhooks to Constant Contact.
+
+Usage: hs2cc <command> [flags]
+
+Commands:
+  serve      HTTP server: the HubSpot webhook, /healthz, /readyz, /ops/queues
+  work       asynq worker and scheduler: batches enrollments into CC imports
+  migrate    apply the database migrations
+  sandbox    run the Constant Contact sandbox (a faithful in-memory CC)
+  dev        the whole bridge in one process on embedded MySQL, Redis and sandbox
+  simulate   send signed, realistic HubSpot webhooks and report latency
+
+Configuration is read from HS2CC_* environment variables; see README.md.
+`
+
+// run is the whole program behind main, with its environment injected so
+// that tests can run any subcommand in-process.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprint(stdout, usage)
+		if len(args) == 0 {
+			return errUsage
+		}
+		return nil
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "serve", "work", "migrate":
+		cfg, err := loadConfig(getenv)
+		if err != nil {
+			return err
+		}
+		log := newLogger(stderr, cfg.LogFormat, cfg.LogLevel)
+		switch cmd {
+		case "serve":
+			return runServe(ctx, cfg, log)
+		case "work":
+			return runWork(ctx, cfg, log)
+		default:
+			return runMigrate(ctx, cfg, stdout)
+		}
+	case "sandbox":
+		return runSandbox(ctx, rest, getenv, stdout, stderr)
+	case "dev":
+		return runDev(ctx, rest, getenv, stdout, stderr)
+	case "simulate":
+		return runSimulate(ctx, rest, stdout, stderr)
+	}
+	fmt.Fprintf(stderr, "hs2cc: unknown command %q\n\n%s", cmd, usage)
+	return errUsage
+}
+
+// newLogger builds the process logger: JSON for machines in production,
+// text for people in dev.
+func newLogger(w io.Writer, format, level string) *slog.Logger {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
+		lv = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}

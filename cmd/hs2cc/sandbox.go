@@ -1,0 +1,80 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/hs2cc/hs2cc/ccclient/ccsandbox"
+)
+
+// sandboxFlags are the flags `sandbox` and `dev` share.
+type sandboxFlags struct {
+	clientID, clientSecret string
+	tokenTTL               time.Duration
+	refreshMode            string
+	activityDelay          time.Duration
+}
+
+func (f *sandboxFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.clientID, "client-id", ccsandbox.DefaultClientID, "the one OAuth client id the sandbox knows")
+	fs.StringVar(&f.clientSecret, "client-secret", ccsandbox.DefaultClientSecret, "that client's secret")
+	fs.DurationVar(&f.tokenTTL, "cc-token-ttl", 24*time.Hour, "access-token lifetime")
+	fs.StringVar(&f.refreshMode, "cc-refresh-tokens", ccsandbox.RefreshRotating, "refresh tokens: rotating or long_lived")
+	fs.DurationVar(&f.activityDelay, "cc-activity-delay", 500*time.Millisecond, "how long an import takes to complete")
+}
+
+func (f *sandboxFlags) options(log *slog.Logger) (ccsandbox.Options, error) {
+	o := ccsandbox.Options{
+		ClientID: f.clientID, ClientSecret: f.clientSecret, TokenTTL: f.tokenTTL,
+		RefreshMode: f.refreshMode, ActivityDelay: f.activityDelay, Logger: log,
+	}
+	return o, o.Validate()
+}
+
+// runSandbox serves the CC sandbox on its own, for tests and people that run
+// serve and work as separate processes.
+func runSandbox(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("sandbox", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "127.0.0.1:8081", "listen address")
+	var sf sandboxFlags
+	sf.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	log := newLogger(stderr, "text", "info")
+	opts, err := sf.options(log)
+	if err != nil {
+		return err
+	}
+	sb := ccsandbox.New(opts)
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	base := "http://" + ln.Addr().String()
+	fmt.Fprintf(stdout, "CC sandbox listening on %s\n  HS2CC_CC_API_URL=%s/v3\n  HS2CC_CC_AUTH_URL=%s/oauth2/default/v1\n  contacts: %s/sandbox/contacts\n  stats:    %s/sandbox/stats\n",
+		base, base, base, base, base)
+	return serveListener(ctx, ln, sb, log)
+}
+
+// serveListener serves h on ln until ctx ends.
+func serveListener(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}

@@ -1,0 +1,183 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/hibiken/asynqmon"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/hs2cc/hs2cc/ccclient"
+	"github.com/hs2cc/hs2cc/handlers"
+	"github.com/hs2cc/hs2cc/hubspot"
+	"github.com/hs2cc/hs2cc/jobs"
+	"github.com/hs2cc/hs2cc/store"
+)
+
+// deps are the connections serve and work share.
+type deps struct {
+	db       *store.DB
+	redisOpt *redis.Options
+	rdb      *redis.Client
+	cache    *store.Cache
+}
+
+// connect opens MySQL and Redis and refuses an old schema.
+func connect(ctx context.Context, cfg config) (*deps, error) {
+	if err := cfg.requireMySQL(); err != nil {
+		return nil, err
+	}
+	db, err := store.Open(ctx, cfg.MySQLDSN)
+	if err != nil {
+		return nil, err
+	}
+	if err := db.CheckSchema(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	opt, err := store.ParseRedisURL(cfg.RedisURL)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	rdb := redis.NewClient(opt)
+	return &deps{db: db, redisOpt: opt, rdb: rdb, cache: store.NewCache(rdb)}, nil
+}
+
+func (d *deps) close() {
+	d.rdb.Close()
+	d.db.Close()
+}
+
+// asynqOpt turns the Redis options into asynq's connection option.
+func asynqOpt(o *redis.Options) asynq.RedisClientOpt {
+	return asynq.RedisClientOpt{Addr: o.Addr, Username: o.Username, Password: o.Password, DB: o.DB, TLSConfig: o.TLSConfig}
+}
+
+// newHTTPApp builds the HTTP application of `serve`. The returned close func
+// releases the asynq client and Asynqmon's connections.
+func newHTTPApp(cfg config, d *deps, log *slog.Logger) (http.Handler, func()) {
+	client := asynq.NewClient(asynqOpt(d.redisOpt))
+	enq := jobs.NewEnqueuer(client)
+	mon := asynqmon.New(asynqmon.Options{RootPath: "/ops/queues", RedisConnOpt: asynqOpt(d.redisOpt)})
+	app := handlers.New(handlers.Config{
+		PublicURL: cfg.PublicURL,
+		Verifier:  &hubspot.Verifier{Secrets: cfg.HubSpotSecrets, RequireV3: cfg.RequireV3},
+		Fields:    cfg.Fields,
+		Lists:     cfg.Lists,
+		OpsUser:   cfg.OpsUser, OpsPassword: cfg.OpsPassword,
+		Queues: mon,
+		Ready: []handlers.Check{
+			{Name: "mysql", Fn: d.db.Ping},
+			{Name: "redis", Fn: d.cache.Ping},
+			{Name: "schema", Fn: d.db.CheckSchema},
+		},
+		Logger: log,
+	}, d.db, enq)
+	return app, func() {
+		mon.Close()
+		client.Close()
+	}
+}
+
+// runServe runs the HTTP server until ctx ends, then drains it.
+func runServe(ctx context.Context, cfg config, log *slog.Logger) error {
+	d, err := connect(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer d.close()
+	if len(cfg.HubSpotSecrets) == 0 {
+		log.Warn("HS2CC_HUBSPOT_CLIENT_SECRET is not set: every webhook will be answered 503 until it is")
+	}
+	app, closeApp := newHTTPApp(cfg, d, log)
+	defer closeApp()
+	return serveHTTP(ctx, cfg.Addr, app, log)
+}
+
+// serveHTTP listens until ctx ends, then gives in-flight requests time to
+// finish; the budget fits inside fly.toml's kill_timeout.
+func serveHTTP(ctx context.Context, addr string, h http.Handler, log *slog.Logger) error {
+	srv := &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ListenAndServe() }()
+	log.Info("serving HTTP", "addr", addr)
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("serve: shutdown: %w", err)
+	}
+	log.Info("HTTP server stopped")
+	return nil
+}
+
+// newWorker builds the `work` process's worker.
+func newWorker(cfg config, d *deps, log *slog.Logger) (*jobs.Worker, error) {
+	oauth := ccclient.OAuthConfig{ClientID: cfg.CCClientID, ClientSecret: cfg.CCClientSecret, AuthURL: cfg.CCAuthURL}
+	tokens := jobs.NewTokens(d.db, d.cache, oauth, log, cfg.CCRefreshMargin)
+	cc, err := ccclient.New(cfg.CCAPIURL, tokens, ccclient.WithUserAgent("hs2cc"))
+	if err != nil {
+		return nil, err
+	}
+	client := asynq.NewClient(asynqOpt(d.redisOpt))
+	return jobs.NewWorker(asynqOpt(d.redisOpt), cfg.Worker, d.db, cc, jobs.NewEnqueuer(client), tokens, log), nil
+}
+
+// runWork runs the worker and scheduler until ctx ends.
+func runWork(ctx context.Context, cfg config, log *slog.Logger) error {
+	d, err := connect(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer d.close()
+	w, err := newWorker(cfg, d, log)
+	if err != nil {
+		return err
+	}
+	if err := w.Start(); err != nil {
+		return err
+	}
+	log.Info("worker started", "concurrency", cfg.Worker.Concurrency)
+	<-ctx.Done()
+	w.Shutdown()
+	log.Info("worker stopped")
+	return nil
+}
+
+// runMigrate applies pending migrations.
+func runMigrate(ctx context.Context, cfg config, stdout interface{ Write([]byte) (int, error) }) error {
+	if err := cfg.requireMySQL(); err != nil {
+		return err
+	}
+	db, err := store.Open(ctx, cfg.MySQLDSN)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	applied, err := db.Migrate(ctx)
+	if err != nil {
+		return err
+	}
+	if len(applied) == 0 {
+		fmt.Fprintf(stdout, "schema is up to date (version %d)\n", store.LatestVersion())
+		return nil
+	}
+	fmt.Fprintf(stdout, "applied migrations %v; schema at version %d\n", applied, store.LatestVersion())
+	return nil
+}
