@@ -269,8 +269,13 @@ func activityProblem(a *ccclient.Activity) string {
 }
 
 // permanent reports whether CC refused a request in a way that repeating it
-// cannot fix (validation, unsupported media type, unknown resource).
+// cannot fix (validation, unsupported media type, unknown resource), or the
+// client refused to send it for breaking CC's limits.
 func permanent(err error) bool {
+	// A request the client refuses to send would be refused again.
+	if errors.Is(err, ccclient.ErrImportTooLarge) || errors.Is(err, ccclient.ErrInvalidImport) {
+		return true
+	}
 	var apiErr *ccclient.APIError
 	if !errors.As(err, &apiErr) {
 		return false

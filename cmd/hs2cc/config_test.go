@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hs2cc/hs2cc/store"
+	"github.com/hs2cc/hs2cc/store/storetest"
 )
 
 func TestLoadConfig(t *testing.T) {
@@ -123,5 +126,29 @@ func TestRunRefusesBadInvocations(t *testing.T) {
 				t.Errorf("error %q, output %q: want %q", err, out.String(), tc.want)
 			}
 		})
+	}
+}
+
+// TestServeAndWorkRefuseAnOldSchema: neither process may run against a
+// database that `hs2cc migrate` has not brought up to date.
+func TestServeAndWorkRefuseAnOldSchema(t *testing.T) {
+	dsn := storetest.MySQLDSN(t)
+	env := map[string]string{"HS2CC_MYSQL_DSN": dsn, "HS2CC_REDIS_URL": storetest.RedisURL(t), "HS2CC_ADDR": freeAddr(t)}
+	getenv := func(k string) string { return env[k] }
+	for _, cmd := range []string{"serve", "work"} {
+		var out bytes.Buffer
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		err := run(ctx, []string{cmd}, getenv, &out, &out)
+		cancel()
+		if !errors.Is(err, store.ErrSchemaOutdated) {
+			t.Errorf("%s on an empty database: %v, want ErrSchemaOutdated", cmd, err)
+		}
+	}
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"migrate"}, getenv, &out, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "applied migrations") {
+		t.Errorf("migrate said %q", out.String())
 	}
 }

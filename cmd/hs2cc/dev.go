@@ -114,10 +114,11 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 		return fmt.Errorf("dev: create lists: %w", err)
 	}
 
-	w, err := newWorker(cfg, d, log)
+	w, closeWorker, err := newWorker(cfg, d, log)
 	if err != nil {
 		return err
 	}
+	defer closeWorker()
 	if err := w.Start(); err != nil {
 		return err
 	}

@@ -127,16 +127,18 @@ func serveHTTP(ctx context.Context, addr string, h http.Handler, log *slog.Logge
 	return nil
 }
 
-// newWorker builds the `work` process's worker.
-func newWorker(cfg config, d *deps, log *slog.Logger) (*jobs.Worker, error) {
+// newWorker builds the `work` process's worker. The returned close func
+// releases the worker's own asynq client once the worker has shut down.
+func newWorker(cfg config, d *deps, log *slog.Logger) (*jobs.Worker, func(), error) {
 	oauth := ccclient.OAuthConfig{ClientID: cfg.CCClientID, ClientSecret: cfg.CCClientSecret, AuthURL: cfg.CCAuthURL}
 	tokens := jobs.NewTokens(d.db, d.cache, oauth, log, cfg.CCRefreshMargin)
 	cc, err := ccclient.New(cfg.CCAPIURL, tokens, ccclient.WithUserAgent("hs2cc"))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	client := asynq.NewClient(asynqOpt(d.redisOpt))
-	return jobs.NewWorker(asynqOpt(d.redisOpt), cfg.Worker, d.db, cc, jobs.NewEnqueuer(client), tokens, log), nil
+	w := jobs.NewWorker(asynqOpt(d.redisOpt), cfg.Worker, d.db, cc, jobs.NewEnqueuer(client), tokens, log)
+	return w, func() { client.Close() }, nil
 }
 
 // runWork runs the worker and scheduler until ctx ends.
@@ -146,10 +148,11 @@ func runWork(ctx context.Context, cfg config, log *slog.Logger) error {
 		return err
 	}
 	defer d.close()
-	w, err := newWorker(cfg, d, log)
+	w, closeWorker, err := newWorker(cfg, d, log)
 	if err != nil {
 		return err
 	}
+	defer closeWorker()
 	if err := w.Start(); err != nil {
 		return err
 	}
