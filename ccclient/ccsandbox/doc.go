@@ -1,0 +1,53 @@
+// Package ccsandbox is an in-memory Constant Contact (CC) v3 account and
+// OAuth server that tests and `hs2cc dev` talk to over HTTP, because CC
+// itself cannot be reached from tests. It reproduces what the fact sheet
+// (shared/facts/constant-contact-v3.md) says CC does, including the parts a
+// client finds painful: single-use refresh tokens, 4 requests/s, a daily
+// quota, a silently truncated 4 MB import, and imports that finish later and
+// can still hold errors.
+//
+// A Server is an http.Handler laid out like CC, so a client configured with
+// the API base http://HOST:PORT/v3 and the auth base
+// http://HOST:PORT/oauth2/default/v1 works unchanged:
+//
+//	GET  /oauth2/default/v1/authorize          auto-approves; 302 with code and state
+//	POST /oauth2/default/v1/token              authorization_code (+PKCE), refresh_token, device_code
+//	POST /oauth2/default/v1/device/authorize   device codes, approved at once
+//	GET  /v3/contact_lists, POST /v3/contact_lists
+//	GET  /v3/contact_custom_fields, POST /v3/contact_custom_fields
+//	POST /v3/activities/contacts_json_import
+//	GET  /v3/activities/{id}, GET /v3/activities
+//	GET  /v3/contacts
+//
+// and, not part of CC, hooks for people and tests (they need no token and
+// are not counted in Stats):
+//
+//	GET  /sandbox/contacts     every contact, sorted by email
+//	GET  /sandbox/stats        request and error counters
+//	POST /sandbox/unsubscribe  {"email": …}
+//	POST /sandbox/lists        {"name": …}
+//	POST /sandbox/custom_fields {"label": …}
+//	GET|PUT /sandbox/faults    Faults
+//	GET|POST /sandbox/clock    {"advance": "25h"}
+//	POST /sandbox/token        {"scope": …}
+//
+// Every /v3 call passes the gate CC's API gateway applies: a bearer token
+// (401 with CC's exact body and WWW-Authenticate), the contact_data scope
+// (403), then a per-client token bucket and daily quota that reset at 00:00
+// UTC (429 throttled / quota_exceeded, no Retry-After). Polls count.
+//
+// Imports are validated whole before they are queued (400 with CC's array
+// body) and are processed lazily: an activity is initialized, then
+// processing, then completed as the sandbox clock passes ActivityDelay, and
+// its rows are applied the first time anything reads the account after
+// that. With an injected clock nothing happens behind a test's back.
+//
+// Where the fact sheet marks CC's behaviour unconfirmed, Options has a knob
+// and the default follows the sheet: list-name case, whether "" clears a
+// field, client_secret_post, refresh-chain revocation on reuse, and the
+// treatment of bodies over MaxImportBytes. Error keys other than
+// unauthorized, throttled and quota_exceeded are the sandbox's own guesses.
+//
+// The package uses only the standard library; the spec-validation tests use
+// kin-openapi against testdata/v3-swagger.yml, CC's official Swagger file.
+package ccsandbox

@@ -1,0 +1,233 @@
+package ccsandbox
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"net/http"
+	"time"
+)
+
+// Stats counts what clients did to the sandbox, so tests can assert on
+// request budgets and on how a client reacted to errors.
+type Stats struct {
+	// Requests counts calls by route pattern, such as
+	// "POST /v3/activities/contacts_json_import", "GET /v3/activities/{id}"
+	// or "POST /oauth2/default/v1/token", whatever their outcome. Calls to
+	// routes the sandbox does not serve count under "unmatched"; the
+	// /sandbox hooks are not counted.
+	Requests map[string]int `json:"requests"`
+	// Throttled and QuotaExceeded count the two API 429s by error_key.
+	Throttled     int `json:"throttled"`
+	QuotaExceeded int `json:"quota_exceeded"`
+	// Imports counts accepted imports (201).
+	Imports int `json:"imports"`
+	// QueueFull counts imports refused because 1,000 were not final.
+	QueueFull int `json:"queue_full"`
+	// Unauthorized and Forbidden count API 401s and 403s.
+	Unauthorized int `json:"unauthorized"`
+	Forbidden    int `json:"forbidden"`
+	// Faults counts injected 5xx answers.
+	Faults int `json:"faults"`
+	// Grants counts successful token grants by grant_type.
+	Grants map[string]int `json:"grants"`
+	// InvalidGrant, InvalidClient and TokenThrottled count token-endpoint
+	// refusals: invalid_grant, invalid_client and 429.
+	InvalidGrant   int `json:"invalid_grant"`
+	InvalidClient  int `json:"invalid_client"`
+	TokenThrottled int `json:"token_throttled"`
+}
+
+// Stats returns a copy of the counters. It is the data of GET /sandbox/stats.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.stats
+	st.Requests = maps.Clone(s.stats.Requests)
+	st.Grants = maps.Clone(s.stats.Grants)
+	return st
+}
+
+// Faults are failures a test or `hs2cc dev` switches on to see how a client
+// copes with what CC sometimes does.
+type Faults struct {
+	// ImportOutcome is the final state of imports queued while it is set:
+	// "" or "completed" (normal), "failed", "timed_out", "cancelled", or
+	// "stuck" (stays processing forever). Only completed imports change data.
+	ImportOutcome string `json:"import_outcome,omitempty"`
+	// Status maps a route pattern, as in Stats.Requests, to 500 or 503,
+	// answered after the token, rate and quota checks pass.
+	Status map[string]int `json:"status,omitempty"`
+	// Limit, when "throttled" or "quota_exceeded", answers every API call
+	// that passes the token check with that 429, whatever the buckets hold.
+	Limit string `json:"limit,omitempty"`
+}
+
+// validate reports a fault setting the sandbox cannot act on.
+func (f Faults) validate() error {
+	switch f.ImportOutcome {
+	case "", stateCompleted, stateFailed, stateTimedOut, stateCancelled, outcomeStuck:
+	default:
+		return fmt.Errorf("ccsandbox: import outcome %q: want completed, failed, timed_out, cancelled or stuck", f.ImportOutcome)
+	}
+	for pattern, status := range f.Status {
+		if status != http.StatusInternalServerError && status != http.StatusServiceUnavailable {
+			return fmt.Errorf("ccsandbox: fault status %d for %q: want 500 or 503", status, pattern)
+		}
+	}
+	switch f.Limit {
+	case "", keyThrottled, keyQuotaExceeded:
+	default:
+		return fmt.Errorf("ccsandbox: fault limit %q: want throttled or quota_exceeded", f.Limit)
+	}
+	return nil
+}
+
+// SetFaults replaces the active faults; the zero Faults turns them all off.
+func (s *Server) SetFaults(f Faults) error {
+	if err := f.validate(); err != nil {
+		return err
+	}
+	f.Status = maps.Clone(f.Status)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = f
+	return nil
+}
+
+// hookContacts is GET /sandbox/contacts.
+func (s *Server) hookContacts(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, struct {
+		Contacts []SandboxContact `json:"contacts"`
+	}{s.Contacts()})
+}
+
+// hookStats is GET /sandbox/stats.
+func (s *Server) hookStats(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.Stats())
+}
+
+// decodeHook reads a small JSON hook body into v, answering 400 on failure.
+func decodeHook(w http.ResponseWriter, r *http.Request, v any) bool {
+	body, tooBig, err := readBody(r, 1<<20)
+	if err == nil && tooBig {
+		err = fmt.Errorf("body over 1 MiB")
+	}
+	if err == nil {
+		err = json.Unmarshal(body, v)
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, keyMalformedJSON, "ccsandbox: bad hook body: "+err.Error())
+		return false
+	}
+	return true
+}
+
+// hookUnsubscribe is POST /sandbox/unsubscribe {"email": …}.
+func (s *Server) hookUnsubscribe(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		Email string `json:"email"`
+	}
+	if !decodeHook(w, r, &in) {
+		return
+	}
+	if in.Email == "" {
+		writeError(w, http.StatusBadRequest, keyValidation, "ccsandbox: email is required")
+		return
+	}
+	s.Unsubscribe(in.Email)
+	writeJSON(w, http.StatusOK, map[string]string{"email": in.Email, "permission_to_send": permUnsubscribed})
+}
+
+// hookCreateList is POST /sandbox/lists {"name": …}, seeding without a token.
+func (s *Server) hookCreateList(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		Name string `json:"name"`
+	}
+	if !decodeHook(w, r, &in) {
+		return
+	}
+	if in.Name == "" {
+		writeError(w, http.StatusBadRequest, keyValidation, "ccsandbox: name is required")
+		return
+	}
+	writeJSON(w, http.StatusOK, s.CreateList(in.Name))
+}
+
+// hookCreateCustomField is POST /sandbox/custom_fields {"label": …}.
+func (s *Server) hookCreateCustomField(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		Label string `json:"label"`
+	}
+	if !decodeHook(w, r, &in) {
+		return
+	}
+	if in.Label == "" {
+		writeError(w, http.StatusBadRequest, keyValidation, "ccsandbox: label is required")
+		return
+	}
+	writeJSON(w, http.StatusOK, s.CreateCustomField(in.Label))
+}
+
+// hookGetFaults is GET /sandbox/faults.
+func (s *Server) hookGetFaults(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	f := s.faults
+	s.mu.Unlock()
+	writeJSON(w, http.StatusOK, f)
+}
+
+// hookSetFaults is PUT /sandbox/faults with a Faults body.
+func (s *Server) hookSetFaults(w http.ResponseWriter, r *http.Request) {
+	var f Faults
+	if !decodeHook(w, r, &f) {
+		return
+	}
+	if err := s.SetFaults(f); err != nil {
+		writeError(w, http.StatusBadRequest, keyValidation, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, f)
+}
+
+// hookClock is GET /sandbox/clock.
+func (s *Server) hookClock(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"now": s.Now().UTC().Format(time.RFC3339Nano)})
+}
+
+// hookAdvanceClock is POST /sandbox/clock {"advance": "25h"}.
+func (s *Server) hookAdvanceClock(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		Advance string `json:"advance"`
+	}
+	if !decodeHook(w, r, &in) {
+		return
+	}
+	d, err := time.ParseDuration(in.Advance)
+	if err != nil || d < 0 {
+		writeError(w, http.StatusBadRequest, keyValidation, "ccsandbox: advance must be a positive Go duration such as \"25h\"")
+		return
+	}
+	s.Advance(d)
+	s.hookClock(w, r)
+}
+
+// hookIssueToken is POST /sandbox/token {"scope": …}: IssueToken over HTTP,
+// for scripts that want a token without the browser flow.
+func (s *Server) hookIssueToken(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		Scope string `json:"scope"`
+	}
+	if !decodeHook(w, r, &in) {
+		return
+	}
+	if in.Scope == "" {
+		in.Scope = defaultIssueScope
+	}
+	if _, ok := normalizeScope(in.Scope); !ok {
+		writeError(w, http.StatusBadRequest, keyValidation, "ccsandbox: unknown scope in "+in.Scope)
+		return
+	}
+	access, refresh := s.IssueToken(in.Scope)
+	writeJSON(w, http.StatusOK, map[string]string{"access_token": access, "refresh_token": refresh})
+}

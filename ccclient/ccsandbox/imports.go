@@ -1,0 +1,305 @@
+package ccsandbox
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+)
+
+// Import limits from CC's docs and spec.
+const (
+	maxImportContacts = 40_000
+	maxImportLists    = 50
+	maxQueued         = 1000 // activities not yet final, per account
+	maxErrorsReported = 25   // validation errors in one 400 body
+	// hardBodyLimit bounds what the sandbox reads at all, far above CC's
+	// 4 MB, so that truncation can be shown without unbounded memory.
+	hardBodyLimit = 64 << 20
+)
+
+// importRequest is a validated ContactsJsonImport.
+type importRequest struct {
+	listIDs []string
+	records []*importRecord
+	dropped int // rows past MaxImportBytes that were silently dropped
+}
+
+// errMalformed marks a body that is not JSON at all, as opposed to JSON that
+// breaks a rule.
+var errMalformed = errors.New("malformed JSON")
+
+// postImport is POST /v3/activities/contacts_json_import. It validates the
+// whole request up front (CC answers 400 before queueing), then queues an
+// activity whose rows are applied when it completes on the sandbox clock.
+func (s *Server) postImport(w http.ResponseWriter, r *http.Request) {
+	if !requireJSON(w, r) {
+		return
+	}
+	body, tooBig, err := readBody(r, hardBodyLimit)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, keyMalformedJSON, "The request body could not be read.")
+		return
+	}
+	if tooBig {
+		writeError(w, http.StatusRequestEntityTooLarge, keyValidation, "The request body is far above the 4 MB import limit.")
+		return
+	}
+	limit := len(body)
+	if len(body) > s.opts.MaxImportBytes {
+		if s.opts.OversizeMode == OversizeReject {
+			writeError(w, http.StatusBadRequest, keyValidation,
+				fmt.Sprintf("The request body is %d bytes; the maximum is %d.", len(body), s.opts.MaxImportBytes))
+			return
+		}
+		limit = s.opts.MaxImportBytes
+	}
+	req, errs := parseImport(body, limit)
+	if len(errs) > 0 {
+		writeErrors(w, http.StatusBadRequest, errs)
+		return
+	}
+
+	s.mu.Lock()
+	now := s.nowLocked()
+	s.settleLocked(now)
+	var unknown []apiError
+	for _, id := range req.listIDs {
+		if s.listByID[id] == nil {
+			unknown = append(unknown, apiError{keyValidation, "list_ids holds an unknown list_id: " + id})
+		}
+	}
+	var a *activity
+	switch {
+	case len(unknown) > 0:
+	case len(s.pending) >= maxQueued:
+		s.stats.QueueFull++
+	default:
+		a = s.queueImportLocked(req, now)
+	}
+	s.mu.Unlock()
+
+	switch {
+	case len(unknown) > 0:
+		writeErrors(w, http.StatusBadRequest, unknown)
+	case a == nil:
+		// The spec documents this 429 but not its body; it uses the object
+		// shape of CC's other 429s with its own key.
+		writeObjectError(w, http.StatusTooManyRequests, keyQueueFull,
+			"Too many requests. You exceeded 1,000 queued activities for this user account.")
+	default:
+		s.log.Info("ccsandbox: import queued", "activity_id", a.id, "contacts", len(req.records), "dropped", req.dropped, "lists", len(req.listIDs))
+		writeJSON(w, http.StatusCreated, a.importJSON())
+	}
+}
+
+// parseImport decodes and validates a ContactsJsonImport body. Rows whose
+// JSON ends past limit bytes are dropped unread, which is what CC does with
+// a body over 4 MB; everything else in the body still counts, so list_ids
+// placed after import_data are honoured.
+func parseImport(body []byte, limit int) (*importRequest, []apiError) {
+	var errs []apiError
+	add := func(format string, args ...any) {
+		if len(errs) < maxErrorsReported {
+			errs = append(errs, apiError{keyValidation, fmt.Sprintf(format, args...)})
+		}
+	}
+	malformed := func(err error) []apiError {
+		return []apiError{{keyMalformedJSON, "The request body is not valid JSON: " + err.Error()}}
+	}
+
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if err := expectDelim(dec, '{'); err != nil {
+		return nil, malformed(err)
+	}
+	req := &importRequest{}
+	var rows []map[string]any
+	var hasData, hasLists bool
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, malformed(err)
+		}
+		key, _ := tok.(string)
+		switch key {
+		case "import_data":
+			hasData = true
+			rows, req.dropped, err = decodeRows(dec, limit)
+			if errors.Is(err, errMalformed) {
+				return nil, malformed(err)
+			}
+			if err != nil {
+				add("%v", err)
+			}
+		case "list_ids":
+			hasLists = true
+			var v any
+			if err := dec.Decode(&v); err != nil {
+				return nil, malformed(err)
+			}
+			ids, err := listIDsOf(v)
+			if err != nil {
+				add("%v", err)
+			}
+			req.listIDs = ids
+		case "sms_permission_to_send":
+			var v any
+			if err := dec.Decode(&v); err != nil {
+				return nil, malformed(err)
+			}
+			if v != nil && v != "explicit" && v != "not_set" {
+				add("sms_permission_to_send must be explicit or not_set")
+			}
+		default:
+			var skip json.RawMessage
+			if err := dec.Decode(&skip); err != nil {
+				return nil, malformed(err)
+			}
+		}
+	}
+	if err := expectDelim(dec, '}'); err != nil {
+		return nil, malformed(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, malformed(errors.New("unexpected data after the top-level object"))
+	}
+
+	switch {
+	case !hasData:
+		add("import_data is required")
+	case len(rows) == 0 && len(errs) == 0:
+		add("import_data must hold at least one contact")
+	case len(rows) > maxImportContacts:
+		add("import_data holds %d contacts; the maximum is %d", len(rows), maxImportContacts)
+	}
+	if !hasLists {
+		add("list_ids is required")
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	req.records = make([]*importRecord, 0, len(rows))
+	for i, m := range rows {
+		rec, err := parseRecord(i, m)
+		if err != nil {
+			add("%v", err)
+			continue
+		}
+		req.records = append(req.records, rec)
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return req, nil
+}
+
+// decodeRows reads the import_data array, keeping the rows whose JSON ends
+// within limit bytes of the body and counting the rest as dropped.
+func decodeRows(dec *json.Decoder, limit int) ([]map[string]any, int, error) {
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, 0, fmt.Errorf("%w: %w", errMalformed, err)
+	}
+	if tok != json.Delim('[') {
+		if tok == json.Delim('{') {
+			if err := skipRest(dec); err != nil {
+				return nil, 0, fmt.Errorf("%w: %w", errMalformed, err)
+			}
+		}
+		return nil, 0, errors.New("import_data must be an array of contacts")
+	}
+	var rows []map[string]any
+	var dropped, i int
+	var shapeErr error
+	for ; dec.More(); i++ {
+		var m map[string]any
+		if err := dec.Decode(&m); err != nil {
+			var typeErr *json.UnmarshalTypeError
+			if !errors.As(err, &typeErr) {
+				return nil, 0, fmt.Errorf("%w: %w", errMalformed, err)
+			}
+			if shapeErr == nil {
+				shapeErr = fmt.Errorf("import_data[%d] must be an object", i)
+			}
+			continue
+		}
+		if int(dec.InputOffset()) > limit {
+			dropped++
+			continue
+		}
+		if m == nil {
+			if shapeErr == nil {
+				shapeErr = fmt.Errorf("import_data[%d] must be an object", i)
+			}
+			continue
+		}
+		rows = append(rows, m)
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, 0, fmt.Errorf("%w: %w", errMalformed, err)
+	}
+	return rows, dropped, shapeErr
+}
+
+// listIDsOf checks list_ids: an array of 1 to 50 UUID strings. Duplicates
+// are folded, since adding a contact to a list twice is adding it once.
+func listIDsOf(v any) ([]string, error) {
+	arr, ok := v.([]any)
+	if !ok {
+		return nil, errors.New("list_ids must be an array of list_id strings")
+	}
+	if len(arr) == 0 {
+		return nil, errors.New("list_ids must hold at least one list_id")
+	}
+	if len(arr) > maxImportLists {
+		return nil, fmt.Errorf("list_ids holds %d list_ids; the maximum is %d", len(arr), maxImportLists)
+	}
+	ids := make([]string, 0, len(arr))
+	seen := map[string]bool{}
+	for _, e := range arr {
+		id, ok := e.(string)
+		if !ok || !isUUID(id) {
+			return nil, fmt.Errorf("list_ids must hold UUIDs; %v is not one", e)
+		}
+		id = strings.ToLower(id)
+		if !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
+}
+
+// expectDelim reads the next token and checks it is d.
+func expectDelim(dec *json.Decoder, d json.Delim) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if tok != d {
+		return fmt.Errorf("expected %q, found %v", d, tok)
+	}
+	return nil
+}
+
+// skipRest consumes the rest of an object or array whose opening delimiter
+// has just been read.
+func skipRest(dec *json.Decoder) error {
+	for depth := 1; depth > 0; {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		switch tok {
+		case json.Delim('{'), json.Delim('['):
+			depth++
+		case json.Delim('}'), json.Delim(']'):
+			depth--
+		}
+	}
+	return nil
+}

@@ -1,0 +1,226 @@
+package ccsandbox
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+// listPage is the part of ContactListArray the tests read.
+type listPage struct {
+	Lists []struct {
+		ListID          string `json:"list_id"`
+		Name            string `json:"name"`
+		Favorite        bool   `json:"favorite"`
+		Description     string `json:"description"`
+		CreatedAt       string `json:"created_at"`
+		MembershipCount *int   `json:"membership_count"`
+	} `json:"lists"`
+	ListsCount *int `json:"lists_count"`
+	Links      struct {
+		Next *struct {
+			Href string `json:"href"`
+		} `json:"next"`
+	} `json:"_links"`
+}
+
+func TestCreateList(t *testing.T) {
+	tests := []struct {
+		name        string
+		opts        Options
+		seed        string // an existing list
+		body        string
+		contentType string
+		status      int
+		specRejects bool
+	}{
+		{name: "created", body: `{"name":"Travel Agents","favorite":true,"description":"From HubSpot"}`, status: 201},
+		{name: "name of 255 characters", body: `{"name":"` + strings.Repeat("n", 255) + `"}`, status: 201},
+		{name: "name counted in characters, not bytes", body: `{"name":"` + strings.Repeat("é", 255) + `"}`, status: 201},
+		{name: "duplicate name", seed: "Travel Agents", body: `{"name":"Travel Agents"}`, status: 409},
+		{name: "names differ by case by default", seed: "Travel Agents", body: `{"name":"travel agents"}`, status: 201},
+		{name: "case-insensitive names when configured", opts: Options{CaseInsensitiveListNames: true}, seed: "Travel Agents",
+			body: `{"name":"travel agents"}`, status: 409},
+		{name: "missing name", body: `{"favorite":true}`, status: 400, specRejects: true},
+		{name: "blank name", body: `{"name":"  "}`, status: 400},
+		{name: "name of 256 characters", body: `{"name":"` + strings.Repeat("n", 256) + `"}`, status: 400, specRejects: true},
+		{name: "malformed JSON", body: `{"name":`, status: 400, specRejects: true},
+		{name: "name not a string", body: `{"name":7}`, status: 400, specRejects: true},
+		{name: "not JSON", body: `name=x`, contentType: "application/x-www-form-urlencoded", status: 415, specRejects: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, tt.opts)
+			if tt.seed != "" {
+				e.srv.CreateList(tt.seed)
+			}
+			opts := []reqOption{expectInvalid}
+			if tt.contentType != "" {
+				opts = append(opts, withContentType(tt.contentType))
+			}
+			r := e.call(http.MethodPost, "/v3/contact_lists", tt.body, opts...)
+			if r.specRejected() != tt.specRejects {
+				t.Errorf("spec rejects the request: %v, want %v", r.specRejected(), tt.specRejects)
+			}
+			if tt.status != http.StatusCreated {
+				wantAPIError(t, r, tt.status)
+				wantLists := 0
+				if tt.seed != "" {
+					wantLists = 1
+				}
+				if n := len(e.srv.Lists()); n != wantLists {
+					t.Errorf("%d lists after a refused create, want %d", n, wantLists)
+				}
+				return
+			}
+			wantStatus(t, r, http.StatusCreated)
+			var got struct {
+				ListID    string `json:"list_id"`
+				Name      string `json:"name"`
+				Favorite  bool   `json:"favorite"`
+				CreatedAt string `json:"created_at"`
+			}
+			r.decode(t, &got)
+			lists := e.srv.Lists()
+			last := lists[len(lists)-1]
+			if got.ListID != last.ListID || !isUUID(got.ListID) || got.CreatedAt == "" {
+				t.Errorf("response %s does not describe the stored list %+v", r.body, last)
+			}
+			if tt.name == "created" && (!got.Favorite || last.Description != "From HubSpot") {
+				t.Errorf("favorite/description not kept: %s, %+v", r.body, last)
+			}
+		})
+	}
+}
+
+func TestListCap(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Options{})
+	for i := range maxLists {
+		e.srv.CreateList(fmt.Sprintf("list %04d", i))
+	}
+	wantAPIError(t, e.call(http.MethodPost, "/v3/contact_lists", `{"name":"one too many"}`), http.StatusBadRequest)
+	if n := len(e.srv.Lists()); n != maxLists {
+		t.Errorf("%d lists, want the cap of %d", n, maxLists)
+	}
+}
+
+func TestListPaging(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Options{})
+	var want []string
+	for i := range 5 {
+		name := fmt.Sprintf("List %d", i)
+		e.srv.CreateList(name)
+		want = append(want, name)
+	}
+	var got []string
+	path := "/v3/contact_lists?limit=2&include_count=true"
+	for pages := 0; path != ""; pages++ {
+		if pages > 5 {
+			t.Fatal("paging does not end")
+		}
+		r := e.call(http.MethodGet, path, nil)
+		wantStatus(t, r, http.StatusOK)
+		var p listPage
+		r.decode(t, &p)
+		if p.ListsCount == nil || *p.ListsCount != 5 {
+			t.Errorf("page %d: lists_count %v, want 5 on every page", pages, p.ListsCount)
+		}
+		if len(p.Lists) > 2 {
+			t.Errorf("page %d: %d lists over limit 2", pages, len(p.Lists))
+		}
+		for _, l := range p.Lists {
+			got = append(got, l.Name)
+		}
+		path = ""
+		if p.Links.Next != nil {
+			path = p.Links.Next.Href
+			if !strings.HasPrefix(path, "/v3/contact_lists?cursor=") {
+				t.Fatalf("next href %q: want a relative /v3 link with a cursor", path)
+			}
+		}
+	}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("paged lists %q, want %q", got, want)
+	}
+}
+
+func TestGetListsParams(t *testing.T) {
+	tests := []struct {
+		query       string
+		status      int
+		wantNames   []string
+		specRejects bool
+	}{
+		{query: "", status: 200, wantNames: []string{"Agents", "Agents EU", "Partners"}},
+		{query: "name=Agents", status: 200, wantNames: []string{"Agents"}},
+		{query: "name=Agent", status: 200, wantNames: []string{}},
+		{query: "name=agents", status: 200, wantNames: []string{}},
+		{query: "limit=1000", status: 200, wantNames: []string{"Agents", "Agents EU", "Partners"}},
+		{query: "limit=1", status: 200, wantNames: []string{"Agents"}},
+		{query: "status=deleted", status: 200, wantNames: []string{}},
+		{query: "status=all", status: 200, wantNames: []string{"Agents", "Agents EU", "Partners"}},
+		{query: "limit=0", status: 400, specRejects: true},
+		{query: "limit=1001", status: 400, specRejects: true},
+		{query: "limit=ten", status: 400, specRejects: true},
+		{query: "include_count=maybe", status: 400, specRejects: true},
+		{query: "include_membership_count=some", status: 400, specRejects: true},
+		{query: "cursor=%25%25%25", status: 400},
+	}
+	for _, tt := range tests {
+		t.Run(tt.query, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, Options{})
+			for _, n := range []string{"Agents", "Agents EU", "Partners"} {
+				e.srv.CreateList(n)
+			}
+			r := e.call(http.MethodGet, "/v3/contact_lists?"+tt.query, nil, expectInvalid)
+			if r.specRejected() != tt.specRejects {
+				t.Errorf("spec rejects the request: %v, want %v", r.specRejected(), tt.specRejects)
+			}
+			if tt.status != http.StatusOK {
+				wantAPIError(t, r, tt.status)
+				return
+			}
+			wantStatus(t, r, http.StatusOK)
+			var p listPage
+			r.decode(t, &p)
+			names := []string{}
+			for _, l := range p.Lists {
+				names = append(names, l.Name)
+			}
+			if strings.Join(names, "|") != strings.Join(tt.wantNames, "|") {
+				t.Errorf("lists %q, want %q", names, tt.wantNames)
+			}
+		})
+	}
+}
+
+func TestListMembershipCount(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Options{ActivityDelay: -1})
+	a, b := e.srv.CreateList("A"), e.srv.CreateList("B")
+	e.importNow(importBody([]string{a.ListID}, row("email", "x@example.com"), row("email", "y@example.com")))
+	r := e.call(http.MethodGet, "/v3/contact_lists?include_membership_count=all&name="+url.QueryEscape("A"), nil)
+	var p listPage
+	r.decode(t, &p)
+	if len(p.Lists) != 1 || p.Lists[0].MembershipCount == nil || *p.Lists[0].MembershipCount != 2 {
+		t.Fatalf("A: %s, want membership_count 2", r.body)
+	}
+	r = e.call(http.MethodGet, "/v3/contact_lists?include_membership_count=active&name=B", nil)
+	p = listPage{}
+	r.decode(t, &p)
+	if len(p.Lists) != 1 || p.Lists[0].ListID != b.ListID || p.Lists[0].MembershipCount == nil || *p.Lists[0].MembershipCount != 0 {
+		t.Fatalf("B: %s, want membership_count 0", r.body)
+	}
+	r = e.call(http.MethodGet, "/v3/contact_lists", nil)
+	p = listPage{}
+	r.decode(t, &p)
+	if p.Lists[0].MembershipCount != nil || p.ListsCount != nil {
+		t.Errorf("%s: counts sent without being asked for", r.body)
+	}
+}

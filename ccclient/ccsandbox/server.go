@@ -1,0 +1,394 @@
+package ccsandbox
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// Refresh-token modes, as CC lets each app choose in its developer portal.
+const (
+	// RefreshRotating returns a new refresh token on every refresh and kills all
+	// older ones, so each refresh token works exactly once.
+	RefreshRotating = "rotating"
+	// RefreshLongLived returns the same refresh token on every refresh.
+	RefreshLongLived = "long_lived"
+)
+
+// Oversize modes decide what happens to an import body above MaxImportBytes.
+const (
+	// OversizeTruncate imports only the contacts that fit wholly in the first
+	// MaxImportBytes bytes and still answers 201, as CC documents.
+	OversizeTruncate = "truncate"
+	// OversizeReject answers 400 instead, for tests that want the loud failure.
+	OversizeReject = "reject"
+)
+
+// Defaults for the zero Options, taken from the CC fact sheet.
+const (
+	DefaultClientID       = "sandbox-client"
+	DefaultClientSecret   = "sandbox-secret"
+	DefaultTokenTTL       = 24 * time.Hour
+	DefaultRefreshIdleTTL = 180 * 24 * time.Hour
+	DefaultRateLimit      = 4
+	DefaultTokenRateLimit = 1
+	DefaultDailyQuota     = 10000
+	DefaultActivityDelay  = 500 * time.Millisecond
+	DefaultMaxImportBytes = 4_000_000
+)
+
+// Options configures a Server. The zero value behaves like CC as the fact
+// sheet describes it; every behaviour the sheet marks unconfirmed has a knob.
+type Options struct {
+	// ClientID and ClientSecret are the one OAuth client (API key) the sandbox
+	// knows. They default to DefaultClientID and DefaultClientSecret.
+	ClientID, ClientSecret string
+	// TokenTTL is the access-token lifetime, 24h by default.
+	TokenTTL time.Duration
+	// RefreshMode is RefreshRotating (the default) or RefreshLongLived.
+	RefreshMode string
+	// RefreshIdleTTL expires a refresh token that has not been used for this
+	// long; 180 days by default.
+	RefreshIdleTTL time.Duration
+	// RevokeFamilyOnReuse makes a second use of a rotated refresh token kill
+	// the whole chain, including the newest token. CC support describes a
+	// double refresh as needing a fresh consent, which this reproduces; it is
+	// off by default because the fact sheet only confirms that old tokens die.
+	RevokeFamilyOnReuse bool
+	// AllowClientSecretPost accepts client_id and client_secret in the token
+	// request body instead of Basic auth. Whether CC does is unconfirmed.
+	AllowClientSecretPost bool
+	// TokenRateLimit is the token endpoint's requests per second, 1 by
+	// default; 0 uses the default and a negative value disables the limit.
+	TokenRateLimit float64
+	// RateLimit is the API requests per second per client (token bucket with
+	// a burst of the same size), 4 by default; 0 uses the default and a
+	// negative value disables the limit.
+	RateLimit float64
+	// DailyQuota is the number of API calls per client per UTC day, 10,000 by
+	// default; 0 uses the default and a negative value disables the quota.
+	DailyQuota int
+	// ActivityDelay is how long an import stays initialized and then
+	// processing (half each) before it completes; 500ms by default. A
+	// negative value completes an import on the first read after it.
+	ActivityDelay time.Duration
+	// MaxImportBytes is the import body size CC reads, 4,000,000 by default.
+	MaxImportBytes int
+	// OversizeMode is OversizeTruncate (the default) or OversizeReject.
+	OversizeMode string
+	// EmptyStringClears makes an import value of "" clear the field. CC's
+	// behaviour is unconfirmed, so by default "" leaves the field unchanged.
+	EmptyStringClears bool
+	// CaseInsensitiveListNames makes list names unique and matched without
+	// regard to case. CC's behaviour is unconfirmed; the default is exact.
+	CaseInsensitiveListNames bool
+	// Now is the clock; time.Now by default. Tests inject a fake one to move
+	// tokens, limits, quotas and imports through time.
+	Now func() time.Time
+	// Logger receives one line per notable event; nothing is logged if nil.
+	Logger *slog.Logger
+}
+
+// Validate reports the first option that New would refuse.
+func (o Options) Validate() error {
+	switch o.RefreshMode {
+	case "", RefreshRotating, RefreshLongLived:
+	default:
+		return fmt.Errorf("ccsandbox: refresh mode %q: want %q or %q", o.RefreshMode, RefreshRotating, RefreshLongLived)
+	}
+	switch o.OversizeMode {
+	case "", OversizeTruncate, OversizeReject:
+	default:
+		return fmt.Errorf("ccsandbox: oversize mode %q: want %q or %q", o.OversizeMode, OversizeTruncate, OversizeReject)
+	}
+	if o.TokenTTL < 0 || o.RefreshIdleTTL < 0 || o.MaxImportBytes < 0 {
+		return errors.New("ccsandbox: TokenTTL, RefreshIdleTTL and MaxImportBytes must not be negative")
+	}
+	return nil
+}
+
+// withDefaults fills every zero field with CC's documented value.
+func (o Options) withDefaults() Options {
+	if o.ClientID == "" {
+		o.ClientID = DefaultClientID
+	}
+	if o.ClientSecret == "" {
+		o.ClientSecret = DefaultClientSecret
+	}
+	if o.TokenTTL == 0 {
+		o.TokenTTL = DefaultTokenTTL
+	}
+	if o.RefreshMode == "" {
+		o.RefreshMode = RefreshRotating
+	}
+	if o.RefreshIdleTTL == 0 {
+		o.RefreshIdleTTL = DefaultRefreshIdleTTL
+	}
+	if o.TokenRateLimit == 0 {
+		o.TokenRateLimit = DefaultTokenRateLimit
+	}
+	if o.RateLimit == 0 {
+		o.RateLimit = DefaultRateLimit
+	}
+	if o.DailyQuota == 0 {
+		o.DailyQuota = DefaultDailyQuota
+	}
+	if o.ActivityDelay == 0 {
+		o.ActivityDelay = DefaultActivityDelay
+	}
+	if o.ActivityDelay < 0 {
+		o.ActivityDelay = 0
+	}
+	if o.MaxImportBytes == 0 {
+		o.MaxImportBytes = DefaultMaxImportBytes
+	}
+	if o.OversizeMode == "" {
+		o.OversizeMode = OversizeTruncate
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o
+}
+
+// Server is an in-memory Constant Contact: the OAuth server under
+// /oauth2/default/v1, the v3 endpoints the bridge uses under /v3, and test
+// hooks under /sandbox. All state sits behind one mutex, so a Server is safe
+// for any number of concurrent requests.
+type Server struct {
+	opts Options
+	log  *slog.Logger
+	mux  *http.ServeMux
+
+	mu     sync.Mutex
+	offset time.Duration // added to opts.Now by Advance
+	faults Faults
+	stats  Stats
+
+	// OAuth state, see oauth.go.
+	codes       map[string]*authCode
+	devices     map[string]*deviceGrant
+	access      map[string]*accessToken
+	refresh     map[string]*refreshToken
+	tokenBucket *bucket
+
+	// Per-client limits, see limits.go.
+	limits map[string]*clientLimits
+
+	// Account data, see lists.go, contacts.go and activities.go.
+	lists        []*contactList
+	listByID     map[string]*contactList
+	fields       []*customField
+	fieldByName  map[string]*customField
+	contacts     []*contact
+	byEmail      map[string]*contact
+	bySMS        map[string]*contact
+	activities   []*activity // creation order
+	activityByID map[string]*activity
+	pending      []*activity // not yet in a final state, creation order
+}
+
+// New returns a Server configured by opts. It panics if opts.Validate fails,
+// because a sandbox that silently ran with other rules would mislead tests.
+func New(opts Options) *Server {
+	if err := opts.Validate(); err != nil {
+		panic(err)
+	}
+	opts = opts.withDefaults()
+	s := &Server{
+		opts:         opts,
+		log:          opts.Logger,
+		mux:          http.NewServeMux(),
+		codes:        map[string]*authCode{},
+		devices:      map[string]*deviceGrant{},
+		access:       map[string]*accessToken{},
+		refresh:      map[string]*refreshToken{},
+		limits:       map[string]*clientLimits{},
+		listByID:     map[string]*contactList{},
+		fieldByName:  map[string]*customField{},
+		byEmail:      map[string]*contact{},
+		bySMS:        map[string]*contact{},
+		activityByID: map[string]*activity{},
+		stats:        Stats{Requests: map[string]int{}, Grants: map[string]int{}},
+	}
+	if opts.TokenRateLimit > 0 {
+		s.tokenBucket = newBucket(opts.TokenRateLimit)
+	}
+	s.routes()
+	return s
+}
+
+// routes registers every endpoint. The pattern string doubles as the key of
+// Stats.Requests, so a test can count exactly the calls it cares about.
+func (s *Server) routes() {
+	s.handleOAuth("GET /oauth2/default/v1/authorize", s.authorize)
+	s.handleOAuth("POST /oauth2/default/v1/token", s.token)
+	s.handleOAuth("POST /oauth2/default/v1/device/authorize", s.deviceAuthorize)
+	s.handleOAuth("GET /oauth2/default/v1/device", s.devicePage)
+
+	s.handleAPI("GET /v3/contact_lists", s.getLists)
+	s.handleAPI("POST /v3/contact_lists", s.postList)
+	s.handleAPI("GET /v3/contact_custom_fields", s.getCustomFields)
+	s.handleAPI("POST /v3/contact_custom_fields", s.postCustomField)
+	s.handleAPI("POST /v3/activities/contacts_json_import", s.postImport)
+	s.handleAPI("GET /v3/activities/{id}", s.getActivity)
+	s.handleAPI("GET /v3/activities", s.getActivities)
+	s.handleAPI("GET /v3/contacts", s.getContacts)
+
+	s.mux.HandleFunc("GET /sandbox/contacts", s.hookContacts)
+	s.mux.HandleFunc("GET /sandbox/stats", s.hookStats)
+	s.mux.HandleFunc("POST /sandbox/unsubscribe", s.hookUnsubscribe)
+	s.mux.HandleFunc("POST /sandbox/lists", s.hookCreateList)
+	s.mux.HandleFunc("POST /sandbox/custom_fields", s.hookCreateCustomField)
+	s.mux.HandleFunc("GET /sandbox/faults", s.hookGetFaults)
+	s.mux.HandleFunc("PUT /sandbox/faults", s.hookSetFaults)
+	s.mux.HandleFunc("GET /sandbox/clock", s.hookClock)
+	s.mux.HandleFunc("POST /sandbox/clock", s.hookAdvanceClock)
+	s.mux.HandleFunc("POST /sandbox/token", s.hookIssueToken)
+
+	s.mux.HandleFunc("/", s.notFound)
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mux.ServeHTTP(w, r)
+}
+
+// handleOAuth registers an authorization-server endpoint, counting each call.
+func (s *Server) handleOAuth(pattern string, h http.HandlerFunc) {
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		s.stats.Requests[pattern]++
+		s.mu.Unlock()
+		h(w, r)
+	})
+}
+
+// handleAPI registers a /v3 endpoint behind the same gate CC's API gateway
+// applies to every call: bearer token, rate limit, daily quota, scope, and
+// then any injected fault.
+func (s *Server) handleAPI(pattern string, h http.HandlerFunc) {
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		// CC sits behind AWS API Gateway, whose request id is the only
+		// correlation id a client can log.
+		w.Header().Set("x-amzn-RequestId", newUUID())
+		if !s.admit(w, r, pattern) {
+			return
+		}
+		h(w, r)
+	})
+}
+
+// notFound answers any route the sandbox does not serve, in CC's array shape,
+// and counts it so that a client calling a wrong path shows up in Stats.
+func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	s.stats.Requests["unmatched"]++
+	s.mu.Unlock()
+	s.log.Warn("ccsandbox: unmatched route", "method", r.Method, "path", r.URL.Path)
+	writeError(w, http.StatusNotFound, keyNotFound, "The requested resource was not found: "+r.Method+" "+r.URL.Path)
+}
+
+// nowLocked is the sandbox clock: the injected clock plus any Advance.
+func (s *Server) nowLocked() time.Time {
+	return s.opts.Now().Add(s.offset)
+}
+
+// Now returns the sandbox clock, which is Options.Now moved by Advance.
+func (s *Server) Now() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.nowLocked()
+}
+
+// Advance moves the sandbox clock forward by d, so that `hs2cc dev` can watch
+// tokens expire or quotas reset without waiting; tests can equally move
+// their injected clock.
+func (s *Server) Advance(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.offset += d
+}
+
+// readBody reads at most limit bytes of r's body and reports whether the body
+// was longer, so that no request can make the sandbox hold unbounded memory.
+func readBody(r *http.Request, limit int64) ([]byte, bool, error) {
+	b, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	if err != nil {
+		return nil, false, fmt.Errorf("read body: %w", err)
+	}
+	if int64(len(b)) > limit {
+		return b[:limit], true, nil
+	}
+	return b, false, nil
+}
+
+// admit applies CC's gateway checks to an API call, in the order API Gateway
+// runs them: the authorizer (401 for a missing, unknown or expired token, 403
+// for a missing scope), then the usage plan (429 throttled or
+// quota_exceeded). A call that passes may still meet an injected fault. It
+// writes the refusal itself and reports whether the handler should run.
+func (s *Server) admit(w http.ResponseWriter, r *http.Request, pattern string) bool {
+	s.mu.Lock()
+	s.stats.Requests[pattern]++
+	now := s.nowLocked()
+	tok := s.bearerLocked(r, now)
+	var refusal func()
+	switch {
+	case tok == nil:
+		s.stats.Unauthorized++
+		refusal = func() {
+			h := w.Header()
+			h.Set("WWW-Authenticate", "Bearer realm=api.cc.email")
+			h.Set("x-amzn-ErrorType", "UnauthorizedException")
+			writeObjectError(w, http.StatusUnauthorized, keyUnauthorized, "Unauthorized")
+		}
+	case !hasScope(tok.scope, scopeContactData):
+		s.stats.Forbidden++
+		refusal = func() {
+			writeObjectError(w, http.StatusForbidden, keyForbidden,
+				"Forbidden request. You lack the necessary scopes, you lack the necessary user privileges, or the application is deactivated.")
+		}
+	default:
+		key := s.faults.Limit
+		if key == "" {
+			key = s.limitLocked(tok.clientID, now)
+		}
+		switch key {
+		case keyThrottled:
+			s.stats.Throttled++
+			refusal = func() { writeObjectError(w, http.StatusTooManyRequests, keyThrottled, "Too Many Requests") }
+		case keyQuotaExceeded:
+			s.stats.QuotaExceeded++
+			refusal = func() { writeObjectError(w, http.StatusTooManyRequests, keyQuotaExceeded, "Limit Exceeded") }
+		case "":
+			switch status := s.faults.Status[pattern]; status {
+			case 0:
+			case http.StatusServiceUnavailable:
+				s.stats.Faults++
+				refusal = func() {
+					writeError(w, status, keyUnavailable, "Our internal service is temporarily unavailable.")
+				}
+			default:
+				s.stats.Faults++
+				refusal = func() {
+					writeError(w, status, keyServerError, "There was a problem with our internal service.")
+				}
+			}
+		}
+	}
+	s.mu.Unlock()
+	if refusal != nil {
+		s.log.Debug("ccsandbox: refused", "route", pattern)
+		refusal()
+		return false
+	}
+	return true
+}
