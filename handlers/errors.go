@@ -70,8 +70,14 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 			ae = newError(http.StatusInternalServerError, CodeInternalError, "internal error", err)
 		}
 		if ae.status >= 500 {
+			// Log the cause: an apiError's own text is only what the caller
+			// was told, which says nothing about what failed.
+			logged := err
+			if ae.cause != nil {
+				logged = ae.cause
+			}
 			log.Error("request failed", "status", ae.status, "code", ae.code, "path", c.Path(),
-				"request_id", c.Response().Header().Get(echo.HeaderXRequestID), "err", err)
+				"request_id", c.Response().Header().Get(echo.HeaderXRequestID), "err", logged)
 		}
 		if c.Request().Method == http.MethodHead {
 			_ = c.NoContent(ae.status)

@@ -112,9 +112,9 @@ func readBody(r *http.Request) ([]byte, error) {
 	}
 	n, err := buf.ReadFrom(io.LimitReader(r.Body, MaxBodyBytes+1))
 	if err != nil {
-		// The connection broke mid-body: nothing usable arrived, and HubSpot
-		// will see a failure and retry.
-		return nil, newError(http.StatusBadRequest, CodeMalformed, "could not read the body", err)
+		// The connection broke or stalled mid-body. Nothing usable arrived,
+		// and a 4xx would stop HubSpot from retrying if it ever saw it.
+		return nil, unavailable("could not read the body", err)
 	}
 	if n > MaxBodyBytes {
 		return nil, newError(http.StatusRequestEntityTooLarge, CodeBodyTooLarge, "body larger than 1 MiB", nil)

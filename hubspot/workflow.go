@@ -353,8 +353,19 @@ func appendField(b []byte, s string) []byte {
 // object id when the body has one, else "email:" and the lower-cased email,
 // because a customised body need not include the id.
 func (e Enrollment) ObjectKey() string {
-	if e.ObjectID != "" {
-		return e.ObjectID
+	key := e.ObjectID
+	if key == "" {
+		key = "email:" + strings.ToLower(e.Email)
 	}
-	return "email:" + strings.ToLower(e.Email)
+	if len(key) > MaxObjectKey {
+		// A long email (up to 254 bytes is usable) must still fit a unique
+		// index; a hash keeps the key stable and distinct.
+		sum := sha256.Sum256([]byte(key))
+		return "sha256:" + hex.EncodeToString(sum[:])
+	}
+	return key
 }
+
+// MaxObjectKey is the longest key ObjectKey returns, the width of the
+// store's unique index column.
+const MaxObjectKey = 191

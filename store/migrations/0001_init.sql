@@ -1,6 +1,8 @@
 -- 0001_init creates the tables the bridge needs from its first version.
 -- Every statement must run on MySQL 8.0 (RDS), MariaDB 10.11 and the embedded
 -- go-mysql-server used by `hs2cc dev`, so it sticks to plain types.
+-- Text that HubSpot sends is stored whole (TEXT), however long: a value too
+-- long for CC is rejected visibly at import time, never lost at ingest.
 
 CREATE TABLE deliveries (
   id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
@@ -21,9 +23,9 @@ CREATE TABLE enrollments (
   portal_id BIGINT NOT NULL,
   object_key VARCHAR(191) NOT NULL,
   email VARCHAR(254) NOT NULL,
-  first_name VARCHAR(255) NOT NULL,
-  last_name VARCHAR(255) NOT NULL,
-  country VARCHAR(255) NOT NULL,
+  first_name TEXT NOT NULL,
+  last_name TEXT NOT NULL,
+  country TEXT NOT NULL,
   enrolled_at DATETIME(6) NULL,
   properties MEDIUMTEXT NOT NULL,
   lists TEXT NOT NULL,
