@@ -63,7 +63,7 @@ func TestWebhookVersionsAndDuplicates(t *testing.T) {
 		if _, err := a.ins.DeleteAllAggregatingTasks(jobs.Queue, jobs.GroupKey(lists)); err != nil {
 			t.Fatal(err)
 		}
-		imp, err := a.db.ClaimImport(ctx, "test-import", []int64{id})
+		imp, err := a.db.ClaimImport(ctx, "test-import", "", []int64{id})
 		if err != nil || imp == nil {
 			t.Fatalf("claim import: %v, %v", imp, err)
 		}

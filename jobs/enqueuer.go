@@ -74,6 +74,6 @@ func aggregate(group string, tasks []*asynq.Task) *asynq.Task {
 		seen[p.EnrollmentID] = true
 		ids = append(ids, p.EnrollmentID)
 	}
-	payload, _ := json.Marshal(importPayload{EnrollmentIDs: ids})
+	payload, _ := json.Marshal(importPayload{Group: group, EnrollmentIDs: ids})
 	return asynq.NewTask(TypeCCImport, payload, asynq.MaxRetry(25))
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hibiken/asynq"
 
@@ -25,9 +26,10 @@ type CC interface {
 
 // Store is the part of the store the worker uses.
 type Store interface {
-	ClaimImport(ctx context.Context, taskID string, ids []int64) (*store.Import, error)
+	ClaimImport(ctx context.Context, taskID, listKey string, ids []int64) (*store.Import, error)
 	ImportRows(ctx context.Context, importID int64) ([]*store.Enrollment, error)
 	SubmitImport(ctx context.Context, importID int64, lists, listIDs []string, activityID, state string) error
+	RejectRows(ctx context.Context, importID int64, reasons map[int64]string) error
 	RecordActivity(ctx context.Context, importID int64, a store.ActivityResult, clean bool, reason string) error
 	FailImport(ctx context.Context, importID int64, reason string) error
 	GetImport(ctx context.Context, id int64) (*store.Import, error)
@@ -60,7 +62,7 @@ func (im *Importer) handleEnrollment(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return err
 	}
-	return im.importBatch(ctx, []int64{p.EnrollmentID})
+	return im.importBatch(ctx, "", []int64{p.EnrollmentID})
 }
 
 // handleImport runs one cc:import task.
@@ -69,12 +71,12 @@ func (im *Importer) handleImport(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return err
 	}
-	return im.importBatch(ctx, p.EnrollmentIDs)
+	return im.importBatch(ctx, p.Group, p.EnrollmentIDs)
 }
 
-func (im *Importer) importBatch(ctx context.Context, ids []int64) error {
+func (im *Importer) importBatch(ctx context.Context, group string, ids []int64) error {
 	taskID, _ := asynq.GetTaskID(ctx)
-	imp, err := im.store.ClaimImport(ctx, taskID, ids)
+	imp, err := im.store.ClaimImport(ctx, taskID, group, ids)
 	if err != nil {
 		return err
 	}
@@ -115,7 +117,17 @@ func (im *Importer) submit(ctx context.Context, imp *store.Import) error {
 	if err != nil {
 		return err
 	}
-	req := &ccclient.ImportRequest{ImportData: contactsFor(rows), ListIDs: listIDs}
+	contacts, rejected := contactsFor(rows)
+	if err := im.store.RejectRows(ctx, imp.ID, rejected); err != nil {
+		return err
+	}
+	if len(rejected) > 0 {
+		im.log.Warn("rows rejected before import: values over CC's limits", "import_id", imp.ID, "rejected", len(rejected))
+	}
+	if len(contacts) == 0 {
+		return im.store.FailImport(ctx, imp.ID, "every row was rejected before import")
+	}
+	req := &ccclient.ImportRequest{ImportData: contacts, ListIDs: listIDs}
 	act, err := im.cc.ImportContacts(ctx, req)
 	if err != nil {
 		return fmt.Errorf("import %d: %w", imp.ID, err)
@@ -128,13 +140,20 @@ func (im *Importer) submit(ctx context.Context, imp *store.Import) error {
 	return im.enq.enqueueActivityPoll(ctx, imp.ID, im.pollInterval)
 }
 
-// contactsFor maps enrollment rows to CC import contacts. The same email
-// twice keeps the newest row (rows come oldest first), since CC upserts by
-// lower-cased email and the last one would win there anyway.
-func contactsFor(rows []*store.Enrollment) []ccclient.ImportContact {
+// contactsFor maps enrollment rows to CC import contacts. A row with a value
+// CC would refuse is rejected with its reason instead of sent, since CC
+// refuses a whole import for one bad contact; nothing is cut short. The same
+// email twice keeps the newest row (rows come oldest first), since CC upserts
+// by lower-cased email and the last one would win there anyway.
+func contactsFor(rows []*store.Enrollment) ([]ccclient.ImportContact, map[int64]string) {
 	index := make(map[string]int, len(rows))
 	out := make([]ccclient.ImportContact, 0, len(rows))
+	rejected := map[int64]string{}
 	for _, r := range rows {
+		if reason := overCCLimits(r); reason != "" {
+			rejected[r.ID] = reason
+			continue
+		}
 		c := ccclient.ImportContact{Email: r.Email, FirstName: r.FirstName, LastName: r.LastName, Country: r.Country}
 		key := strings.ToLower(r.Email)
 		if i, ok := index[key]; ok {
@@ -144,7 +163,23 @@ func contactsFor(rows []*store.Enrollment) []ccclient.ImportContact {
 		index[key] = len(out)
 		out = append(out, c)
 	}
-	return out
+	return out, rejected
+}
+
+// ccTextMax is CC's maxLength for email, first_name, last_name and country
+// in contacts_json_import.
+const ccTextMax = 50
+
+// overCCLimits names the first field of r that CC would refuse, or "".
+func overCCLimits(r *store.Enrollment) string {
+	for _, f := range []struct{ name, value string }{
+		{"email", r.Email}, {"first_name", r.FirstName}, {"last_name", r.LastName}, {"country", r.Country},
+	} {
+		if n := utf8.RuneCountInString(f.value); n > ccTextMax {
+			return fmt.Sprintf("%s is %d characters; Constant Contact accepts at most %d", f.name, n, ccTextMax)
+		}
+	}
+	return ""
 }
 
 // resolveLists turns list names into CC list ids, caching them for the life

@@ -1,14 +1,12 @@
 package jobs
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"sort"
-	"strings"
 
 	"github.com/hibiken/asynq"
+
+	"github.com/hs2cc/hs2cc/store"
 )
 
 // Task types; see the catalogue in doc.go.
@@ -30,6 +28,9 @@ type enrollmentPayload struct {
 }
 
 type importPayload struct {
+	// Group is the list key the batch was aggregated under; empty for an
+	// enrollment imported alone.
+	Group         string  `json:"group,omitempty"`
 	EnrollmentIDs []int64 `json:"enrollment_ids"`
 }
 
@@ -37,19 +38,11 @@ type activityPayload struct {
 	ImportID int64 `json:"import_id"`
 }
 
-// GroupKey names the asynq group for a set of target lists. Enrollments bound
-// for the same lists are aggregated into one import; the key is readable in
-// Asynqmon unless the names are too long, when it becomes a hash.
-func GroupKey(lists []string) string {
-	sorted := append([]string(nil), lists...)
-	sort.Strings(sorted)
-	key := "lists:" + strings.Join(sorted, "|")
-	if len(key) <= 200 {
-		return key
-	}
-	sum := sha256.Sum256([]byte(strings.Join(sorted, "\x00")))
-	return "lists:sha256:" + hex.EncodeToString(sum[:12])
-}
+// GroupKey names the asynq group for a set of target lists: enrollments
+// bound for the same lists are aggregated into one import. It is the list
+// key the store keeps on each row, so that claiming a batch can check that a
+// row is still bound for the batch's lists.
+func GroupKey(lists []string) string { return store.ListKey(lists) }
 
 func enrollmentTaskID(id int64, version int) string {
 	return fmt.Sprintf("enrollment:%d:v%d", id, version)

@@ -85,11 +85,15 @@ func NewWorker(redisOpt asynq.RedisConnOpt, cfg Config, st Store, cc CC, enq *En
 		GroupMaxDelay:    cfg.GroupMaxDelay,
 		GroupMaxSize:     cfg.GroupMaxSize,
 		GroupAggregator:  asynq.GroupAggregatorFunc(aggregate),
-		RetryDelayFunc:   retryDelay(time.Now),
-		IsFailure:        isFailure,
-		ShutdownTimeout:  cfg.ShutdownTimeout,
-		Logger:           alog,
-		LogLevel:         asynq.WarnLevel,
+		// asynq moves due scheduled and retry tasks to pending only every
+		// 5 s by default, which would stretch PollInterval and the 1 s
+		// throttle backoff to up to 5 s; check as often as they need.
+		DelayedTaskCheckInterval: delayedCheckInterval(cfg.PollInterval),
+		RetryDelayFunc:           retryDelay(time.Now),
+		IsFailure:                isFailure,
+		ShutdownTimeout:          cfg.ShutdownTimeout,
+		Logger:                   alog,
+		LogLevel:                 asynq.WarnLevel,
 		ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
 			if isFailure(err) {
 				id, _ := asynq.GetTaskID(ctx)
@@ -104,6 +108,16 @@ func NewWorker(redisOpt asynq.RedisConnOpt, cfg Config, st Store, cc CC, enq *En
 		w.register(TypeTokenRefresh, cfg.TokenRefreshInterval)
 	}
 	return w
+}
+
+// delayedCheckInterval is how often due scheduled and retry tasks are
+// forwarded: every second (CC's throttle clears in one), or every
+// PollInterval when that is shorter.
+func delayedCheckInterval(poll time.Duration) time.Duration {
+	if poll > 0 && poll < time.Second {
+		return poll
+	}
+	return time.Second
 }
 
 func (w *Worker) register(taskType string, every time.Duration) {

@@ -42,7 +42,11 @@ type Import struct {
 // MySQL, so a batch that asynq hands out twice imports its rows once: the
 // second claim finds nothing pending and returns (nil, nil). A retried task
 // finds the import its first run created and carries on with it.
-func (s *DB) ClaimImport(ctx context.Context, taskID string, ids []int64) (*Import, error) {
+//
+// With a listKey, only rows still bound for that list set are claimed: a
+// contact whose lists changed while its old task waited is left to the task
+// of its new version, so it never lands on the lists it left.
+func (s *DB) ClaimImport(ctx context.Context, taskID, listKey string, ids []int64) (*Import, error) {
 	if existing, err := s.importByTask(ctx, taskID); err == nil {
 		return existing, nil
 	} else if err != ErrNotFound {
@@ -65,14 +69,19 @@ func (s *DB) ClaimImport(ctx context.Context, taskID string, ids []int64) (*Impo
 		if err != nil {
 			return err
 		}
-		args := make([]any, 0, len(ids)+4)
+		args := make([]any, 0, len(ids)+5)
 		args = append(args, StatusImporting, importID, now, StatusPending)
+		filter := ""
+		if listKey != "" {
+			filter = " AND list_key = ?"
+			args = append(args, listKey)
+		}
 		for _, id := range ids {
 			args = append(args, id)
 		}
 		r, err = tx.ExecContext(ctx,
 			`UPDATE enrollments SET status = ?, import_id = ?, updated_at = ?
-			 WHERE status = ? AND id IN (`+placeholders(len(ids))+`)`, args...)
+			 WHERE status = ?`+filter+` AND id IN (`+placeholders(len(ids))+`)`, args...)
 		if err != nil {
 			return err
 		}
@@ -255,6 +264,30 @@ func (s *DB) FailImport(ctx context.Context, importID int64, reason string) erro
 	})
 	if err != nil {
 		return fmt.Errorf("store: fail import %d: %w", importID, err)
+	}
+	return nil
+}
+
+// RejectRows marks rows of an import that cannot be sent to CC as they are,
+// each with its reason, so that they are visible and never silently dropped
+// or truncated. They leave the import before it is posted.
+func (s *DB) RejectRows(ctx context.Context, importID int64, reasons map[int64]string) error {
+	if len(reasons) == 0 {
+		return nil
+	}
+	now := s.utcNow()
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		for id, reason := range reasons {
+			if _, err := tx.ExecContext(ctx,
+				`UPDATE enrollments SET status = ?, status_reason = ?, updated_at = ? WHERE id = ? AND import_id = ? AND status = ?`,
+				StatusRejected, truncate(reason, 1024), now, id, importID, StatusImporting); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: reject rows of import %d: %w", importID, err)
 	}
 	return nil
 }

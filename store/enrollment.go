@@ -2,23 +2,43 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
 )
 
 // Enrollment statuses. A row moves pending → importing → imported, or to
-// failed; a changed version of a contact puts it back to pending.
+// failed or rejected; a changed version of a contact puts it back to pending.
 const (
 	StatusPending   = "pending"   // stored, waiting for a CC import
 	StatusImporting = "importing" // claimed by one CC import
 	StatusImported  = "imported"  // CC reported the import clean
 	StatusFailed    = "failed"    // CC refused it or reported errors; replayable
+	StatusRejected  = "rejected"  // cannot be sent to CC as it is (e.g. a value over CC's limits)
 )
+
+// ListKey names a set of CC lists independently of their order. Enrollments
+// with the same key are imported together (it is the asynq group); the key
+// is readable unless the names are long or hold the separator, when it
+// becomes a hash, so ["a|b"] and ["a","b"] never share one.
+func ListKey(lists []string) string {
+	sorted := append([]string(nil), lists...)
+	sort.Strings(sorted)
+	key := "lists:" + strings.Join(sorted, "|")
+	if len(key) <= 191 && strings.Count(key, "|") == max(len(sorted)-1, 0) {
+		return key
+	}
+	sum := sha256.Sum256([]byte(strings.Join(sorted, "\x00")))
+	return "lists:sha256:" + hex.EncodeToString(sum[:12])
+}
 
 // Enrollment is one HubSpot contact as the bridge keeps it.
 type Enrollment struct {
@@ -117,11 +137,11 @@ func (s *DB) ingestOnce(ctx context.Context, d *Delivery, e *Enrollment, props, 
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		r, err := tx.ExecContext(ctx,
 			`INSERT INTO enrollments (portal_id, object_key, email, first_name, last_name, country, enrolled_at,
-			   properties, lists, content_hash, version, status, status_reason, received_at, updated_at)
-			 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, '', ?, ?)
+			   properties, lists, list_key, content_hash, version, status, status_reason, received_at, updated_at)
+			 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, '', ?, ?)
 			 ON DUPLICATE KEY UPDATE id = LAST_INSERT_ID(id)`,
 			e.PortalID, e.ObjectKey, e.Email, e.FirstName, e.LastName, e.Country, enrolledAt,
-			props, lists, e.ContentHash, StatusPending, now, now)
+			props, lists, ListKey(e.Lists), e.ContentHash, StatusPending, now, now)
 		if err != nil {
 			return err
 		}
@@ -157,10 +177,10 @@ func (s *DB) ingestOnce(ctx context.Context, d *Delivery, e *Enrollment, props, 
 				res.Outcome, res.Version, res.Status = OutcomeUpdated, res.Version+1, StatusPending
 				if _, err := tx.ExecContext(ctx,
 					`UPDATE enrollments SET email = ?, first_name = ?, last_name = ?, country = ?, enrolled_at = ?,
-					   properties = ?, lists = ?, content_hash = ?, version = ?, status = ?, status_reason = '',
+					   properties = ?, lists = ?, list_key = ?, content_hash = ?, version = ?, status = ?, status_reason = '',
 					   import_id = NULL, updated_at = ?
 					 WHERE id = ?`,
-					e.Email, e.FirstName, e.LastName, e.Country, enrolledAt, props, lists, e.ContentHash,
+					e.Email, e.FirstName, e.LastName, e.Country, enrolledAt, props, lists, ListKey(e.Lists), e.ContentHash,
 					res.Version, StatusPending, now, id); err != nil {
 					return err
 				}

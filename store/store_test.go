@@ -155,17 +155,17 @@ func TestClaimImportOnce(t *testing.T) {
 	db := storetest.MySQL(t)
 	ids := ingestN(t, db, 5)
 
-	imp, err := db.ClaimImport(ctx, "task-1", ids)
+	imp, err := db.ClaimImport(ctx, "task-1", store.ListKey([]string{"New Agents"}), ids)
 	if err != nil || imp == nil || imp.ContactCount != 5 {
 		t.Fatalf("first claim: %+v, %v", imp, err)
 	}
 	// The same task retried gets the same import back.
-	again, err := db.ClaimImport(ctx, "task-1", ids)
+	again, err := db.ClaimImport(ctx, "task-1", store.ListKey([]string{"New Agents"}), ids)
 	if err != nil || again == nil || again.ID != imp.ID {
 		t.Fatalf("retried claim: %+v, %v", again, err)
 	}
 	// The same batch handed out again under another task id claims nothing.
-	dup, err := db.ClaimImport(ctx, "task-2", ids)
+	dup, err := db.ClaimImport(ctx, "task-2", "", ids)
 	if err != nil || dup != nil {
 		t.Fatalf("duplicate batch: %+v, %v; want nil, nil", dup, err)
 	}
@@ -194,7 +194,7 @@ func TestRecordActivitySettlesRows(t *testing.T) {
 			ctx := context.Background()
 			db := storetest.MySQL(t)
 			ids := ingestN(t, db, 3)
-			imp, err := db.ClaimImport(ctx, "t", ids)
+			imp, err := db.ClaimImport(ctx, "t", "", ids)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -316,5 +316,50 @@ func TestCacheLockAndToken(t *testing.T) {
 	}
 	if v, _ := c.AccessToken(ctx); v != "" {
 		t.Fatalf("token still cached: %q", v)
+	}
+}
+
+// TestClaimImportLeavesRowsWhoseListsChanged: a contact re-routed to other
+// lists while its old task waited must be left to its new version's task.
+func TestClaimImportLeavesRowsWhoseListsChanged(t *testing.T) {
+	ctx := context.Background()
+	db := storetest.MySQL(t)
+	ids := ingestN(t, db, 3)
+	moved := enrollment("1001", "a1@example.com", "A", "h-moved")
+	moved.Lists = []string{"Gold Agents"}
+	if _, err := db.Ingest(ctx, &store.Delivery{Kind: store.KindWorkflow, Body: []byte("{}")}, moved); err != nil {
+		t.Fatal(err)
+	}
+	imp, err := db.ClaimImport(ctx, "old-group", store.ListKey([]string{"New Agents"}), ids)
+	if err != nil || imp == nil || imp.ContactCount != 2 {
+		t.Fatalf("claim for the old lists: %+v, %v; want 2 rows", imp, err)
+	}
+	if e, _ := db.GetEnrollment(ctx, ids[1]); e.Status != store.StatusPending {
+		t.Fatalf("moved row is %s, want pending for its new group", e.Status)
+	}
+	gold, err := db.ClaimImport(ctx, "new-group", store.ListKey([]string{"Gold Agents"}), []int64{ids[1]})
+	if err != nil || gold == nil || gold.ContactCount != 1 {
+		t.Fatalf("claim for the new lists: %+v, %v", gold, err)
+	}
+}
+
+func TestRejectRows(t *testing.T) {
+	ctx := context.Background()
+	db := storetest.MySQL(t)
+	ids := ingestN(t, db, 2)
+	imp, err := db.ClaimImport(ctx, "t", "", ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.RejectRows(ctx, imp.ID, map[int64]string{ids[0]: "email is 60 characters"}); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := db.ImportRows(ctx, imp.ID)
+	if err != nil || len(rows) != 1 || rows[0].ID != ids[1] {
+		t.Fatalf("rows left in the import: %+v, %v", rows, err)
+	}
+	e, err := db.GetEnrollment(ctx, ids[0])
+	if err != nil || e.Status != store.StatusRejected || e.StatusReason != "email is 60 characters" {
+		t.Fatalf("rejected row %+v, %v", e, err)
 	}
 }

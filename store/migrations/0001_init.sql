@@ -29,6 +29,7 @@ CREATE TABLE enrollments (
   enrolled_at DATETIME(6) NULL,
   properties MEDIUMTEXT NOT NULL,
   lists TEXT NOT NULL,
+  list_key VARCHAR(191) NOT NULL,
   content_hash CHAR(64) NOT NULL,
   version INT UNSIGNED NOT NULL,
   status VARCHAR(16) NOT NULL,

@@ -1,0 +1,172 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/hs2cc/hs2cc/store"
+)
+
+func TestGroupKey(t *testing.T) {
+	long := func(prefix string) []string {
+		return []string{prefix + strings.Repeat("a", 100), prefix + strings.Repeat("b", 100)}
+	}
+	hashed := regexp.MustCompile(`^lists:sha256:[0-9a-f]{24}$`)
+	tests := []struct {
+		name       string
+		a, b       []string
+		same       bool   // whether a and b must share a group
+		wantA      string // exact key of a, when readable
+		wantHashed bool   // a's key must be the hashed form
+	}{
+		{name: "one list is readable", a: []string{"New Agents"}, b: []string{"New Agents"}, same: true,
+			wantA: "lists:New Agents"},
+		{name: "order does not matter", a: []string{"Newsletter", "Agents West"}, b: []string{"Agents West", "Newsletter"},
+			same: true, wantA: "lists:Agents West|Newsletter"},
+		{name: "different sets differ", a: []string{"Agents East"}, b: []string{"Agents West"}, wantA: "lists:Agents East"},
+		{name: "a subset differs", a: []string{"A"}, b: []string{"A", "B"}, wantA: "lists:A"},
+		{name: "no lists", a: nil, b: []string{}, same: true, wantA: "lists:"},
+		{name: "exactly 191 bytes (the column) stays readable", a: []string{strings.Repeat("x", 185)}, b: []string{strings.Repeat("x", 185)},
+			same: true, wantA: "lists:" + strings.Repeat("x", 185)},
+		{name: "192 bytes is hashed", a: []string{strings.Repeat("x", 186)}, b: []string{strings.Repeat("x", 186)},
+			same: true, wantHashed: true},
+		{name: "long keys are hashed and stable across order", a: long("p"), b: []string{long("p")[1], long("p")[0]},
+			same: true, wantHashed: true},
+		{name: "long keys of different sets differ", a: long("p"), b: long("q"), wantHashed: true},
+		{name: "a name holding the separator is not two lists", a: []string{"a|b"}, b: []string{"a", "b"},
+			wantHashed: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			in := slices.Clone(tc.a)
+			ka, kb := GroupKey(tc.a), GroupKey(tc.b)
+			if !slices.Equal(in, tc.a) {
+				t.Errorf("GroupKey reordered its argument: %q, was %q", tc.a, in)
+			}
+			if (ka == kb) != tc.same {
+				t.Errorf("GroupKey(%q) = %q, GroupKey(%q) = %q; same = %v, want %v", tc.a, ka, tc.b, kb, ka == kb, tc.same)
+			}
+			if ka != GroupKey(tc.a) {
+				t.Errorf("GroupKey(%q) is not stable", tc.a)
+			}
+			switch {
+			case tc.wantHashed && !hashed.MatchString(ka):
+				t.Errorf("GroupKey(%q) = %q, want the hashed form", tc.a, ka)
+			case tc.wantA != "" && ka != tc.wantA:
+				t.Errorf("GroupKey(%q) = %q, want %q", tc.a, ka, tc.wantA)
+			}
+			if len(ka) > 200 {
+				t.Errorf("GroupKey(%q) is %d bytes, want at most 200", tc.a, len(ka))
+			}
+		})
+	}
+}
+
+func TestAggregate(t *testing.T) {
+	task := func(payload string) *asynq.Task { return asynq.NewTask(TypeEnrollmentSync, []byte(payload)) }
+	tests := []struct {
+		name  string
+		tasks []*asynq.Task
+		want  []int64
+	}{
+		{name: "ids in task order", tasks: []*asynq.Task{task(`{"enrollment_id":3}`), task(`{"enrollment_id":1}`), task(`{"enrollment_id":2}`)},
+			want: []int64{3, 1, 2}},
+		{name: "an id queued twice is imported once", tasks: []*asynq.Task{task(`{"enrollment_id":7}`), task(`{"enrollment_id":7}`), task(`{"enrollment_id":8}`)},
+			want: []int64{7, 8}},
+		{name: "unreadable and empty payloads are dropped", tasks: []*asynq.Task{task(`{`), task(`{}`), task(`{"enrollment_id":0}`), task(`{"enrollment_id":9}`)},
+			want: []int64{9}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := aggregate("lists:A", tc.tasks)
+			if got.Type() != TypeCCImport {
+				t.Fatalf("type %q, want %q", got.Type(), TypeCCImport)
+			}
+			var p struct {
+				EnrollmentIDs []int64 `json:"enrollment_ids"`
+			}
+			if err := json.Unmarshal(got.Payload(), &p); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(p.EnrollmentIDs, tc.want) {
+				t.Errorf("enrollment_ids %v, want %v", p.EnrollmentIDs, tc.want)
+			}
+		})
+	}
+}
+
+// TestMalformedPayloadsSkipRetry: a payload that cannot be decoded will
+// never decode, so every handler archives it at once.
+func TestMalformedPayloadsSkipRetry(t *testing.T) {
+	im := newImporter(nil, nil, nil, nil, 0, 0)
+	handlers := map[string]func(context.Context, *asynq.Task) error{
+		TypeEnrollmentSync: im.handleEnrollment,
+		TypeCCImport:       im.handleImport,
+		TypeCCActivity:     im.handleActivity,
+	}
+	for typ, h := range handlers {
+		err := h(context.Background(), asynq.NewTask(typ, []byte(`{"enrollment_ids":"nope","import_id":"x","enrollment_id":[]}`)))
+		if !errors.Is(err, asynq.SkipRetry) {
+			t.Errorf("%s with a malformed payload: %v, want SkipRetry", typ, err)
+		}
+	}
+}
+
+func TestContactsFor(t *testing.T) {
+	row := func(id int64, email, first string) *store.Enrollment {
+		return &store.Enrollment{ID: id, Email: email, FirstName: first, LastName: "Lee", Country: "United States"}
+	}
+	tests := []struct {
+		name         string
+		rows         []*store.Enrollment
+		wantEmail    []string
+		wantFirst    []string
+		wantRejected map[int64]string // id → a word the reason must hold
+	}{
+		{name: "one contact per row", rows: []*store.Enrollment{row(1, "a@x.com", "Ann"), row(2, "b@x.com", "Bob")},
+			wantEmail: []string{"a@x.com", "b@x.com"}, wantFirst: []string{"Ann", "Bob"}},
+		{name: "the same email in another case keeps the newest row in the first slot",
+			rows:      []*store.Enrollment{row(1, "a@x.com", "Ann"), row(2, "b@x.com", "Bob"), row(3, "A@X.com", "Anna")},
+			wantEmail: []string{"A@X.com", "b@x.com"}, wantFirst: []string{"Anna", "Bob"}},
+		{name: "a name over 50 characters is rejected with its reason, not cut",
+			rows:      []*store.Enrollment{row(1, "a@x.com", strings.Repeat("é", 51)), row(2, "b@x.com", "Bob")},
+			wantEmail: []string{"b@x.com"}, wantFirst: []string{"Bob"}, wantRejected: map[int64]string{1: "first_name is 51 characters"}},
+		{name: "an email over 50 characters is rejected",
+			rows:         []*store.Enrollment{row(1, strings.Repeat("x", 45)+"@example.com", "Ann")},
+			wantRejected: map[int64]string{1: "email is 57 characters"}},
+		{name: "exactly 50 characters is kept",
+			rows:      []*store.Enrollment{row(1, "a@x.com", strings.Repeat("n", 50))},
+			wantEmail: []string{"a@x.com"}, wantFirst: []string{strings.Repeat("n", 50)}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, rejected := contactsFor(tc.rows)
+			var emails, firsts []string
+			for _, c := range got {
+				emails = append(emails, c.Email)
+				firsts = append(firsts, c.FirstName)
+				if c.LastName != "Lee" || c.Country != "United States" {
+					t.Errorf("contact %s: last %q country %q", c.Email, c.LastName, c.Country)
+				}
+			}
+			if !slices.Equal(emails, tc.wantEmail) || !slices.Equal(firsts, tc.wantFirst) {
+				t.Errorf("contacts %q %q, want %q %q", emails, firsts, tc.wantEmail, tc.wantFirst)
+			}
+			if len(rejected) != len(tc.wantRejected) {
+				t.Errorf("rejected %v, want %v", rejected, tc.wantRejected)
+			}
+			for id, word := range tc.wantRejected {
+				if !strings.Contains(rejected[id], word) {
+					t.Errorf("row %d rejected for %q, want a reason with %q", id, rejected[id], word)
+				}
+			}
+		})
+	}
+}
