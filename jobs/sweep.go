@@ -20,25 +20,21 @@ type Sweeper struct {
 	now   func() time.Time
 }
 
+// handle enqueues one page of stale rows per run. The rows stay pending
+// until they are imported, so paging further would find the same rows
+// again; the next run picks up whatever this one left.
 func (s *Sweeper) handle(ctx context.Context, _ *asynq.Task) error {
-	total := 0
-	for {
-		refs, err := s.store.StalePending(ctx, s.now().Add(-s.age), 1000)
-		if err != nil {
+	refs, err := s.store.StalePending(ctx, s.now().Add(-s.age), 1000)
+	if err != nil {
+		return err
+	}
+	for _, r := range refs {
+		if err := s.enq.EnqueueEnrollment(ctx, r.ID, r.Version, r.Lists); err != nil {
 			return err
 		}
-		for _, r := range refs {
-			if err := s.enq.EnqueueEnrollment(ctx, r.ID, r.Version, r.Lists); err != nil {
-				return err
-			}
-		}
-		total += len(refs)
-		// The rows stay pending until they are imported, so a page that is
-		// full would come back again; one page per run keeps the sweep cheap.
-		break
 	}
-	if total > 0 {
-		s.log.Warn("sweep re-enqueued stale pending enrollments", "count", total)
+	if len(refs) > 0 {
+		s.log.Warn("sweep re-enqueued stale pending enrollments", "count", len(refs))
 	}
 	return nil
 }

@@ -155,41 +155,23 @@ func (s *DB) GetImport(ctx context.Context, id int64) (*Import, error) {
 
 // RecentImports returns the newest imports first.
 func (s *DB) RecentImports(ctx context.Context, limit int) ([]*Import, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+importColumns+` FROM cc_imports ORDER BY id DESC LIMIT ?`, limit)
+	imps, err := queryAll(ctx, s.db, scanImport, `SELECT `+importColumns+` FROM cc_imports ORDER BY id DESC LIMIT ?`, limit)
 	if err != nil {
 		return nil, fmt.Errorf("store: recent imports: %w", err)
 	}
-	defer rows.Close()
-	var out []*Import
-	for rows.Next() {
-		imp, err := scanImport(rows)
-		if err != nil {
-			return nil, fmt.Errorf("store: recent imports: %w", err)
-		}
-		out = append(out, imp)
-	}
-	return out, rows.Err()
+	return imps, nil
 }
 
 // ImportRows returns the enrollments an import still holds (status
 // importing), oldest update first.
 func (s *DB) ImportRows(ctx context.Context, importID int64) ([]*Enrollment, error) {
-	rows, err := s.db.QueryContext(ctx,
+	rows, err := queryAll(ctx, s.db, scanEnrollment,
 		`SELECT `+enrollmentColumns+` FROM enrollments WHERE import_id = ? AND status = ? ORDER BY updated_at, id`,
 		importID, StatusImporting)
 	if err != nil {
 		return nil, fmt.Errorf("store: import rows: %w", err)
 	}
-	defer rows.Close()
-	var out []*Enrollment
-	for rows.Next() {
-		e, err := scanEnrollment(rows)
-		if err != nil {
-			return nil, fmt.Errorf("store: import rows: %w", err)
-		}
-		out = append(out, e)
-	}
-	return out, rows.Err()
+	return rows, nil
 }
 
 // SubmitImport records that CC accepted the import as an activity. It is

@@ -108,6 +108,44 @@ func (s *DB) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	return tx.Commit()
 }
 
+// queryAll runs a query and scans every row with scan.
+func queryAll[T any](ctx context.Context, db *sql.DB, scan func(rowScanner) (T, error), query string, args ...any) ([]T, error) {
+	rows, err := db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// countBy runs a "SELECT key, COUNT(*) … GROUP BY key" query into a map.
+func countBy(ctx context.Context, db *sql.DB, query string) (map[string]int, error) {
+	type pair struct {
+		key string
+		n   int
+	}
+	pairs, err := queryAll(ctx, db, func(r rowScanner) (pair, error) {
+		var p pair
+		return p, r.Scan(&p.key, &p.n)
+	}, query)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]int, len(pairs))
+	for _, p := range pairs {
+		out[p.key] = p.n
+	}
+	return out, nil
+}
+
 // placeholders returns "?,?,…" for n values, for IN lists.
 func placeholders(n int) string {
 	if n <= 0 {

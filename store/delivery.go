@@ -83,21 +83,11 @@ func (s *DB) GetDelivery(ctx context.Context, id int64) (*Delivery, error) {
 
 // CountDeliveries returns how many deliveries carry each verdict.
 func (s *DB) CountDeliveries(ctx context.Context) (map[string]int, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT verdict, COUNT(*) FROM deliveries GROUP BY verdict`)
+	counts, err := countBy(ctx, s.db, `SELECT verdict, COUNT(*) FROM deliveries GROUP BY verdict`)
 	if err != nil {
 		return nil, fmt.Errorf("store: count deliveries: %w", err)
 	}
-	defer rows.Close()
-	out := map[string]int{}
-	for rows.Next() {
-		var v string
-		var n int
-		if err := rows.Scan(&v, &n); err != nil {
-			return nil, fmt.Errorf("store: count deliveries: %w", err)
-		}
-		out[v] = n
-	}
-	return out, rows.Err()
+	return counts, nil
 }
 
 // execer is what *sql.DB and *sql.Tx share for writes.

@@ -244,21 +244,11 @@ func (s *DB) GetEnrollment(ctx context.Context, id int64) (*Enrollment, error) {
 
 // CountEnrollments returns how many enrollments are in each status.
 func (s *DB) CountEnrollments(ctx context.Context) (map[string]int, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT status, COUNT(*) FROM enrollments GROUP BY status`)
+	counts, err := countBy(ctx, s.db, `SELECT status, COUNT(*) FROM enrollments GROUP BY status`)
 	if err != nil {
 		return nil, fmt.Errorf("store: count enrollments: %w", err)
 	}
-	defer rows.Close()
-	out := map[string]int{}
-	for rows.Next() {
-		var st string
-		var n int
-		if err := rows.Scan(&st, &n); err != nil {
-			return nil, fmt.Errorf("store: count enrollments: %w", err)
-		}
-		out[st] = n
-	}
-	return out, rows.Err()
+	return counts, nil
 }
 
 // PendingRef is what the sweep needs to enqueue an enrollment again.
@@ -272,26 +262,19 @@ type PendingRef struct {
 // the cutoff: their task was lost (Redis restarted, or Redis was down when
 // they arrived), so the sweep enqueues them again.
 func (s *DB) StalePending(ctx context.Context, before time.Time, limit int) ([]PendingRef, error) {
-	rows, err := s.db.QueryContext(ctx,
-		`SELECT id, version, lists FROM enrollments WHERE status = ? AND updated_at < ? ORDER BY updated_at, id LIMIT ?`,
+	refs, err := queryAll(ctx, s.db, func(r rowScanner) (PendingRef, error) {
+		var p PendingRef
+		var lists string
+		if err := r.Scan(&p.ID, &p.Version, &lists); err != nil {
+			return p, err
+		}
+		return p, json.Unmarshal([]byte(lists), &p.Lists)
+	}, `SELECT id, version, lists FROM enrollments WHERE status = ? AND updated_at < ? ORDER BY updated_at, id LIMIT ?`,
 		StatusPending, before.UTC(), limit)
 	if err != nil {
 		return nil, fmt.Errorf("store: stale pending: %w", err)
 	}
-	defer rows.Close()
-	var out []PendingRef
-	for rows.Next() {
-		var p PendingRef
-		var lists string
-		if err := rows.Scan(&p.ID, &p.Version, &lists); err != nil {
-			return nil, fmt.Errorf("store: stale pending: %w", err)
-		}
-		if err := json.Unmarshal([]byte(lists), &p.Lists); err != nil {
-			return nil, fmt.Errorf("store: stale pending %d lists: %w", p.ID, err)
-		}
-		out = append(out, p)
-	}
-	return out, rows.Err()
+	return refs, nil
 }
 
 func nonNilMap(m map[string]string) map[string]string {
