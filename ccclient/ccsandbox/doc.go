@@ -48,6 +48,7 @@
 // treatment of bodies over MaxImportBytes. Error keys other than
 // unauthorized, throttled and quota_exceeded are the sandbox's own guesses.
 //
-// The package uses only the standard library; the spec-validation tests use
-// kin-openapi against testdata/v3-swagger.yml, CC's official Swagger file.
+// The package uses only the standard library. Its tests validate every
+// exchange against CC's official Swagger file with the test-only package
+// ccspec (kin-openapi), which the client and end-to-end tests use too.
 package ccsandbox

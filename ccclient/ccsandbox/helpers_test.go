@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/hs2cc/hs2cc/ccclient/ccsandbox/ccspec"
 )
 
 // epoch is where every test clock starts: a weekday noon in UTC.
@@ -82,7 +84,7 @@ func startEnv(t *testing.T, opts Options, spec bool) *env {
 	srv := New(opts)
 	var h http.Handler = srv
 	if spec {
-		h = newSpecRecorder(t).wrap(srv)
+		h = ccspec.New(t).Wrap(srv)
 	}
 	ts := httptest.NewServer(h)
 	t.Cleanup(ts.Close)
@@ -115,7 +117,7 @@ func (r resp) decode(t *testing.T, v any) {
 // specRejected reports what the spec recorder thought of a request sent
 // with expectInvalid.
 func (r resp) specRejected() bool {
-	return r.header.Get(hdrSpecRequestError) == "true"
+	return r.header.Get(ccspec.HeaderRequestError) == "true"
 }
 
 // reqOption adjusts a request before it is sent.
@@ -139,7 +141,7 @@ func withContentType(ct string) reqOption {
 
 // expectInvalid tells the spec recorder that this request breaks the spec on
 // purpose; it reports its verdict instead of failing the test.
-func expectInvalid(r *http.Request) { r.Header.Set(hdrSpecExpectInvalid, "1") }
+func expectInvalid(r *http.Request) { r.Header.Set(ccspec.HeaderExpectInvalid, "1") }
 
 // call sends an API request with the env's token. A string or []byte body is
 // sent as is, anything else as JSON; either way as application/json.

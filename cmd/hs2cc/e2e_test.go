@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hs2cc/hs2cc/ccclient/ccsandbox"
+	"github.com/hs2cc/hs2cc/ccclient/ccsandbox/ccspec"
 	"github.com/hs2cc/hs2cc/store"
 	"github.com/hs2cc/hs2cc/store/storetest"
 )
@@ -64,7 +65,7 @@ func TestEndToEnd(t *testing.T) {
 	redisURL := storetest.RedisURL(t)
 
 	sb := ccsandbox.New(ccsandbox.Options{ActivityDelay: 300 * time.Millisecond})
-	cc := httptest.NewServer(sb)
+	cc := httptest.NewServer(ccspec.New(t).Wrap(sb))
 	defer cc.Close()
 	sb.CreateList("New Agents")
 	access, refresh := sb.IssueToken("contact_data offline_access")
