@@ -2,16 +2,22 @@ package handlers
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/hs2cc/hs2cc/hubspot"
 	"github.com/hs2cc/hs2cc/store"
 )
+
+// enqueueTimeout bounds the enqueue after the commit; the row is durable
+// by then, so giving up early loses nothing.
+const enqueueTimeout = 2 * time.Second
 
 type acceptedBody struct {
 	ID        int64 `json:"id"`
@@ -88,7 +94,12 @@ func handleWebhook(cfg Config, st Store, enq Enqueuer) echo.HandlerFunc {
 		// when the task exists. An enqueue failure is not the caller's fault
 		// and the row is durable, so the sweep will queue it: still a 2xx.
 		if res.Status == store.StatusPending {
-			if err := enq.EnqueueEnrollment(ctx, res.EnrollmentID, res.Version, res.Lists); err != nil {
+			// Bounded, so that a Redis outage slows each answer by at most
+			// this much instead of by the client's dial timeouts and retries.
+			ectx, cancel := context.WithTimeout(ctx, enqueueTimeout)
+			err := enq.EnqueueEnrollment(ectx, res.EnrollmentID, res.Version, res.Lists)
+			cancel()
+			if err != nil {
 				cfg.Logger.Warn("enqueue failed; the sweep will enqueue the stored enrollment",
 					"enrollment_id", res.EnrollmentID, "err", err)
 			}
