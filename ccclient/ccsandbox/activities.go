@@ -235,12 +235,8 @@ func (s *Server) getActivity(w http.ResponseWriter, r *http.Request) {
 
 // getActivities is GET /v3/activities: the last 10 days, newest first.
 func (s *Server) getActivities(w http.ResponseWriter, r *http.Request) {
-	q, offset, err := pageQuery(r)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, keyValidation, err.Error())
-		return
-	}
-	p := queryParams{q: q}
+	p, offset := pagedParams(r)
+	q := p.q
 	limit := p.limit(50, 500)
 	states := p.enumList("state", stateProcessing, stateCompleted, stateCancelled, stateFailed, stateTimedOut)
 	if p.err != nil {

@@ -235,12 +235,8 @@ func (s *Server) upsertLocked(rec *importRecord, listIDs []string, at time.Time)
 
 // getContacts is GET /v3/contacts, in creation order with cursor paging.
 func (s *Server) getContacts(w http.ResponseWriter, r *http.Request) {
-	q, offset, err := pageQuery(r)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, keyValidation, err.Error())
-		return
-	}
-	p := queryParams{q: q}
+	p, offset := pagedParams(r)
+	q := p.q
 	limit := p.limit(50, 500)
 	includeCount := p.bool("include_count")
 	include := p.enumList("include", "custom_fields", "list_memberships", "phone_numbers", "street_addresses", "taggings", "notes")

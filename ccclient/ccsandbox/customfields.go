@@ -106,12 +106,8 @@ func (s *Server) CreateCustomField(label string) CustomFieldInfo {
 
 // getCustomFields is GET /v3/contact_custom_fields.
 func (s *Server) getCustomFields(w http.ResponseWriter, r *http.Request) {
-	q, offset, err := pageQuery(r)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, keyValidation, err.Error())
-		return
-	}
-	p := queryParams{q: q}
+	p, offset := pagedParams(r)
+	q := p.q
 	limit := p.limit(50, 100)
 	if p.err != nil {
 		writeError(w, http.StatusBadRequest, keyValidation, p.err.Error())

@@ -137,12 +137,8 @@ func (s *Server) Lists() []ContactListInfo {
 
 // getLists is GET /v3/contact_lists, in creation order with cursor paging.
 func (s *Server) getLists(w http.ResponseWriter, r *http.Request) {
-	q, offset, err := pageQuery(r)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, keyValidation, err.Error())
-		return
-	}
-	p := queryParams{q: q}
+	p, offset := pagedParams(r)
+	q := p.q
 	limit := p.limit(50, 1000)
 	includeCount := p.bool("include_count")
 	p.bool("include_sms_membership_count")

@@ -50,6 +50,14 @@ func pageQuery(r *http.Request) (url.Values, int, error) {
 	return q, next, nil
 }
 
+// pagedParams reads a paged request's query and offset. A bad cursor is
+// reported through p.err, like any other bad parameter, so that every list
+// endpoint checks one error.
+func pagedParams(r *http.Request) (queryParams, int) {
+	q, offset, err := pageQuery(r)
+	return queryParams{q: q, err: err}, offset
+}
+
 // nextLink returns the _links value for a page that ends at end of total
 // items, or nil on the last page.
 func nextLink(path string, q url.Values, end, total int) *pagingLinks {
