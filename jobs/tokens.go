@@ -176,10 +176,42 @@ func (t *Tokens) refreshLocked(ctx context.Context, bad string) (string, error) 
 		saved.RefreshToken = stored.RefreshToken
 	}
 	// Save before use: if this process dies now, the new pair is durable.
-	if _, err := t.store.SaveToken(ctx, saved, stored.Version); err != nil {
-		return "", fmt.Errorf("jobs: save refreshed CC token: %w", err)
+	if err := t.saveRefreshed(ctx, saved, stored.Version); err != nil {
+		return "", err
 	}
 	t.cacheToken(ctx, &saved)
 	t.log.Info("CC token refreshed", "expires_at", saved.ExpiresAt)
 	return saved.AccessToken, nil
 }
+
+// saveRefreshed stores a pair CC has just issued. CC may already have killed
+// the old refresh token, so this save is the only copy of the connection:
+// it is not given up because the caller's context ended (a task deadline, a
+// shutdown) and a passing MySQL fault is retried for a while before the
+// error is returned. A compare-and-swap conflict is not retried: another
+// writer's pair is newer.
+func (t *Tokens) saveRefreshed(ctx context.Context, tok store.Token, prevVersion int64) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), saveRefreshedFor)
+	defer cancel()
+	delay := 100 * time.Millisecond
+	for {
+		_, err := t.store.SaveToken(ctx, tok, prevVersion)
+		if err == nil {
+			return nil
+		}
+		if errors.Is(err, store.ErrConflict) || ctx.Err() != nil {
+			t.log.Error("could not save the refreshed CC token; a rotating refresh token may be lost", "err", err)
+			return fmt.Errorf("jobs: save refreshed CC token: %w", err)
+		}
+		t.log.Warn("saving the refreshed CC token failed; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 2*time.Second)
+	}
+}
+
+// saveRefreshedFor bounds saveRefreshed; it stays under the refresh lock's
+// 30 s so that no second refresher starts while the save is retried.
+const saveRefreshedFor = 20 * time.Second

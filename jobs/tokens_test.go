@@ -523,3 +523,71 @@ func TestTokensInvalidateAfter401(t *testing.T) {
 		prev = stored.AccessToken
 	}
 }
+
+// flakyTokenStore fails the first saves, as MySQL does during a failover.
+type flakyTokenStore struct {
+	*store.DB
+	mu    sync.Mutex
+	fails int
+}
+
+func (f *flakyTokenStore) SaveToken(ctx context.Context, t store.Token, prev int64) (int64, error) {
+	f.mu.Lock()
+	fail := f.fails > 0
+	if fail {
+		f.fails--
+	}
+	f.mu.Unlock()
+	if fail {
+		return 0, errors.New("driver: bad connection")
+	}
+	return f.DB.SaveToken(ctx, t, prev)
+}
+
+// TestTokensSaveOfARotatedPairSurvives: once CC has rotated the refresh
+// token, the new pair must reach MySQL even if the first saves fail or the
+// caller gives up, or the connection is lost until a person reconnects.
+func TestTokensSaveOfARotatedPairSurvives(t *testing.T) {
+	cases := []struct {
+		name   string
+		fails  int
+		cancel bool // the caller's context ends as soon as the refresh is sent
+	}{
+		{name: "two failed saves are retried", fails: 2},
+		{name: "a cancelled caller does not stop the save", cancel: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			te := newTokenEnv(t, noLimits)
+			_, oldRefresh := te.connect(time.Now().Add(time.Minute)) // inside the margin: due
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			fs := &flakyTokenStore{DB: te.openDB(), fails: tc.fails}
+			oauth := cancellingRefresher{Refresher: te.oauth, cancel: cancel, on: tc.cancel}
+			tokens := jobs.NewTokens(fs, te.cache(), oauth, newLogger(t), tokenMargin)
+			_ = tokens.RefreshIfDue(ctx)
+			got := te.stored()
+			if got.RefreshToken == oldRefresh || got.Version != 2 {
+				t.Fatalf("stored pair is still the old one (version %d): the rotated refresh token was lost", got.Version)
+			}
+			if n := te.sb.Stats().Grants[refreshGrant]; n != 1 {
+				t.Errorf("%d refresh grants, want 1", n)
+			}
+		})
+	}
+}
+
+// cancellingRefresher cancels the caller's context right after CC answers.
+type cancellingRefresher struct {
+	jobs.Refresher
+	cancel func()
+	on     bool
+}
+
+func (c cancellingRefresher) Refresh(ctx context.Context, rt string) (*ccclient.Token, error) {
+	tok, err := c.Refresher.Refresh(ctx, rt)
+	if c.on {
+		c.cancel()
+	}
+	return tok, err
+}
