@@ -286,3 +286,17 @@ func settleRows(ctx context.Context, tx *sql.Tx, importID int64, clean bool, rea
 		StatusFailed, truncate(strings.TrimSpace(reason), 1024), now, importID, StatusImporting)
 	return err
 }
+
+// StaleImports returns imports that are neither settled nor touched since
+// before: their task may have been lost with Redis. The caller checks
+// whether the task still exists before resuming one.
+func (s *DB) StaleImports(ctx context.Context, before time.Time, limit int) ([]*Import, error) {
+	imps, err := queryAll(ctx, s.db, scanImport,
+		`SELECT `+importColumns+` FROM cc_imports
+		 WHERE state IN (?, 'initialized', 'processing') AND updated_at < ? ORDER BY id LIMIT ?`,
+		ImportClaimed, before.UTC(), limit)
+	if err != nil {
+		return nil, fmt.Errorf("store: stale imports: %w", err)
+	}
+	return imps, nil
+}

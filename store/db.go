@@ -26,8 +26,9 @@ var (
 
 // DB is the MySQL side of the store.
 type DB struct {
-	db  *sql.DB
-	now func() time.Time
+	db   *sql.DB
+	now  func() time.Time
+	keys *TokenKeys // seal and open the CC token pair; nil refuses both
 }
 
 // Open connects to MySQL with the DSN given and checks that it answers. The

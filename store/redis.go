@@ -21,11 +21,11 @@ const (
 // Cache is the Redis side of the store: the access-token cache and
 // cross-process locks. Losing it loses nothing, since MySQL holds the truth.
 type Cache struct {
-	rdb *redis.Client
+	rdb redis.UniversalClient
 }
 
 // NewCache wraps a Redis client.
-func NewCache(rdb *redis.Client) *Cache { return &Cache{rdb: rdb} }
+func NewCache(rdb redis.UniversalClient) *Cache { return &Cache{rdb: rdb} }
 
 // ParseRedisURL turns redis://host:port/db into client options.
 func ParseRedisURL(u string) (*redis.Options, error) {
@@ -110,4 +110,81 @@ func (c *Cache) Lock(ctx context.Context, name string, ttl time.Duration) (func(
 		_ = compareAndDelete.Run(rctx, c.rdb, []string{key}, owner).Err()
 	}
 	return release, true, nil
+}
+
+// keyOAuthStatePrefix holds a pending OAuth authorization: the state value
+// names it and the PKCE verifier is its content.
+const keyOAuthStatePrefix = "hs2cc:oauth:state:"
+
+// SaveOAuthState remembers a PKCE verifier under its state for ttl.
+func (c *Cache) SaveOAuthState(ctx context.Context, state, verifier string, ttl time.Duration) error {
+	if err := c.rdb.Set(ctx, keyOAuthStatePrefix+state, verifier, ttl).Err(); err != nil {
+		return fmt.Errorf("store: save oauth state: %w", err)
+	}
+	return nil
+}
+
+// TakeOAuthState returns the verifier saved under state and forgets it in
+// the same step, so that a state works once. It returns ErrNotFound for an
+// unknown, used or expired state.
+func (c *Cache) TakeOAuthState(ctx context.Context, state string) (string, error) {
+	v, err := c.rdb.GetDel(ctx, keyOAuthStatePrefix+state).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", ErrNotFound
+	}
+	if err != nil {
+		return "", fmt.Errorf("store: take oauth state: %w", err)
+	}
+	return v, nil
+}
+
+// Lease is a named cross-process lock held for a while and renewed by its
+// holder: the scheduler's leadership uses it.
+type Lease struct {
+	rdb   redis.UniversalClient
+	key   string
+	owner string
+	ttl   time.Duration
+}
+
+// renewIfOwner extends a key's expiry only while it holds the owner token.
+var renewIfOwner = redis.NewScript(`
+if redis.call("GET", KEYS[1]) == ARGV[1] then
+  return redis.call("PEXPIRE", KEYS[1], ARGV[2])
+end
+return 0`)
+
+// Acquire takes the lease name for ttl; it returns nil, nil when another
+// owner holds it.
+func (c *Cache) Acquire(ctx context.Context, name string, ttl time.Duration) (*Lease, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return nil, fmt.Errorf("store: lease %s: %w", name, err)
+	}
+	l := &Lease{rdb: c.rdb, key: keyLockPrefix + name, owner: hex.EncodeToString(b[:]), ttl: ttl}
+	ok, err := c.rdb.SetNX(ctx, l.key, l.owner, ttl).Result()
+	if err != nil {
+		return nil, fmt.Errorf("store: lease %s: %w", name, err)
+	}
+	if !ok {
+		return nil, nil
+	}
+	return l, nil
+}
+
+// Renew extends the lease by its ttl; false means it was lost (expired and
+// taken, or deleted) and the holder must stop acting on it.
+func (l *Lease) Renew(ctx context.Context) (bool, error) {
+	n, err := renewIfOwner.Run(ctx, l.rdb, []string{l.key}, l.owner, l.ttl.Milliseconds()).Int()
+	if err != nil {
+		return false, fmt.Errorf("store: renew lease: %w", err)
+	}
+	return n == 1, nil
+}
+
+// Release gives the lease up if it is still held.
+func (l *Lease) Release() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = compareAndDelete.Run(ctx, l.rdb, []string{l.key}, l.owner).Err()
 }

@@ -265,6 +265,8 @@ func TestStalePending(t *testing.T) {
 func TestTokenCompareAndSwap(t *testing.T) {
 	ctx := context.Background()
 	db := storetest.MySQL(t)
+	// The pair is sealed at rest, so the store needs a key to save or load.
+	db.SetTokenKeys(mustKeys(t, store.NewTokenKey()))
 	if _, err := db.LoadToken(ctx); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("empty: %v", err)
 	}

@@ -90,7 +90,18 @@ func MySQL(t testing.TB) *store.DB {
 	if _, err := db.Migrate(context.Background()); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
+	db.SetTokenKeys(TokenKeys(t))
 	return db
+}
+
+// TokenKeys returns a fresh random token key, as `hs2cc keygen` makes one.
+func TokenKeys(t testing.TB) *store.TokenKeys {
+	t.Helper()
+	k, err := store.ParseTokenKeys(store.NewTokenKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }
 
 // RedisURL reserves a Redis database (1–15) for this test alone, flushes it,
