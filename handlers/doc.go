@@ -1,5 +1,6 @@
-// Package handlers is the HTTP face of hs2cc: the HubSpot webhook, health and
-// readiness, and the ops pages behind authentication. Every route is in
+// Package handlers is the HTTP face of hs2cc: the HubSpot webhook, health,
+// readiness and metrics, the Constant Contact connection, and the ops pages
+// behind authentication. Every route is in
 // routes.go; handlers are made by functions that close over their
 // dependencies; errors become HTTP statuses in one place (errors.go).
 //

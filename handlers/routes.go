@@ -41,13 +41,22 @@ type Config struct {
 	Fields    hubspot.FieldNames
 	// Lists are the CC list names every enrollment goes to.
 	Lists []string
-	// OpsUser and OpsPassword guard /ops; with either empty, /ops is not
-	// served at all rather than served open.
+	// OpsUser and OpsPassword guard /ops and /oauth/connect; with either
+	// empty, those routes are not served at all rather than served open.
 	OpsUser, OpsPassword string
 	// Queues is the Asynqmon UI, built for the root path /ops/queues.
 	Queues http.Handler
-	Ready  []Check
-	Logger *slog.Logger
+	// Connector runs the Constant Contact connection at /oauth/connect and
+	// /oauth/callback; with it nil, neither route is served.
+	Connector Connector
+	// BadState is the error Connector.Complete returns (possibly wrapped)
+	// for an unknown, expired or used state, jobs.ErrBadState; it is a
+	// field so that handlers need not import jobs.
+	BadState error
+	// Metrics is served at GET /metrics when set.
+	Metrics http.Handler
+	Ready   []Check
+	Logger  *slog.Logger
 }
 
 // MaxBodyBytes is the largest webhook body accepted. HubSpot's "include all
@@ -70,16 +79,44 @@ func New(cfg Config, st Store, enq Enqueuer) *echo.Echo {
 	e.GET("/healthz", handleHealth())
 	e.GET("/readyz", handleReady(cfg.Ready))
 
-	if cfg.OpsUser != "" && cfg.OpsPassword != "" && cfg.Queues != nil {
-		ops := e.Group("/ops", middleware.BasicAuthWithConfig(middleware.BasicAuthConfig{
+	if cfg.Metrics != nil {
+		e.GET("/metrics", echo.WrapHandler(cfg.Metrics))
+	}
+
+	// opsAuth is shared by every route for people rather than machines; it
+	// stays nil without credentials, and each such route is then left out.
+	var opsAuth echo.MiddlewareFunc
+	if cfg.OpsUser != "" && cfg.OpsPassword != "" {
+		opsAuth = middleware.BasicAuthWithConfig(middleware.BasicAuthConfig{
 			Realm:     "hs2cc ops",
 			Validator: opsValidator(cfg.OpsUser, cfg.OpsPassword),
-		}))
+		})
+	}
+	switch {
+	case opsAuth == nil:
+		cfg.Logger.Warn("ops pages are disabled: set HS2CC_OPS_USER and HS2CC_OPS_PASSWORD to serve /ops/queues and /oauth/connect")
+	case cfg.Queues == nil:
+		cfg.Logger.Warn("ops pages are disabled: no queue UI is configured for /ops/queues")
+	default:
+		ops := e.Group("/ops", opsAuth)
 		queues := echo.WrapHandler(cfg.Queues)
 		ops.Any("/queues", queues)
 		ops.Any("/queues/*", queues)
-	} else {
-		cfg.Logger.Warn("ops pages are disabled: set HS2CC_OPS_USER and HS2CC_OPS_PASSWORD to serve /ops/queues")
+	}
+
+	// The callback is served only alongside /oauth/connect: the states it
+	// accepts are made by Begin and nowhere else, so without /oauth/connect
+	// it could only ever refuse.
+	if cfg.Connector != nil && opsAuth != nil {
+		if cfg.BadState == nil {
+			cfg.Logger.Warn("no BadState error is configured: an expired or used OAuth state will be answered 503, not 400")
+		}
+		// noStore comes first so that the 401 of a wrong password carries
+		// its headers too.
+		e.GET("/oauth/connect", handleConnect(cfg.Connector), noStore, opsAuth)
+		// The callback has no basic auth: CC's redirect brings the browser
+		// back without it, and the single-use state is its protection.
+		e.GET("/oauth/callback", handleCallback(cfg), noStore)
 	}
 	return e
 }
@@ -100,7 +137,9 @@ func requestLog(log *slog.Logger) echo.MiddlewareFunc {
 		LogStatus: true, LogURIPath: true, LogMethod: true, LogLatency: true, LogRequestID: true,
 		Skipper: func(c echo.Context) bool {
 			p := c.Request().URL.Path
-			return p == "/healthz" || p == "/readyz" || strings.HasPrefix(p, "/ops/queues/static")
+			// Probes and scrapes come every few seconds and would drown
+			// the requests worth reading.
+			return p == "/healthz" || p == "/readyz" || p == "/metrics" || strings.HasPrefix(p, "/ops/queues/static")
 		},
 		LogValuesFunc: func(c echo.Context, v middleware.RequestLoggerValues) error {
 			log.LogAttrs(c.Request().Context(), slog.LevelInfo, "http request",
