@@ -560,7 +560,7 @@ func TestSandboxOAuth(t *testing.T) {
 					t.Errorf("API call with an issued access token: %v", err)
 				}
 			}
-			if g := sb.Stats().Grants; g["authorization_code"] != 1 || g["refresh_token"] != 2 {
+			if g := sb.Stats().TokenGrants; g["authorization_code"] != 1 || g["refresh_token"] != 2 {
 				t.Errorf("sandbox granted %v, want 1 authorization_code and 2 refresh_token", g)
 			}
 		})

@@ -29,8 +29,8 @@ type Stats struct {
 	Forbidden    int `json:"forbidden"`
 	// Faults counts injected 5xx answers.
 	Faults int `json:"faults"`
-	// Grants counts successful token grants by grant_type.
-	Grants map[string]int `json:"grants"`
+	// TokenGrants counts successful token grants by grant_type.
+	TokenGrants map[string]int `json:"token_grants"`
 	// InvalidGrant, InvalidClient and TokenThrottled count token-endpoint
 	// refusals: invalid_grant, invalid_client and 429.
 	InvalidGrant   int `json:"invalid_grant"`
@@ -44,7 +44,7 @@ func (s *Server) Stats() Stats {
 	defer s.mu.Unlock()
 	st := s.stats
 	st.Requests = maps.Clone(s.stats.Requests)
-	st.Grants = maps.Clone(s.stats.Grants)
+	st.TokenGrants = maps.Clone(s.stats.TokenGrants)
 	return st
 }
 

@@ -79,7 +79,7 @@ func TestSandboxStatsHook(t *testing.T) {
 		},
 		Imports:      1,
 		Unauthorized: 1,
-		Grants:       map[string]int{"refresh_token": 1},
+		TokenGrants:  map[string]int{"refresh_token": 1},
 		InvalidGrant: 1,
 	}
 	if !reflect.DeepEqual(got, want) {

@@ -319,7 +319,7 @@ func (s *Server) tokenLocked(r *http.Request) (int, any, bool) {
 			return http.StatusBadRequest, oauthError{"invalid_request", "PKCE code verifier is specified but a code challenge was not specified in the authorize request."}, basic
 		}
 		delete(s.codes, code) // single use
-		s.stats.Grants[grant]++
+		s.stats.TokenGrants[grant]++
 		return http.StatusOK, s.issueLocked(clientID, ac.scope, !confidential, hasScope(ac.scope, scopeOfflineAccess), now), basic
 
 	case grantRefreshToken:
@@ -339,7 +339,7 @@ func (s *Server) tokenLocked(r *http.Request) (int, any, bool) {
 			}
 			return invalidGrant(descInvalidRefresh)
 		}
-		s.stats.Grants[grant]++
+		s.stats.TokenGrants[grant]++
 		resp := s.issueLocked(clientID, rt.scope, rt.public, false, now)
 		if s.opts.RefreshMode == RefreshLongLived {
 			rt.lastUsed = now
@@ -357,7 +357,7 @@ func (s *Server) tokenLocked(r *http.Request) (int, any, bool) {
 			return invalidGrant(descInvalidDevice)
 		}
 		delete(s.devices, code)
-		s.stats.Grants[grant]++
+		s.stats.TokenGrants[grant]++
 		// CC support says the device flow always yields a refresh token.
 		return http.StatusOK, s.issueLocked(clientID, dg.scope, true, true, now), basic
 	}

@@ -351,7 +351,7 @@ func TestTokenEndpointRateLimit(t *testing.T) {
 	wantStatus(t, e.refresh(rt), http.StatusOK)
 	// The token endpoint's limit is its own: the API is not charged.
 	wantStatus(t, e.call(http.MethodGet, "/v3/contact_lists", nil), http.StatusOK)
-	if st := e.srv.Stats(); st.TokenThrottled != 2 || st.Requests["POST /oauth2/default/v1/token"] != 4 || st.Grants["refresh_token"] != 2 {
+	if st := e.srv.Stats(); st.TokenThrottled != 2 || st.Requests["POST /oauth2/default/v1/token"] != 4 || st.TokenGrants["refresh_token"] != 2 {
 		t.Errorf("stats %+v: want 2 token 429s out of 4 calls, 2 grants", st)
 	}
 }

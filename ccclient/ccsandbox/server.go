@@ -216,7 +216,7 @@ func New(opts Options) *Server {
 		byEmail:      map[string]*contact{},
 		bySMS:        map[string]*contact{},
 		activityByID: map[string]*activity{},
-		stats:        Stats{Requests: map[string]int{}, Grants: map[string]int{}},
+		stats:        Stats{Requests: map[string]int{}, TokenGrants: map[string]int{}},
 	}
 	if opts.TokenRateLimit > 0 {
 		s.tokenBucket = newBucket(opts.TokenRateLimit)
