@@ -59,6 +59,25 @@ func (e *Enqueuer) enqueueActivityPoll(ctx context.Context, importID int64, afte
 	return nil
 }
 
+// resumeImport queues an import again under the task id that claimed it,
+// after its task was lost: ClaimImport finds the claim by that id, so the
+// resumed task carries on with the same rows and never claims new ones.
+func (e *Enqueuer) resumeImport(ctx context.Context, taskID string) error {
+	payload, err := json.Marshal(importPayload{})
+	if err != nil {
+		return err
+	}
+	_, err = e.client.EnqueueContext(ctx, asynq.NewTask(TypeCCImport, payload),
+		asynq.Queue(Queue),
+		asynq.TaskID(taskID),
+		asynq.MaxRetry(25),
+	)
+	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		return fmt.Errorf("jobs: resume import task %s: %w", taskID, err)
+	}
+	return nil
+}
+
 // aggregate is the asynq GroupAggregator: one group's enrollment tasks become
 // one cc:import task. It gets no TaskID on purpose: asynq keeps a group's set
 // when the enqueue fails and would retry a conflicting id forever; duplicate

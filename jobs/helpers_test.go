@@ -116,6 +116,9 @@ func testConfig() jobs.Config {
 		SweepInterval:    0,
 		SweepAge:         10 * time.Minute,
 		ShutdownTimeout:  2 * time.Second,
+		// A new leader waits half the lease before it starts the periodic
+		// tasks; the production 30 s would hold the first sweep for 15 s.
+		LeaderLease: time.Second,
 	}
 }
 

@@ -34,6 +34,7 @@ type Store interface {
 	FailImport(ctx context.Context, importID int64, reason string) error
 	GetImport(ctx context.Context, id int64) (*store.Import, error)
 	StalePending(ctx context.Context, before time.Time, limit int) ([]store.PendingRef, error)
+	StaleImports(ctx context.Context, before time.Time, limit int) ([]*store.Import, error)
 }
 
 // Importer handles cc:import and cc:activity.
@@ -84,6 +85,12 @@ func (im *Importer) importBatch(ctx context.Context, group string, ids []int64) 
 		im.log.Info("import batch had nothing left to claim", "task_id", taskID, "enrollments", len(ids))
 		return nil
 	}
+	if !imp.CompletedAt.IsZero() {
+		// asynq delivers at least once, so the task may run again after its
+		// import settled; going on would only overwrite the recorded
+		// outcome (submit fails an import it finds no rows under).
+		return nil
+	}
 	if imp.ActivityID != "" {
 		// An earlier run of this task got CC's 201 but stopped before the
 		// poll was queued; never post the same import twice.
@@ -110,7 +117,9 @@ func (im *Importer) submit(ctx context.Context, imp *store.Import) error {
 		return err
 	}
 	if len(rows) == 0 {
-		return nil
+		// Nothing is left under this claim; settle the import so that the
+		// sweep does not keep resuming it.
+		return im.store.FailImport(ctx, imp.ID, "no rows left under the claim")
 	}
 	lists := rows[0].Lists
 	listIDs, err := im.resolveLists(ctx, lists)

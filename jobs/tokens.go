@@ -20,6 +20,9 @@ var ErrNotConnected = errors.New("jobs: Constant Contact is not connected")
 type TokenStore interface {
 	LoadToken(ctx context.Context) (*store.Token, error)
 	SaveToken(ctx context.Context, t store.Token, prevVersion int64) (int64, error)
+	ClaimRefresh(ctx context.Context, version int64, owner string, ttl time.Duration) (bool, error)
+	ReleaseRefresh(ctx context.Context, owner string) error
+	MarkNeedsReconnect(ctx context.Context, version int64, reason string) error
 }
 
 // TokenCache caches the access token and provides the cross-process lock.
@@ -55,6 +58,16 @@ func NewTokens(st TokenStore, cache TokenCache, oauth Refresher, log *slog.Logge
 }
 
 const refreshLock = "cc-token-refresh"
+
+// refreshHold bounds one refresh: the Redis lock and the MySQL fence both
+// expire after it, so a process that dies mid-refresh blocks no one for
+// longer. The save of a refreshed pair (saveRefreshedFor) fits inside it.
+const refreshHold = 30 * time.Second
+
+// errRefreshBusy means another refresher (of this process or another) holds
+// MySQL's refresh fence although this one got the Redis lock (Redis lost the
+// lock); wait for its result.
+var errRefreshBusy = errors.New("jobs: another process is refreshing the CC token")
 
 // Token returns a usable access token.
 func (t *Tokens) Token(ctx context.Context) (string, error) {
@@ -98,10 +111,38 @@ func (t *Tokens) RefreshIfDue(ctx context.Context) error {
 
 func (t *Tokens) load(ctx context.Context) (*store.Token, error) {
 	stored, err := t.store.LoadToken(ctx)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && stored.RefreshToken == "" && stored.AccessToken == "") {
+	switch {
+	case errors.Is(err, store.ErrNotFound) || (err == nil && stored.RefreshToken == "" && stored.AccessToken == ""):
 		return nil, ErrNotConnected
+	case errors.Is(err, store.ErrTokenKey):
+		// The pair cannot be opened with the configured key: as good as no
+		// connection until the key is fixed or CC is connected again.
+		return nil, fmt.Errorf("%w: %w", ErrNotConnected, err)
+	case err != nil:
+		return nil, err
+	case stored.Status == store.TokenNeedsReconnect:
+		return nil, fmt.Errorf("%w: CC refused the refresh token (%s)", ErrNotConnected, stored.StatusReason)
 	}
-	return stored, err
+	return stored, nil
+}
+
+// Connect stores a pair obtained from a person's consent, replacing any
+// stored pair and clearing a needs-reconnect mark. Like a refreshed pair it
+// is the only copy, so the save outlives the caller's context and retries
+// passing faults.
+func (t *Tokens) Connect(ctx context.Context, tok *ccclient.Token) error {
+	saved := store.Token{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, ExpiresAt: tok.ExpiresAt}
+	if err := t.saveRefreshed(ctx, saved, 0); err != nil {
+		return err
+	}
+	// Evict whatever the cache holds (an access token of the old
+	// connection) before caching the new one.
+	if old, err := t.cache.AccessToken(ctx); err == nil && old != "" {
+		_ = t.cache.DropAccessToken(ctx, old)
+	}
+	t.cacheToken(ctx, &saved)
+	t.log.Info("CC connected", "expires_at", saved.ExpiresAt)
+	return nil
 }
 
 func (t *Tokens) fresh(tok *store.Token) bool {
@@ -122,18 +163,20 @@ func (t *Tokens) cacheToken(ctx context.Context, tok *store.Token) {
 func (t *Tokens) refresh(ctx context.Context, bad string) (string, error) {
 	deadline := t.now().Add(15 * time.Second)
 	for {
-		release, ok, err := t.cache.Lock(ctx, refreshLock, 30*time.Second)
+		release, ok, err := t.cache.Lock(ctx, refreshLock, refreshHold)
 		if err != nil {
 			return "", err
 		}
 		if ok {
 			tok, err := t.refreshLocked(ctx, bad)
 			release()
-			return tok, err
+			if !errors.Is(err, errRefreshBusy) {
+				return tok, err
+			}
 		}
 		// Someone else is refreshing; wait for them and use their result.
 		if t.now().After(deadline) {
-			return "", fmt.Errorf("jobs: waiting for another process to refresh the CC token: timed out")
+			return "", &waitError{after: time.Second, reason: "another process is still refreshing the CC token"}
 		}
 		select {
 		case <-ctx.Done():
@@ -163,11 +206,35 @@ func (t *Tokens) refreshLocked(ctx context.Context, bad string) (string, error) 
 	if stored.RefreshToken == "" {
 		return "", ErrNotConnected
 	}
+	// The fence in MySQL: one refresher per stored version, even if Redis
+	// lost the lock above. Each attempt claims under a name of its own, so
+	// that the fence tells two goroutines of one process apart as well as
+	// two processes: a name they shared could re-enter the other's claim.
+	owner := randomID()
+	claimed, err := t.store.ClaimRefresh(ctx, stored.Version, owner, refreshHold)
+	if err != nil {
+		return "", err
+	}
+	if !claimed {
+		return "", errRefreshBusy
+	}
 	next, err := t.oauth.Refresh(ctx, stored.RefreshToken)
 	if err != nil {
 		if ccclient.IsInvalidGrant(err) {
-			t.log.Error("CC refused the refresh token; a person must reconnect Constant Contact", "err", err)
+			t.log.Error("CC refused the refresh token; a person must reconnect Constant Contact (hs2cc connect or /oauth/connect)", "err", err)
+			if merr := t.store.MarkNeedsReconnect(context.WithoutCancel(ctx), stored.Version, err.Error()); merr != nil {
+				t.log.Error("could not record that CC needs reconnecting", "err", merr)
+			}
 			return "", fmt.Errorf("%w: %w", ErrNotConnected, err)
+		}
+		if rerr := t.store.ReleaseRefresh(context.WithoutCancel(ctx), owner); rerr != nil {
+			t.log.Warn("could not release the CC token refresh claim; it expires by itself", "err", rerr)
+		}
+		var oe *ccclient.OAuthError
+		if errors.As(err, &oe) && oe.Temporary() {
+			// The token endpoint allows one request a second and has bad
+			// moments like any other; neither is the task's failure.
+			return "", &waitError{after: 2 * time.Second, reason: "CC token endpoint: " + err.Error()}
 		}
 		return "", fmt.Errorf("jobs: refresh CC token: %w", err)
 	}

@@ -40,11 +40,12 @@ type tokenEnv struct {
 	// request before the sandbox sees it.
 	mu        sync.Mutex
 	apiBearer func(token string)
+	keys      *store.TokenKeys
 }
 
 func newTokenEnv(t *testing.T, opts ccsandbox.Options) *tokenEnv {
 	t.Helper()
-	te := &tokenEnv{t: t, dsn: storetest.MySQLDSN(t), redisURL: storetest.RedisURL(t)}
+	te := &tokenEnv{t: t, dsn: storetest.MySQLDSN(t), redisURL: storetest.RedisURL(t), keys: storetest.TokenKeys(t)}
 	te.db = te.openDB()
 	if _, err := te.db.Migrate(context.Background()); err != nil {
 		t.Fatal(err)
@@ -74,6 +75,8 @@ func (te *tokenEnv) openDB() *store.DB {
 		te.t.Fatal(err)
 	}
 	te.t.Cleanup(func() { db.Close() })
+	// Every process of one deployment shares HS2CC_TOKEN_KEY.
+	db.SetTokenKeys(te.keys)
 	return db
 }
 
@@ -221,8 +224,8 @@ func TestTokensNearExpiryRefreshesOnceAndSavesFirst(t *testing.T) {
 		}
 	}
 	st := te.sb.Stats()
-	if st.Grants[refreshGrant] != 1 || st.Requests[tokenRoute] != 1 {
-		t.Errorf("refresh grants %d, token requests %d; want 1 and 1", st.Grants[refreshGrant], st.Requests[tokenRoute])
+	if st.TokenGrants[refreshGrant] != 1 || st.Requests[tokenRoute] != 1 {
+		t.Errorf("refresh grants %d, token requests %d; want 1 and 1", st.TokenGrants[refreshGrant], st.Requests[tokenRoute])
 	}
 	stored := te.stored()
 	if stored.AccessToken == oldAccess || stored.RefreshToken == oldRefresh || stored.RefreshToken == "" {
@@ -305,8 +308,8 @@ func TestTokensConcurrentRefreshIsSingleFlight(t *testing.T) {
 		t.Fatalf("%d results, want %d", n, perProcess*len(procs))
 	}
 	st := te.sb.Stats()
-	if st.Grants[refreshGrant] != 1 || st.Requests[tokenRoute] != 1 {
-		t.Errorf("refresh grants %d, token requests %d; want exactly 1 and 1", st.Grants[refreshGrant], st.Requests[tokenRoute])
+	if st.TokenGrants[refreshGrant] != 1 || st.Requests[tokenRoute] != 1 {
+		t.Errorf("refresh grants %d, token requests %d; want exactly 1 and 1", st.TokenGrants[refreshGrant], st.Requests[tokenRoute])
 	}
 	if st.InvalidGrant != 0 || st.TokenThrottled != 0 {
 		t.Errorf("invalid_grant %d, throttled %d; want 0 and 0", st.InvalidGrant, st.TokenThrottled)
@@ -365,8 +368,8 @@ func TestTokensRefreshModes(t *testing.T) {
 				}
 			}
 			st := te.sb.Stats()
-			if st.Grants[refreshGrant] != 2 || st.InvalidGrant != 0 {
-				t.Errorf("refresh grants %d, invalid_grant %d; want 2 and 0", st.Grants[refreshGrant], st.InvalidGrant)
+			if st.TokenGrants[refreshGrant] != 2 || st.InvalidGrant != 0 {
+				t.Errorf("refresh grants %d, invalid_grant %d; want 2 and 0", st.TokenGrants[refreshGrant], st.InvalidGrant)
 			}
 		})
 	}
@@ -442,7 +445,24 @@ func TestTokensNotConnected(t *testing.T) {
 			if err := tokens.RefreshIfDue(ctx); errors.Is(err, jobs.ErrNotConnected) != tc.wantNotConnected || err == nil {
 				t.Errorf("RefreshIfDue: %v, want an error with ErrNotConnected = %v", err, tc.wantNotConnected)
 			}
+			// A refused refresh token is marked, so the second attempt
+			// (any process's) does not call CC with it again.
+			if got := calls() - callsBefore; tc.authURL == "" && got != tc.wantTokenCalls {
+				t.Errorf("after RefreshIfDue the token endpoint was called %d times, want still %d", got, tc.wantTokenCalls)
+			}
 			after, _ := te.db.LoadToken(ctx)
+			if before != nil {
+				wantStatus := store.TokenConnected
+				if tc.wantInvalidGrant {
+					wantStatus = store.TokenNeedsReconnect
+				}
+				if after.Status != wantStatus {
+					t.Errorf("stored status %q, want %q", after.Status, wantStatus)
+				}
+				// The pair itself is kept: it is evidence, and a reconnect
+				// replaces it.
+				before.Status, before.StatusReason, after.Status, after.StatusReason = "", "", "", ""
+			}
 			if fmt.Sprint(before) != fmt.Sprint(after) {
 				t.Errorf("stored token changed from %+v to %+v", before, after)
 			}
@@ -502,7 +522,7 @@ func TestTokensInvalidateAfter401(t *testing.T) {
 			}
 		}
 		after := te.sb.Stats()
-		if g := after.Grants[refreshGrant] - before.Grants[refreshGrant]; g != 1 {
+		if g := after.TokenGrants[refreshGrant] - before.TokenGrants[refreshGrant]; g != 1 {
 			t.Errorf("%s: %d refresh grants, want 1", r.name, g)
 		}
 		if after.InvalidGrant != 0 {
@@ -570,7 +590,7 @@ func TestTokensSaveOfARotatedPairSurvives(t *testing.T) {
 			if got.RefreshToken == oldRefresh || got.Version != 2 {
 				t.Fatalf("stored pair is still the old one (version %d): the rotated refresh token was lost", got.Version)
 			}
-			if n := te.sb.Stats().Grants[refreshGrant]; n != 1 {
+			if n := te.sb.Stats().TokenGrants[refreshGrant]; n != 1 {
 				t.Errorf("%d refresh grants, want 1", n)
 			}
 		})

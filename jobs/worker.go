@@ -7,6 +7,9 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/hs2cc/hs2cc/store"
 )
 
 // Config tunes the worker.
@@ -33,6 +36,11 @@ type Config struct {
 	TokenRefreshInterval time.Duration
 	// ShutdownTimeout is how long running tasks get to finish on shutdown.
 	ShutdownTimeout time.Duration
+	// LeaderLease is how long the scheduler's leadership lasts without a
+	// renewal: after a leader dies, periodic tasks stop for less than twice
+	// this (the lease expires, the next bid comes within a third of it, and
+	// the winner waits half of it before starting).
+	LeaderLease time.Duration
 }
 
 // DefaultConfig returns production settings.
@@ -48,6 +56,7 @@ func DefaultConfig() Config {
 		SweepAge:             10 * time.Minute,
 		TokenRefreshInterval: 10 * time.Minute,
 		ShutdownTimeout:      20 * time.Second,
+		LeaderLease:          30 * time.Second,
 	}
 }
 
@@ -55,7 +64,9 @@ func DefaultConfig() Config {
 // aggregator, and the scheduler for periodic tasks.
 type Worker struct {
 	server    *asynq.Server
-	scheduler *asynq.Scheduler
+	leader    *leader
+	inspector *asynq.Inspector
+	redis     redis.UniversalClient
 	mux       *asynq.ServeMux
 	log       *slog.Logger
 }
@@ -64,7 +75,8 @@ type Worker struct {
 // refreshed by the periodic task (nil skips that task).
 func NewWorker(redisOpt asynq.RedisConnOpt, cfg Config, st Store, cc CC, enq *Enqueuer, tokens *Tokens, log *slog.Logger) *Worker {
 	im := newImporter(st, cc, enq, log, cfg.PollInterval, cfg.PollMaxInterval)
-	sw := &Sweeper{store: st, enq: enq, log: log, age: cfg.SweepAge, now: time.Now}
+	inspector := asynq.NewInspector(redisOpt)
+	sw := &Sweeper{store: st, enq: enq, tasks: inspector, log: log, age: cfg.SweepAge, now: time.Now}
 
 	mux := asynq.NewServeMux()
 	mux.HandleFunc(TypeEnrollmentSync, im.handleEnrollment)
@@ -101,14 +113,28 @@ func NewWorker(redisOpt asynq.RedisConnOpt, cfg Config, st Store, cc CC, enq *En
 			}
 		}),
 	})
-	scheduler := asynq.NewScheduler(redisOpt, &asynq.SchedulerOpts{Logger: alog, LogLevel: asynq.WarnLevel, Location: time.UTC})
-	w := &Worker{server: server, scheduler: scheduler, mux: mux, log: log}
-	w.register(TypeEnrollmentSweep, cfg.SweepInterval)
-	if tokens != nil {
-		w.register(TypeTokenRefresh, cfg.TokenRefreshInterval)
+	// The lease needs a plain Redis client; asynq's option makes one with
+	// the same address and credentials.
+	rdb, _ := redisOpt.MakeRedisClient().(redis.UniversalClient)
+	w := &Worker{server: server, inspector: inspector, redis: rdb, mux: mux, log: log}
+	startScheduler := func() (*asynq.Scheduler, error) {
+		s := asynq.NewScheduler(redisOpt, &asynq.SchedulerOpts{Logger: alog, LogLevel: asynq.WarnLevel, Location: time.UTC})
+		w.register(s, TypeEnrollmentSweep, cfg.SweepInterval)
+		if tokens != nil {
+			w.register(s, TypeTokenRefresh, cfg.TokenRefreshInterval)
+		}
+		return s, s.Start()
 	}
+	lease := cfg.LeaderLease
+	if lease <= 0 {
+		lease = DefaultConfig().LeaderLease
+	}
+	w.leader = newLeader(store.NewCache(rdb), lease, startScheduler, log)
 	return w
 }
+
+// Leading reports whether this worker runs the periodic tasks now.
+func (w *Worker) Leading() bool { return w.leader.Leading() }
 
 // delayedCheckInterval is how often due scheduled and retry tasks are
 // forwarded: every second (CC's throttle clears in one), or every
@@ -120,32 +146,35 @@ func delayedCheckInterval(poll time.Duration) time.Duration {
 	return time.Second
 }
 
-func (w *Worker) register(taskType string, every time.Duration) {
+func (w *Worker) register(s *asynq.Scheduler, taskType string, every time.Duration) {
 	if every <= 0 {
 		return
 	}
 	spec := fmt.Sprintf("@every %s", every)
-	if _, err := w.scheduler.Register(spec, asynq.NewTask(taskType, nil),
+	if _, err := s.Register(spec, asynq.NewTask(taskType, nil),
 		asynq.Queue(Queue), asynq.MaxRetry(0), asynq.Timeout(every)); err != nil {
 		w.log.Error("could not register periodic task", "type", taskType, "err", err)
 	}
 }
 
-// Start starts processing and the scheduler without blocking.
+// Start starts processing, and the bid for the scheduler's lease, without
+// blocking.
 func (w *Worker) Start() error {
 	if err := w.server.Start(w.mux); err != nil {
 		return fmt.Errorf("jobs: start server: %w", err)
 	}
-	if err := w.scheduler.Start(); err != nil {
-		w.server.Shutdown()
-		return fmt.Errorf("jobs: start scheduler: %w", err)
-	}
+	w.leader.Start()
 	return nil
 }
 
-// Shutdown stops the scheduler, then lets running tasks finish within the
-// configured timeout; unfinished tasks go back to the queue.
+// Shutdown stops the scheduler (giving up its lease), then lets running
+// tasks finish within the configured timeout; unfinished tasks go back to
+// the queue.
 func (w *Worker) Shutdown() {
-	w.scheduler.Shutdown()
+	w.leader.Stop()
 	w.server.Shutdown()
+	w.inspector.Close()
+	if w.redis != nil {
+		w.redis.Close()
+	}
 }

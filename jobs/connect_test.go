@@ -1,0 +1,234 @@
+package jobs_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/hs2cc/hs2cc/ccclient"
+	"github.com/hs2cc/hs2cc/jobs"
+	"github.com/hs2cc/hs2cc/store"
+)
+
+// callbackURL is the redirect_uri the tests register; nothing listens
+// there, since the test reads the sandbox's redirect instead of following it.
+const callbackURL = "http://127.0.0.1:1/oauth/callback"
+
+// connectFlow drives the consent flow against the sandbox's real authorize
+// and token endpoints, as a browser and /oauth/callback would.
+type connectFlow struct {
+	t   *testing.T
+	te  *tokenEnv
+	c   *jobs.Connector
+	rdb *redis.Client
+}
+
+// begin starts a connection, follows the consent URL to the sandbox (which
+// approves at once), and returns the state and code of its redirect.
+func (f *connectFlow) begin() (state, code string) {
+	f.t.Helper()
+	ctx := context.Background()
+	consent, err := f.c.Begin(ctx)
+	if err != nil {
+		f.t.Fatalf("Begin: %v", err)
+	}
+	u, err := url.Parse(consent)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	q := u.Query()
+	if !strings.HasPrefix(consent, f.te.oauth.AuthURL+"/authorize?") || q.Get("redirect_uri") != callbackURL ||
+		q.Get("code_challenge_method") != "S256" || q.Get("code_challenge") == "" || q.Get("state") == "" {
+		f.t.Fatalf("consent URL %s: want the authorize endpoint with redirect_uri, state and an S256 challenge", consent)
+	}
+	// The state is kept in Redis for StateTTL, and only there.
+	keys, err := f.rdb.Keys(ctx, "*"+q.Get("state")+"*").Result()
+	if err != nil || len(keys) != 1 {
+		f.t.Fatalf("Redis keys holding the state: %v, %v; want one", keys, err)
+	}
+	if ttl := f.rdb.PTTL(ctx, keys[0]).Val(); ttl <= jobs.StateTTL-10*time.Second || ttl > jobs.StateTTL {
+		f.t.Errorf("state key %s lives %s, want about %s", keys[0], ttl, jobs.StateTTL)
+	}
+
+	noFollow := &http.Client{
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		Timeout:       10 * time.Second,
+	}
+	resp, err := noFollow.Get(consent)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusFound {
+		f.t.Fatalf("authorize answered %d, want 302", resp.StatusCode)
+	}
+	back, err := url.Parse(resp.Header.Get("Location"))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	bq := back.Query()
+	if got := back.Scheme + "://" + back.Host + back.Path; got != callbackURL || bq.Get("error") != "" {
+		f.t.Fatalf("redirected to %s: want %s with a code", back, callbackURL)
+	}
+	if bq.Get("state") != q.Get("state") || bq.Get("code") == "" {
+		f.t.Fatalf("callback state %q code %q; want the consent's state and a code", bq.Get("state"), bq.Get("code"))
+	}
+	return bq.Get("state"), bq.Get("code")
+}
+
+func (f *connectFlow) complete(state, code string) *ccclient.Token {
+	f.t.Helper()
+	tok, err := f.c.Complete(context.Background(), state, code)
+	if err != nil {
+		f.t.Fatalf("Complete: %v", err)
+	}
+	return tok
+}
+
+// expire makes a started connection's state run out, as StateTTL would.
+func (f *connectFlow) expire(state string) {
+	f.t.Helper()
+	ctx := context.Background()
+	keys, err := f.rdb.Keys(ctx, "*"+state+"*").Result()
+	if err != nil || len(keys) != 1 {
+		f.t.Fatalf("Redis keys holding the state: %v, %v; want one", keys, err)
+	}
+	if err := f.rdb.PExpire(ctx, keys[0], time.Millisecond).Err(); err != nil {
+		f.t.Fatal(err)
+	}
+	waitFor(f.t, 2*time.Second, func() (bool, string) {
+		return f.rdb.Exists(ctx, keys[0]).Val() == 0, "the state key did not expire"
+	})
+}
+
+// TestConnectorCallback runs "connect Constant Contact" against the
+// sandbox's authorize endpoint and checks which callbacks connect. A state
+// works once, whatever came of its exchange, and a callback with a state
+// that is not one this bridge handed out and still holds never reaches CC's
+// token endpoint. A code works once too: CC refuses a second exchange.
+func TestConnectorCallback(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		// scopes overrides the consent's scopes.
+		scopes []string
+		// callback runs the flow up to the callback under test and returns
+		// the state and code that callback carries.
+		callback     func(f *connectFlow) (state, code string)
+		wantBadState bool
+		// wantOAuth is CC's error code for the exchange, "" if none.
+		wantOAuth string
+		wantErr   string // a substring of another error
+	}{
+		{name: "a fresh state and code connect", callback: func(f *connectFlow) (string, string) {
+			return f.begin()
+		}},
+		{name: "a replayed callback", wantBadState: true, callback: func(f *connectFlow) (string, string) {
+			state, code := f.begin()
+			f.complete(state, code)
+			return state, code
+		}},
+		{name: "a state this bridge never issued", wantBadState: true, callback: func(f *connectFlow) (string, string) {
+			_, code := f.begin()
+			return "never-issued", code
+		}},
+		{name: "no state", wantBadState: true, callback: func(f *connectFlow) (string, string) {
+			_, code := f.begin()
+			return "", code
+		}},
+		{name: "an expired state", wantBadState: true, callback: func(f *connectFlow) (string, string) {
+			state, code := f.begin()
+			f.expire(state)
+			return state, code
+		}},
+		{name: "a state whose exchange failed", wantBadState: true, callback: func(f *connectFlow) (string, string) {
+			state, code := f.begin()
+			if _, err := f.c.Complete(context.Background(), state, "not-a-code"); !ccclient.IsInvalidGrant(err) {
+				f.t.Fatalf("Complete with a bad code: %v, want invalid_grant", err)
+			}
+			return state, code
+		}},
+		{name: "a code already exchanged", wantOAuth: "invalid_grant", callback: func(f *connectFlow) (string, string) {
+			first, code := f.begin()
+			second, _ := f.begin()
+			f.complete(first, code)
+			return second, code
+		}},
+		{name: "a consent without offline_access", scopes: []string{"contact_data"}, wantErr: "no refresh token",
+			callback: func(f *connectFlow) (string, string) { return f.begin() }},
+	}
+	te := newTokenEnv(t, noLimits)
+	te.oauth.RedirectURL = callbackURL
+	rdb := redisClient(t, te.redisURL)
+	// The cases share one sandbox and database, so they run one at a time.
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			oauth := te.oauth
+			oauth.Scopes = tc.scopes
+			tokens := te.process()
+			f := &connectFlow{t: t, te: te, c: jobs.NewConnector(oauth, te.cache(), tokens), rdb: rdb}
+			state, code := tc.callback(f)
+
+			before, _ := te.db.LoadToken(ctx)
+			callsBefore := te.sb.Stats().Requests[tokenRoute]
+			tok, err := f.c.Complete(ctx, state, code)
+			calls := te.sb.Stats().Requests[tokenRoute] - callsBefore
+			after, _ := te.db.LoadToken(ctx)
+
+			wantOK := !tc.wantBadState && tc.wantOAuth == "" && tc.wantErr == ""
+			if !wantOK {
+				if err == nil {
+					t.Fatalf("Complete connected (%v), want an error", tok)
+				}
+				if got := errors.Is(err, jobs.ErrBadState); got != tc.wantBadState {
+					t.Errorf("errors.Is(%v, ErrBadState) = %v, want %v", err, got, tc.wantBadState)
+				}
+				var oe *ccclient.OAuthError
+				if tc.wantOAuth != "" && (!errors.As(err, &oe) || oe.Code != tc.wantOAuth) {
+					t.Errorf("Complete: %v, want CC's %s", err, tc.wantOAuth)
+				}
+				if tc.wantErr != "" && !strings.Contains(err.Error(), tc.wantErr) {
+					t.Errorf("Complete: %v, want an error saying %q", err, tc.wantErr)
+				}
+				if tc.wantBadState && calls != 0 {
+					t.Errorf("a bad state reached CC's token endpoint %d times", calls)
+				}
+				if fmt.Sprint(before) != fmt.Sprint(after) {
+					t.Errorf("a failed callback changed the stored token from %+v to %+v", before, after)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Complete: %v", err)
+			}
+			if calls != 1 {
+				t.Errorf("token endpoint called %d times, want one exchange", calls)
+			}
+			if tok.AccessToken == "" || tok.RefreshToken == "" {
+				t.Fatalf("Complete returned %v, want a pair", tok)
+			}
+			if after == nil || after.AccessToken != tok.AccessToken || after.RefreshToken != tok.RefreshToken ||
+				after.Status != store.TokenConnected || (before != nil && after.Version <= before.Version) {
+				t.Errorf("stored %+v, want the exchanged pair, connected, as a new version", after)
+			}
+			if got, err := tokens.Token(ctx); err != nil || got != tok.AccessToken {
+				t.Errorf("Token after connecting = %q, %v; want the exchanged access token", got, err)
+			}
+			if _, err := te.client(te.process()).ContactLists(ctx); err != nil {
+				t.Errorf("API call after connecting: %v", err)
+			}
+			// The state is spent.
+			if _, err := f.c.Complete(ctx, state, code); !errors.Is(err, jobs.ErrBadState) {
+				t.Errorf("the same callback again: %v, want ErrBadState", err)
+			}
+		})
+	}
+}
