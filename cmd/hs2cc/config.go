@@ -9,6 +9,7 @@ import (
 	"github.com/hs2cc/hs2cc/ccclient"
 	"github.com/hs2cc/hs2cc/hubspot"
 	"github.com/hs2cc/hs2cc/jobs"
+	"github.com/hs2cc/hs2cc/store"
 )
 
 // setting is one environment variable. The list below is the single source
@@ -36,13 +37,18 @@ var settings = []setting{
 	{"HS2CC_CC_AUTH_URL", ccclient.DefaultAuthURL, "Constant Contact OAuth base URL (authorize and token endpoints below it)."},
 	{"HS2CC_CC_CLIENT_ID", "", "Constant Contact API key (OAuth client id)."},
 	{"HS2CC_CC_CLIENT_SECRET", "", "Constant Contact OAuth client secret."},
+	{"HS2CC_CC_REDIRECT_URL", "", "OAuth redirect URI registered for the CC app; unset, `HS2CC_PUBLIC_URL` + `/oauth/callback`. `hs2cc connect` listens on it when its host is loopback."},
 	{"HS2CC_CC_REFRESH_MARGIN", "2h", "Refresh the CC access token when it expires within this."},
+	{"HS2CC_TOKEN_REFRESH_INTERVAL", "10m", "How often the worker checks whether the CC token is due for refresh."},
+	{"HS2CC_TOKEN_KEY", "", "AES-256 key sealing the CC tokens in MySQL: 32 bytes as base64 or hex (`hs2cc keygen` makes one). During a rotation give `new,old`. Required by serve, work and connect; `dev` makes a throwaway one."},
 	{"HS2CC_OPS_USER", "", "Basic-auth user for /ops (Asynqmon at /ops/queues); /ops is off unless user and password are set."},
 	{"HS2CC_OPS_PASSWORD", "", "Basic-auth password for /ops."},
 	{"HS2CC_WORKER_CONCURRENCY", "10", "Tasks `work` runs at once."},
 	{"HS2CC_GROUP_GRACE_PERIOD", "10s", "How long a batch waits for one more enrollment before it is imported (minimum 1s)."},
 	{"HS2CC_GROUP_MAX_DELAY", "60s", "Longest wait of the first enrollment in a batch."},
 	{"HS2CC_GROUP_MAX_SIZE", "5000", "Most enrollments in one CC import."},
+	{"HS2CC_SWEEP_INTERVAL", "1m", "How often the sweep re-enqueues enrollments and imports whose tasks Redis lost."},
+	{"HS2CC_SWEEP_AGE", "10m", "How long a row must have waited before the sweep counts it as lost."},
 	{"HS2CC_LOG_FORMAT", "json", "`json` or `text` (`dev` defaults to text)."},
 	{"HS2CC_LOG_LEVEL", "info", "`debug`, `info`, `warn` or `error`."},
 }
@@ -61,7 +67,9 @@ type config struct {
 	CCAuthURL       string
 	CCClientID      string
 	CCClientSecret  string
+	CCRedirectURL   string
 	CCRefreshMargin time.Duration
+	TokenKeys       *store.TokenKeys // nil when HS2CC_TOKEN_KEY is unset
 	OpsUser         string
 	OpsPassword     string
 	Worker          jobs.Config
@@ -122,6 +130,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		CCAuthURL:       get("HS2CC_CC_AUTH_URL"),
 		CCClientID:      get("HS2CC_CC_CLIENT_ID"),
 		CCClientSecret:  get("HS2CC_CC_CLIENT_SECRET"),
+		CCRedirectURL:   get("HS2CC_CC_REDIRECT_URL"),
 		CCRefreshMargin: dur("HS2CC_CC_REFRESH_MARGIN"),
 		OpsUser:         get("HS2CC_OPS_USER"),
 		OpsPassword:     get("HS2CC_OPS_PASSWORD"),
@@ -133,7 +142,20 @@ func loadConfig(getenv func(string) string) (config, error) {
 	w.GroupGracePeriod = dur("HS2CC_GROUP_GRACE_PERIOD")
 	w.GroupMaxDelay = dur("HS2CC_GROUP_MAX_DELAY")
 	w.GroupMaxSize = num("HS2CC_GROUP_MAX_SIZE")
+	w.SweepInterval = dur("HS2CC_SWEEP_INTERVAL")
+	w.SweepAge = dur("HS2CC_SWEEP_AGE")
+	w.TokenRefreshInterval = dur("HS2CC_TOKEN_REFRESH_INTERVAL")
 	cfg.Worker = w
+	if cfg.CCRedirectURL == "" && cfg.PublicURL != "" {
+		cfg.CCRedirectURL = cfg.PublicURL + "/oauth/callback"
+	}
+	if k := get("HS2CC_TOKEN_KEY"); k != "" {
+		keys, err := store.ParseTokenKeys(k)
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("HS2CC_TOKEN_KEY: %v", err))
+		}
+		cfg.TokenKeys = keys
+	}
 	if len(cfg.Lists) == 0 {
 		errs = append(errs, "HS2CC_CC_LISTS: name at least one CC list")
 	}
@@ -154,6 +176,15 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// requireTokenKey is the check of every command that reads or writes the CC
+// tokens: without the key they could do neither.
+func (c config) requireTokenKey() error {
+	if c.TokenKeys == nil {
+		return fmt.Errorf("config: HS2CC_TOKEN_KEY is required (make one with `hs2cc keygen` and keep it secret)")
+	}
+	return nil
 }
 
 // requireMySQL is the check serve, work and migrate share.

@@ -112,6 +112,12 @@ func TestRunRefusesBadInvocations(t *testing.T) {
 		{"unknown command", []string{"frobnicate"}, nil, "unknown command"},
 		{"serve without MySQL", []string{"serve"}, nil, "HS2CC_MYSQL_DSN is required"},
 		{"work without MySQL", []string{"work"}, nil, "HS2CC_MYSQL_DSN is required"},
+		{"serve without a token key", []string{"serve"}, map[string]string{"HS2CC_MYSQL_DSN": "u@tcp(127.0.0.1:1)/x"}, "HS2CC_TOKEN_KEY is required"},
+		{"work without a token key", []string{"work"}, map[string]string{"HS2CC_MYSQL_DSN": "u@tcp(127.0.0.1:1)/x"}, "HS2CC_TOKEN_KEY is required"},
+		{"connect without a token key", []string{"connect"}, map[string]string{"HS2CC_MYSQL_DSN": "u@tcp(127.0.0.1:1)/x"}, "HS2CC_TOKEN_KEY is required"},
+		{"a token key of the wrong length", []string{"serve"}, map[string]string{"HS2CC_TOKEN_KEY": "c2hvcnQ="}, "HS2CC_TOKEN_KEY: store: CC token key: key 1: want 32 bytes, got 5"},
+		{"a token key that is not base64 or hex", []string{"work"}, map[string]string{"HS2CC_TOKEN_KEY": "not a key!"}, "HS2CC_TOKEN_KEY: store: CC token key: key 1: want 32 bytes as base64 or 64 hex digits"},
+		{"connect without a redirect URL", []string{"connect"}, map[string]string{"HS2CC_MYSQL_DSN": "u@tcp(127.0.0.1:1)/x", "HS2CC_TOKEN_KEY": store.NewTokenKey()}, "set HS2CC_CC_REDIRECT_URL"},
 		{"migrate with a bad config", []string{"migrate"}, map[string]string{"HS2CC_GROUP_MAX_DELAY": "x"}, "HS2CC_GROUP_MAX_DELAY"},
 		{"simulate without a secret", []string{"simulate"}, nil, "--secret is required"},
 	}
@@ -133,7 +139,8 @@ func TestRunRefusesBadInvocations(t *testing.T) {
 // database that `hs2cc migrate` has not brought up to date.
 func TestServeAndWorkRefuseAnOldSchema(t *testing.T) {
 	dsn := storetest.MySQLDSN(t)
-	env := map[string]string{"HS2CC_MYSQL_DSN": dsn, "HS2CC_REDIS_URL": storetest.RedisURL(t), "HS2CC_ADDR": freeAddr(t)}
+	env := map[string]string{"HS2CC_MYSQL_DSN": dsn, "HS2CC_REDIS_URL": storetest.RedisURL(t), "HS2CC_ADDR": freeAddr(t),
+		"HS2CC_TOKEN_KEY": store.NewTokenKey()}
 	getenv := func(k string) string { return env[k] }
 	for _, cmd := range []string{"serve", "work"} {
 		var out bytes.Buffer

@@ -10,7 +10,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -48,6 +47,9 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 		"HS2CC_PUBLIC_URL":            "http://" + *addr,
 		"HS2CC_CC_CLIENT_ID":          sf.clientID,
 		"HS2CC_CC_CLIENT_SECRET":      sf.clientSecret,
+		// A throwaway key: the embedded MySQL forgets the tokens on exit
+		// anyway, and dev connects CC again at every start.
+		"HS2CC_TOKEN_KEY": store.NewTokenKey(),
 	}
 	env := func(k string) string {
 		if v := getenv(k); v != "" {
@@ -101,16 +103,24 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 		return err
 	}
 	defer d.close()
-	oauth := ccclient.OAuthConfig{ClientID: cfg.CCClientID, ClientSecret: cfg.CCClientSecret, AuthURL: cfg.CCAuthURL,
-		RedirectURL: cfg.PublicURL + "/oauth/callback"}
-	tok, err := connectCC(ctx, oauth)
+	app, closeApp := newHTTPApp(cfg, d, log)
+	defer closeApp()
+	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
+		return fmt.Errorf("dev: %w", err)
+	}
+	go func() { errc <- serveListener(ctx, ln, app, log) }()
+
+	// Connect CC the way a person does in production, through the bridge's
+	// own /oauth/connect; the sandbox approves at once.
+	if err := connectThroughBridge(ctx, "http://"+ln.Addr().String(), cfg.OpsUser, cfg.OpsPassword); err != nil {
 		return fmt.Errorf("dev: connect CC sandbox: %w", err)
 	}
-	if _, err := d.db.SaveToken(ctx, store.Token{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, ExpiresAt: tok.ExpiresAt}, 0); err != nil {
+	tok, err := d.tokens(cfg, log).Token(ctx)
+	if err != nil {
 		return err
 	}
-	if err := ensureLists(ctx, cfg.CCAPIURL, tok.AccessToken, cfg.Lists); err != nil {
+	if err := ensureLists(ctx, cfg.CCAPIURL, tok, cfg.Lists); err != nil {
 		return fmt.Errorf("dev: create lists: %w", err)
 	}
 
@@ -123,13 +133,6 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 		return err
 	}
 	defer w.Shutdown()
-	app, closeApp := newHTTPApp(cfg, d, log)
-	defer closeApp()
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		return fmt.Errorf("dev: %w", err)
-	}
-	go func() { errc <- serveListener(ctx, ln, app, log) }()
 
 	base := "http://" + ln.Addr().String()
 	fmt.Fprintf(stdout, `
@@ -138,6 +141,7 @@ hs2cc dev is running (MySQL: %s; Redis: %s).
   Webhook URL       %s/webhooks/hubspot   (signed URI base: %s)
   Signing secret    %s
   Asynqmon          %s/ops/queues   user %q, password %q
+  Connect CC again  %s/oauth/connect   (same login)
   Health            %s/healthz   %s/readyz
   CC sandbox API    %s/v3   OAuth %s/oauth2/default/v1
   Sandbox contacts  %s/sandbox/contacts
@@ -149,7 +153,7 @@ Send 200 signed webhooks:
   go run ./cmd/hs2cc simulate --url %s/webhooks/hubspot --secret '%s' --count 200 --concurrency 8
 
 Press Ctrl-C to stop.
-`, mysqlNote, redisNote, base, cfg.PublicURL, cfg.HubSpotSecrets[0], base, cfg.OpsUser, cfg.OpsPassword,
+`, mysqlNote, redisNote, base, cfg.PublicURL, cfg.HubSpotSecrets[0], base, cfg.OpsUser, cfg.OpsPassword, base,
 		base, base, ccBase, ccBase, ccBase, ccBase, strings.Join(cfg.Lists, ", "),
 		cfg.PublicURL, cfg.HubSpotSecrets[0])
 
@@ -161,33 +165,25 @@ Press Ctrl-C to stop.
 	}
 }
 
-// connectCC does what a person does once in production: open CC's authorize
-// page (the sandbox approves at once), take the code from the redirect and
-// exchange it with PKCE. The redirect is not followed; the code is read from
-// its Location.
-func connectCC(ctx context.Context, oauth ccclient.OAuthConfig) (*ccclient.Token, error) {
-	state, verifier := randomHex(16), ccclient.NewVerifier()
-	noFollow := &http.Client{
-		Timeout:       10 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, oauth.AuthCodeURL(state, verifier), nil)
+// connectThroughBridge opens /oauth/connect as ops would in a browser and
+// follows the redirects: to the sandbox's consent page, which approves at
+// once, and back to /oauth/callback, which stores the tokens.
+func connectThroughBridge(ctx context.Context, base, user, password string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/oauth/connect", nil)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	resp, err := noFollow.Do(req)
+	req.SetBasicAuth(user, password)
+	resp, err := (&http.Client{Timeout: 15 * time.Second}).Do(req)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	resp.Body.Close()
-	loc, err := url.Parse(resp.Header.Get("Location"))
-	if err != nil || resp.StatusCode != http.StatusFound {
-		return nil, fmt.Errorf("authorize answered %d, want a redirect", resp.StatusCode)
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Request.URL.Path != "/oauth/callback" {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("ended at %s with %d: %s", resp.Request.URL.Path, resp.StatusCode, body)
 	}
-	if loc.Query().Get("state") != state {
-		return nil, errors.New("authorize redirect carried the wrong state")
-	}
-	return oauth.Exchange(ctx, loc.Query().Get("code"), verifier)
+	return nil
 }
 
 // ensureLists creates the configured CC lists that do not exist yet.

@@ -87,6 +87,7 @@ func TestEndToEnd(t *testing.T) {
 		"HS2CC_OPS_USER":              "ops",
 		"HS2CC_OPS_PASSWORD":          "ops-password-" + randomHex(4),
 		"HS2CC_LOG_FORMAT":            "json",
+		"HS2CC_TOKEN_KEY":             store.NewTokenKey(),
 	}
 	getenv := func(k string) string { return env[k] }
 	ctx, cancel := context.WithCancel(context.Background())
@@ -101,6 +102,11 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
+	keys, err := store.ParseTokenKeys(env["HS2CC_TOKEN_KEY"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.SetTokenKeys(keys)
 	if _, err := db.SaveToken(ctx, store.Token{AccessToken: access, RefreshToken: refresh, ExpiresAt: time.Now().Add(24 * time.Hour)}, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +189,7 @@ func TestEndToEnd(t *testing.T) {
 		}
 	}
 	for name, logs := range map[string]string{"serve": serveLog.String(), "work": workLog.String()} {
-		for _, s := range []string{secret, access, refresh, env["HS2CC_OPS_PASSWORD"], ccsandbox.DefaultClientSecret} {
+		for _, s := range []string{secret, access, refresh, env["HS2CC_OPS_PASSWORD"], ccsandbox.DefaultClientSecret, env["HS2CC_TOKEN_KEY"]} {
 			if strings.Contains(logs, s) {
 				t.Errorf("%s log contains a secret (%.6s…)", name, s)
 			}

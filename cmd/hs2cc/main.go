@@ -12,6 +12,9 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
+
+	"github.com/hs2cc/hs2cc/store"
 )
 
 func main() {
@@ -32,9 +35,12 @@ const usage = `hs2cc bridges HubSpot workflow webhooks to Constant Contact.
 Usage: hs2cc <command> [flags]
 
 Commands:
-  serve      HTTP server: the HubSpot webhook, /healthz, /readyz, /ops/queues
+  serve      HTTP server: the HubSpot webhook, /oauth/connect, /healthz, /readyz, /metrics, /ops/queues
   work       asynq worker and scheduler: batches enrollments into CC imports
   migrate    apply the database migrations
+  connect    connect Constant Contact from a terminal (OAuth consent, then tokens sealed in MySQL)
+  status     the CC connection and enrollment counts; exits 1 while CC needs reconnecting
+  keygen     print a new HS2CC_TOKEN_KEY
   sandbox    run the Constant Contact sandbox (a faithful in-memory CC)
   dev        the whole bridge in one process on embedded MySQL, Redis and sandbox
   simulate   send signed, realistic HubSpot webhooks and report latency
@@ -54,7 +60,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	cmd, rest := args[0], args[1:]
 	switch cmd {
-	case "serve", "work", "migrate":
+	case "keygen":
+		fmt.Fprintln(stdout, store.NewTokenKey())
+		return nil
+	case "serve", "work", "migrate", "connect", "status":
 		cfg, err := loadConfig(getenv)
 		if err != nil {
 			return err
@@ -65,6 +74,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return runServe(ctx, cfg, log)
 		case "work":
 			return runWork(ctx, cfg, log)
+		case "connect":
+			return runConnect(ctx, cfg, rest, stdout, stderr)
+		case "status":
+			return runStatus(ctx, cfg, stdout, time.Now())
 		default:
 			return runMigrate(ctx, cfg, stdout)
 		}

@@ -44,8 +44,22 @@ func connect(ctx context.Context, cfg config) (*deps, error) {
 		db.Close()
 		return nil, err
 	}
+	if cfg.TokenKeys != nil {
+		db.SetTokenKeys(cfg.TokenKeys)
+	}
 	rdb := redis.NewClient(opt)
 	return &deps{db: db, redisOpt: opt, rdb: rdb, cache: store.NewCache(rdb)}, nil
+}
+
+// oauthConfig describes the CC app for the connect flow and refreshes.
+func (c config) oauthConfig() ccclient.OAuthConfig {
+	return ccclient.OAuthConfig{ClientID: c.CCClientID, ClientSecret: c.CCClientSecret, AuthURL: c.CCAuthURL,
+		RedirectURL: c.CCRedirectURL}
+}
+
+// tokens builds the shared CC token source of one process.
+func (d *deps) tokens(cfg config, log *slog.Logger) *jobs.Tokens {
+	return jobs.NewTokens(d.db, d.cache, cfg.oauthConfig(), log, cfg.CCRefreshMargin)
 }
 
 func (d *deps) close() {
@@ -64,17 +78,27 @@ func newHTTPApp(cfg config, d *deps, log *slog.Logger) (http.Handler, func()) {
 	client := asynq.NewClient(asynqOpt(d.redisOpt))
 	enq := jobs.NewEnqueuer(client)
 	mon := asynqmon.New(asynqmon.Options{RootPath: "/ops/queues", RedisConnOpt: asynqOpt(d.redisOpt)})
+	var connector handlers.Connector
+	if cfg.CCRedirectURL != "" {
+		connector = jobs.NewConnector(cfg.oauthConfig(), d.cache, d.tokens(cfg, log))
+	} else {
+		log.Warn("/oauth/connect is off: set HS2CC_PUBLIC_URL or HS2CC_CC_REDIRECT_URL")
+	}
 	app := handlers.New(handlers.Config{
 		PublicURL: cfg.PublicURL,
 		Verifier:  &hubspot.Verifier{Secrets: cfg.HubSpotSecrets, RequireV3: cfg.RequireV3},
 		Fields:    cfg.Fields,
 		Lists:     cfg.Lists,
 		OpsUser:   cfg.OpsUser, OpsPassword: cfg.OpsPassword,
-		Queues: mon,
+		Queues:    mon,
+		Connector: connector,
+		BadState:  jobs.ErrBadState,
+		Metrics:   metricsHandler(d.db),
 		Ready: []handlers.Check{
 			{Name: "mysql", Fn: d.db.Ping},
 			{Name: "redis", Fn: d.cache.Ping},
 			{Name: "schema", Fn: d.db.CheckSchema},
+			{Name: "cc_token", Fn: tokenReady(d.db, time.Now)},
 		},
 		Logger: log,
 	}, d.db, enq)
@@ -86,6 +110,12 @@ func newHTTPApp(cfg config, d *deps, log *slog.Logger) (http.Handler, func()) {
 
 // runServe runs the HTTP server until ctx ends, then drains it.
 func runServe(ctx context.Context, cfg config, log *slog.Logger) error {
+	if err := cfg.requireMySQL(); err != nil {
+		return err
+	}
+	if err := cfg.requireTokenKey(); err != nil {
+		return err
+	}
 	d, err := connect(ctx, cfg)
 	if err != nil {
 		return err
@@ -130,8 +160,7 @@ func serveHTTP(ctx context.Context, addr string, h http.Handler, log *slog.Logge
 // newWorker builds the `work` process's worker. The returned close func
 // releases the worker's own asynq client once the worker has shut down.
 func newWorker(cfg config, d *deps, log *slog.Logger) (*jobs.Worker, func(), error) {
-	oauth := ccclient.OAuthConfig{ClientID: cfg.CCClientID, ClientSecret: cfg.CCClientSecret, AuthURL: cfg.CCAuthURL}
-	tokens := jobs.NewTokens(d.db, d.cache, oauth, log, cfg.CCRefreshMargin)
+	tokens := d.tokens(cfg, log)
 	cc, err := ccclient.New(cfg.CCAPIURL, tokens, ccclient.WithUserAgent("hs2cc"))
 	if err != nil {
 		return nil, nil, err
@@ -143,6 +172,12 @@ func newWorker(cfg config, d *deps, log *slog.Logger) (*jobs.Worker, func(), err
 
 // runWork runs the worker and scheduler until ctx ends.
 func runWork(ctx context.Context, cfg config, log *slog.Logger) error {
+	if err := cfg.requireMySQL(); err != nil {
+		return err
+	}
+	if err := cfg.requireTokenKey(); err != nil {
+		return err
+	}
 	d, err := connect(ctx, cfg)
 	if err != nil {
 		return err

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/hs2cc/hs2cc/store"
+)
+
+// errNeedsReconnect makes `hs2cc status` exit non-zero, so that a cron job or
+// a person's shell notices what the output says.
+var errNeedsReconnect = errors.New("Constant Contact needs reconnecting")
+
+// runStatus prints the bridge's state from MySQL: the CC connection and the
+// enrollments by status. It needs no token key: it never opens the tokens.
+func runStatus(ctx context.Context, cfg config, stdout io.Writer, now time.Time) error {
+	if err := cfg.requireMySQL(); err != nil {
+		return err
+	}
+	db, err := store.Open(ctx, cfg.MySQLDSN)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := db.CheckSchema(ctx); err != nil {
+		return err
+	}
+	var result error
+	st, err := db.TokenState(ctx)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		fmt.Fprintln(stdout, "Constant Contact: not connected. Run `hs2cc connect` or open /oauth/connect.")
+		result = errNeedsReconnect
+	case err != nil:
+		return err
+	case st.Status == store.TokenNeedsReconnect:
+		fmt.Fprintf(stdout, "Constant Contact: NEEDS RECONNECT since %s (%s).\n  Run `hs2cc connect` or open /oauth/connect; CC work waits until then.\n",
+			st.StatusAt.UTC().Format(time.RFC3339), st.StatusReason)
+		result = errNeedsReconnect
+	default:
+		fmt.Fprintf(stdout, "Constant Contact: connected; access token expires %s (in %s)\n",
+			st.ExpiresAt.UTC().Format(time.RFC3339), st.ExpiresAt.Sub(now).Round(time.Second))
+		fmt.Fprintf(stdout, "  connected %s, last refreshed %s, sealed under key %s\n",
+			stamp(st.ConnectedAt), stamp(st.RefreshedAt), orDash(st.KeyID))
+	}
+	counts, err := db.CountEnrollments(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "Enrollments:")
+	for _, s := range []string{store.StatusPending, store.StatusImporting, store.StatusImported, store.StatusFailed, store.StatusRejected} {
+		fmt.Fprintf(stdout, " %s %d", s, counts[s])
+	}
+	fmt.Fprintln(stdout)
+	return result
+}
+
+func stamp(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
