@@ -67,6 +67,7 @@ func (s *Server) queueImportLocked(req *importRequest, now time.Time) *activity 
 	s.activityByID[a.id] = a
 	s.pending = append(s.pending, a)
 	s.stats.Imports++
+	s.stats.ImportRowsDropped += req.dropped
 	return a
 }
 
@@ -117,6 +118,9 @@ func (s *Server) finishLocked(a *activity) {
 		s.log.Info("ccsandbox: import ended by fault", "activity_id", a.id, "state", a.state)
 		return
 	}
+	// Only a completed import counts its rows as received: a failed one
+	// changed nothing, and a client must send those rows again.
+	s.stats.ImportRows += len(req.records)
 	for _, rec := range req.records {
 		a.counts.completed++
 		if rec.correctable {

@@ -88,6 +88,15 @@ func TestGetContacts(t *testing.T) {
 		{name: "email, any case", query: func(map[string]string) string { return "email=AB@example.com" }, status: 200,
 			want: []string{"ab@example.com"}},
 		{name: "unknown email", query: func(map[string]string) string { return "email=zz@example.com" }, status: 200, want: []string{}},
+		// email is an exact match, not a search.
+		{name: "email domain only", query: func(map[string]string) string { return "email=example.com" }, status: 200, want: []string{}},
+		{name: "email prefix", query: func(map[string]string) string { return "email=a@example.com" }, status: 200, want: []string{}},
+		{name: "unsubscribed email", query: func(map[string]string) string { return "email=u@example.com" }, status: 200,
+			want: []string{"u@example.com"}},
+		{name: "unsubscribed on a list", query: func(ids map[string]string) string { return "status=unsubscribed&lists=" + ids["A"] }, status: 200,
+			want: []string{}},
+		{name: "status all", query: func(map[string]string) string { return "status=all" }, status: 200,
+			want: []string{"a1@example.com", "a2@example.com", "b1@example.com", "ab@example.com", "u@example.com"}},
 		{name: "unsubscribed", query: func(map[string]string) string { return "status=unsubscribed" }, status: 200,
 			want: []string{"u@example.com"}},
 		{name: "active", query: func(map[string]string) string { return "status=active" }, status: 200,
@@ -235,5 +244,113 @@ func TestGetContactsPaging(t *testing.T) {
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("paged contacts %q, want %q", got, want)
+	}
+}
+
+// TestGetContactsByStatusPaged is the bridge's check for unsubscribes: it
+// pages GET /v3/contacts?status=unsubscribed&limit=500 through _links.next
+// and reads email_address.permission_to_send.
+func TestGetContactsByStatusPaged(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Options{ActivityDelay: -1})
+	list := e.srv.CreateList("Agents").ListID
+	const imported = 1200
+	e.importNow(importBody([]string{list}, manyRows(imported)...))
+	unsubscribed := map[string]bool{}
+	for i := 0; i < imported; i += 2 {
+		email := fmt.Sprintf("c%d@example.com", i)
+		e.srv.Unsubscribe(email)
+		unsubscribed[email] = true
+	}
+	// One through the hook, for an address CC has never seen, in capitals.
+	wantStatus(t, e.call(http.MethodPost, "/sandbox/unsubscribe", `{"email":"Never.Seen@Example.com"}`, withToken("")), http.StatusOK)
+	unsubscribed["never.seen@example.com"] = true
+	// Importing them again does not bring them back.
+	a := e.importNow(importBody([]string{list}, row("email", "c0@example.com"), row("email", "C2@example.com"), row("email", "c1@example.com")))
+	if a.Status["cannot_add_to_list_count"] != 2 {
+		t.Errorf("status %v: want the two unsubscribed contacts in cannot_add_to_list_count", a.Status)
+	}
+
+	tests := []struct {
+		query     string
+		want      func(email string) bool
+		wantN     int
+		wantPerm  string // "" for any but unsubscribed
+		wantPages int
+	}{
+		{"status=unsubscribed&limit=500", func(em string) bool { return unsubscribed[em] }, imported/2 + 1, "unsubscribed", 2},
+		{"status=unsubscribed&limit=1&email=c4@example.com", func(em string) bool { return em == "c4@example.com" }, 1, "unsubscribed", 1},
+		{"status=unsubscribed&lists=" + list, nil, 0, "unsubscribed", 1},
+		{"status=active&limit=500", func(em string) bool { return !unsubscribed[em] }, imported / 2, "implicit", 2},
+		{"status=active&lists=" + list + "&limit=250", func(em string) bool { return !unsubscribed[em] }, imported / 2, "implicit", 3},
+		{"status=all&limit=500", func(string) bool { return true }, imported + 1, "", 3},
+		{"limit=500", func(string) bool { return true }, imported + 1, "", 3},
+		{"status=unsubscribed,active&limit=500", func(string) bool { return true }, imported + 1, "", 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.query, func(t *testing.T) {
+			before := e.srv.Stats().Requests["GET /v3/contacts"]
+			seen := map[string]bool{}
+			path := "/v3/contacts?" + tt.query
+			pages := 0
+			for ; path != ""; pages++ {
+				if pages > 10 {
+					t.Fatal("paging does not end")
+				}
+				// The spec's enum on the whole of status rejects a list of
+				// values (shared README caveat), so that request is marked.
+				var opts []reqOption
+				if strings.Contains(path, "status=unsubscribed,") {
+					opts = append(opts, expectInvalid)
+				}
+				r := e.call(http.MethodGet, path, nil, opts...)
+				wantStatus(t, r, http.StatusOK)
+				var p contactsPage
+				r.decode(t, &p)
+				for _, c := range p.Contacts {
+					em := c.EmailAddress.Address
+					if seen[em] {
+						t.Errorf("%s returned twice", em)
+					}
+					seen[em] = true
+					if tt.want == nil || !tt.want(em) {
+						t.Errorf("%s should not match", em)
+					}
+					perm := c.EmailAddress.PermissionToSend
+					if unsubscribed[em] != (perm == "unsubscribed") || (tt.wantPerm != "" && perm != tt.wantPerm) {
+						t.Errorf("%s: permission_to_send %q", em, perm)
+					}
+				}
+				path = ""
+				if p.Links.Next != nil {
+					path = p.Links.Next.Href
+					if len(p.Contacts) == 0 {
+						t.Error("an empty page with a next link")
+					}
+				}
+			}
+			if len(seen) != tt.wantN || pages != tt.wantPages {
+				t.Errorf("%d contacts in %d pages, want %d in %d", len(seen), pages, tt.wantN, tt.wantPages)
+			}
+			if n := e.srv.Stats().Requests["GET /v3/contacts"] - before; n != pages {
+				t.Errorf("%d calls for %d pages: every page is one API call", n, pages)
+			}
+		})
+	}
+
+	// An unsubscribed contact carries the opt-out, not the opt-in.
+	r := e.call(http.MethodGet, "/v3/contacts?email=never.seen@example.com", nil)
+	var raw struct {
+		Contacts []struct {
+			EmailAddress map[string]any `json:"email_address"`
+		} `json:"contacts"`
+	}
+	r.decode(t, &raw)
+	if len(raw.Contacts) != 1 {
+		t.Fatalf("body %s: want one contact", r.body)
+	}
+	ea := raw.Contacts[0].EmailAddress
+	if ea["permission_to_send"] != "unsubscribed" || ea["opt_out_date"] == nil || ea["opt_out_source"] != "Contact" || ea["opt_in_date"] != nil {
+		t.Errorf("email_address %v: want unsubscribed with opt_out_date and opt_out_source, no opt_in_date", ea)
 	}
 }

@@ -27,7 +27,8 @@
 //	POST /sandbox/unsubscribe  {"email": …}
 //	POST /sandbox/lists        {"name": …}
 //	POST /sandbox/custom_fields {"label": …}
-//	GET|PUT /sandbox/faults    Faults
+//	GET|PUT /sandbox/faults    Faults (PUT replaces them all)
+//	POST /sandbox/faults       changes only the Faults keys sent, e.g. {"fail_rate": 0.1}
 //	GET|POST /sandbox/clock    {"advance": "25h"}
 //	POST /sandbox/token        {"scope": …}
 //
@@ -35,6 +36,9 @@
 // (401 with CC's exact body and WWW-Authenticate), the contact_data scope
 // (403), then a per-client token bucket and daily quota that reset at 00:00
 // UTC (429 throttled / quota_exceeded, no Retry-After). Polls count.
+// Options.FailRate and ThrottleRate (or Faults at run time) add random 500s,
+// 503s and throttled 429s, drawn from a source seeded by Options.Seed so a
+// run can be repeated.
 //
 // Imports are validated whole before they are queued (400 with CC's array
 // body) and are processed lazily: an activity is initialized, then

@@ -1,6 +1,7 @@
 package ccsandbox
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -22,12 +23,26 @@ type Stats struct {
 	QuotaExceeded int `json:"quota_exceeded"`
 	// Imports counts accepted imports (201).
 	Imports int `json:"imports"`
+	// ImportRows counts the contacts (rows) received by every import that
+	// completed, all imports together: a contact sent in two imports counts
+	// twice, and a row CC held as correctable counts too, because it was
+	// received. It is the sum of items_total_count over completed imports,
+	// so rows past MaxImportBytes, which CC never reads, are not in it, nor
+	// are the rows of imports that failed, timed out, were cancelled or are
+	// not final yet. A test compares it with the rows a client sent to prove
+	// that nothing was lost or sent twice.
+	ImportRows int `json:"import_rows"`
+	// ImportRowsDropped counts the rows of accepted imports that lay past
+	// MaxImportBytes and were dropped without an error, as CC does with a
+	// body over 4 MB. A client that keeps its bodies small leaves it at 0.
+	ImportRowsDropped int `json:"import_rows_dropped"`
 	// QueueFull counts imports refused because 1,000 were not final.
 	QueueFull int `json:"queue_full"`
 	// Unauthorized and Forbidden count API 401s and 403s.
 	Unauthorized int `json:"unauthorized"`
 	Forbidden    int `json:"forbidden"`
-	// Faults counts injected 5xx answers.
+	// Faults counts injected 5xx answers, by route (Faults.Status) or random
+	// (Faults.FailRate). Random 429s count in Throttled, like real ones.
 	Faults int `json:"faults"`
 	// TokenGrants counts successful token grants by grant_type.
 	TokenGrants map[string]int `json:"token_grants"`
@@ -39,9 +54,13 @@ type Stats struct {
 }
 
 // Stats returns a copy of the counters. It is the data of GET /sandbox/stats.
+// It first settles the imports that are due on the sandbox clock, because
+// they are applied lazily and ImportRows would otherwise lag behind a clock
+// that moved while nobody polled.
 func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.settleLocked(s.nowLocked())
 	st := s.stats
 	st.Requests = maps.Clone(s.stats.Requests)
 	st.TokenGrants = maps.Clone(s.stats.TokenGrants)
@@ -61,6 +80,15 @@ type Faults struct {
 	// Limit, when "throttled" or "quota_exceeded", answers every API call
 	// that passes the token check with that 429, whatever the buckets hold.
 	Limit string `json:"limit,omitempty"`
+	// FailRate is the chance (0 to 1) that an API call which passed the
+	// token, quota and rate checks is answered 500 or 503 (each half the
+	// time) in CC's array error body. Such a call costs quota. Routes with
+	// a Status entry always get that status instead.
+	FailRate float64 `json:"fail_rate,omitempty"`
+	// ThrottleRate is the chance (0 to 1) that an API call within the daily
+	// quota is answered with the same 429 throttled body the rate limiter
+	// sends. Such a call costs no quota.
+	ThrottleRate float64 `json:"throttle_rate,omitempty"`
 }
 
 // validate reports a fault setting the sandbox cannot act on.
@@ -80,10 +108,14 @@ func (f Faults) validate() error {
 	default:
 		return fmt.Errorf("ccsandbox: fault limit %q: want throttled or quota_exceeded", f.Limit)
 	}
-	return nil
+	if err := validRate("fail_rate", f.FailRate); err != nil {
+		return err
+	}
+	return validRate("throttle_rate", f.ThrottleRate)
 }
 
-// SetFaults replaces the active faults; the zero Faults turns them all off.
+// SetFaults replaces the active faults; the zero Faults turns them all off,
+// including the random ones that Options.FailRate and ThrottleRate started.
 func (s *Server) SetFaults(f Faults) error {
 	if err := f.validate(); err != nil {
 		return err
@@ -184,6 +216,64 @@ func (s *Server) hookSetFaults(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.SetFaults(f); err != nil {
+		writeError(w, http.StatusBadRequest, keyValidation, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, f)
+}
+
+// hookPatchFaults is POST /sandbox/faults: it changes only the keys the body
+// holds, so that a person running `hs2cc dev` can turn on, say,
+// {"fail_rate":0.1} without restating the other faults. A "status" key
+// replaces the whole map. Unknown keys are refused, because a misspelt rate
+// would otherwise leave the sandbox quietly healthy.
+func (s *Server) hookPatchFaults(w http.ResponseWriter, r *http.Request) {
+	var patch struct {
+		ImportOutcome *string         `json:"import_outcome"`
+		Status        *map[string]int `json:"status"`
+		Limit         *string         `json:"limit"`
+		FailRate      *float64        `json:"fail_rate"`
+		ThrottleRate  *float64        `json:"throttle_rate"`
+	}
+	body, tooBig, err := readBody(r, 1<<20)
+	if err == nil && tooBig {
+		err = fmt.Errorf("body over 1 MiB")
+	}
+	if err == nil {
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		err = dec.Decode(&patch)
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, keyMalformedJSON, "ccsandbox: bad hook body: "+err.Error())
+		return
+	}
+	// The read, merge and write happen under one lock, so two concurrent
+	// patches of different keys cannot undo each other.
+	s.mu.Lock()
+	f := s.faults
+	f.Status = maps.Clone(f.Status)
+	if patch.ImportOutcome != nil {
+		f.ImportOutcome = *patch.ImportOutcome
+	}
+	if patch.Status != nil {
+		f.Status = maps.Clone(*patch.Status)
+	}
+	if patch.Limit != nil {
+		f.Limit = *patch.Limit
+	}
+	if patch.FailRate != nil {
+		f.FailRate = *patch.FailRate
+	}
+	if patch.ThrottleRate != nil {
+		f.ThrottleRate = *patch.ThrottleRate
+	}
+	err = f.validate()
+	if err == nil {
+		s.faults = f
+	}
+	s.mu.Unlock()
+	if err != nil {
 		writeError(w, http.StatusBadRequest, keyValidation, err.Error())
 		return
 	}

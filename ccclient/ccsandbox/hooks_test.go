@@ -78,6 +78,7 @@ func TestSandboxStatsHook(t *testing.T) {
 			"unmatched":                                1,
 		},
 		Imports:      1,
+		ImportRows:   1,
 		Unauthorized: 1,
 		TokenGrants:  map[string]int{"refresh_token": 1},
 		InvalidGrant: 1,

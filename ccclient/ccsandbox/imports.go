@@ -217,21 +217,19 @@ func decodeRows(dec *json.Decoder, limit int) ([]map[string]any, int, error) {
 	var shapeErr error
 	for ; dec.More(); i++ {
 		var m map[string]any
-		if err := dec.Decode(&m); err != nil {
-			var typeErr *json.UnmarshalTypeError
-			if !errors.As(err, &typeErr) {
-				return nil, 0, fmt.Errorf("%w: %w", errMalformed, err)
-			}
-			if shapeErr == nil {
-				shapeErr = fmt.Errorf("import_data[%d] must be an object", i)
-			}
-			continue
+		err := dec.Decode(&m)
+		var typeErr *json.UnmarshalTypeError
+		if err != nil && !errors.As(err, &typeErr) {
+			return nil, 0, fmt.Errorf("%w: %w", errMalformed, err)
 		}
+		// The decoder has consumed the whole element even on a type error,
+		// so the offset tells whether CC would have read it at all. A row
+		// CC never reads cannot make the request invalid.
 		if int(dec.InputOffset()) > limit {
 			dropped++
 			continue
 		}
-		if m == nil {
+		if err != nil || m == nil {
 			if shapeErr == nil {
 				shapeErr = fmt.Errorf("import_data[%d] must be an object", i)
 			}

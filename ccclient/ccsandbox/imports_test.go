@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -195,9 +196,9 @@ func TestImportResponse(t *testing.T) {
 }
 
 func TestImportTruncation(t *testing.T) {
-	// body lays out 10 rows and reports where each ends, so the test can cut
-	// the body inside the fifth row.
-	body := func(list string, listsFirst bool) ([]byte, []int) {
+	// body lays out 10 rows, then tail, and reports where each row ends, so
+	// the test can cut the body inside the fifth row.
+	body := func(list string, listsFirst bool, tail string) ([]byte, []int) {
 		var b bytes.Buffer
 		lists := fmt.Sprintf(`"list_ids":[%q]`, list)
 		b.WriteString("{")
@@ -213,6 +214,7 @@ func TestImportTruncation(t *testing.T) {
 			fmt.Fprintf(&b, `{"email":"c%d@example.com","first_name":"Name %d"}`, i, i)
 			ends = append(ends, b.Len())
 		}
+		b.WriteString(tail)
 		b.WriteString("]")
 		if !listsFirst {
 			b.WriteString("," + lists)
@@ -223,25 +225,32 @@ func TestImportTruncation(t *testing.T) {
 	tests := []struct {
 		name       string
 		listsFirst bool
+		tail       string // more import_data elements after the ten rows
 		cut        func(ends []int) int
 		mode       string
 		wantRows   int
 	}{
-		{"cut inside the fifth row", true, func(ends []int) int { return ends[3] + 5 }, "", 4},
-		{"cut right after the fourth row", true, func(ends []int) int { return ends[3] }, "", 4},
-		{"list_ids after the cut still count", false, func(ends []int) int { return ends[5] + 1 }, "", 6},
-		{"body within the limit", true, func(ends []int) int { return ends[9] + 100 }, "", 10},
-		{"reject mode", true, func(ends []int) int { return ends[3] + 5 }, OversizeReject, 0},
+		{"cut inside the fifth row", true, "", func(ends []int) int { return ends[3] + 5 }, "", 4},
+		{"cut right after the fourth row", true, "", func(ends []int) int { return ends[3] }, "", 4},
+		{"list_ids after the cut still count", false, "", func(ends []int) int { return ends[5] + 1 }, "", 6},
+		{"body within the limit", true, "", func(ends []int) int { return ends[9] + 100 }, "", 10},
+		// CC never reads what lies past the cut, so it cannot be invalid.
+		{"non-object past the cut", true, `,"junk",{"email":5}`, func(ends []int) int { return ends[9] }, "", 10},
+		{"reject mode", true, "", func(ends []int) int { return ends[3] + 5 }, OversizeReject, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			// The limit depends on the list id's length only, which is fixed.
-			_, ends := body(unknownList, tt.listsFirst)
+			full, ends := body(unknownList, tt.listsFirst, tt.tail)
 			e := newEnv(t, Options{MaxImportBytes: tt.cut(ends), OversizeMode: tt.mode, ActivityDelay: time.Second})
 			list := e.srv.CreateList("Agents").ListID
-			b, _ := body(list, tt.listsFirst)
-			r := e.call(http.MethodPost, "/v3/activities/contacts_json_import", b)
+			b, _ := body(list, tt.listsFirst, tt.tail)
+			var opts []reqOption
+			if tt.tail != "" {
+				opts = append(opts, expectInvalid) // the spec sees the whole body
+			}
+			r := e.call(http.MethodPost, "/v3/activities/contacts_json_import", b, opts...)
 			if tt.mode == OversizeReject {
 				wantAPIError(t, r, http.StatusBadRequest)
 				return
@@ -263,6 +272,186 @@ func TestImportTruncation(t *testing.T) {
 				fmt.Sscanf(c.Email, "c%d@", &i)
 				if i >= tt.wantRows || len(c.ListIDs) != 1 || c.ListIDs[0] != list {
 					t.Errorf("contact %+v should not have been imported like this", c)
+				}
+			}
+			wantDropped := 10 - tt.wantRows + strings.Count(tt.tail, ",")
+			if tt.cut(ends) >= len(full) {
+				wantDropped = 0
+			}
+			if st := e.srv.Stats(); st.ImportRows != tt.wantRows || st.ImportRowsDropped != wantDropped {
+				t.Errorf("Stats.ImportRows %d, ImportRowsDropped %d; want %d and %d", st.ImportRows, st.ImportRowsDropped, tt.wantRows, wantDropped)
+			}
+		})
+	}
+}
+
+// TestImportContactCapAfterTruncation checks that the 40,000-contact cap
+// applies to the contacts CC reads: rows past the 4 MB cut are dropped
+// before they are counted.
+func TestImportContactCapAfterTruncation(t *testing.T) {
+	var b bytes.Buffer
+	b.WriteString(`{"list_ids":["LIST_ID_PLACEHOLDER_0000000000000000"],"import_data":[`)
+	var ends []int
+	for i := range maxImportContacts + 1 {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(&b, `{"email":"c%05d@example.com"}`, i)
+		ends = append(ends, b.Len())
+	}
+	b.WriteString("]}")
+	tests := []struct {
+		name     string
+		maxBytes int
+		status   int
+	}{
+		{"40,001 rows all read", 0, http.StatusBadRequest},
+		{"the 40,001st row past the cut", ends[maxImportContacts-1], http.StatusCreated},
+		{"the cut a byte into the 40,001st row", ends[maxImportContacts-1] + 1, http.StatusCreated},
+		{"the cut at the end of the 40,001st row", ends[maxImportContacts], http.StatusBadRequest},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnvNoSpec(t, Options{MaxImportBytes: tt.maxBytes, ActivityDelay: -1})
+			list := e.srv.CreateList("Agents").ListID
+			body := bytes.Replace(b.Bytes(), []byte("LIST_ID_PLACEHOLDER_0000000000000000"), []byte(list), 1)
+			r := e.call(http.MethodPost, "/v3/activities/contacts_json_import", body)
+			if tt.status != http.StatusCreated {
+				wantAPIError(t, r, tt.status)
+				return
+			}
+			wantStatus(t, r, http.StatusCreated)
+			var a activityView
+			r.decode(t, &a)
+			done := e.activity(a.ActivityID)
+			if done.Status["items_total_count"] != maxImportContacts || done.Status["person_count"] != maxImportContacts {
+				t.Errorf("status %v: want the first 40,000 contacts", done.Status)
+			}
+			if _, ok := e.contactByEmail(fmt.Sprintf("c%05d@example.com", maxImportContacts)); ok {
+				t.Error("the row past the cut was imported")
+			}
+			if st := e.srv.Stats(); st.ImportRows != maxImportContacts || st.ImportRowsDropped != 1 {
+				t.Errorf("stats %+v: want 40,000 rows received and 1 dropped", st)
+			}
+		})
+	}
+}
+
+func TestImportRowsStat(t *testing.T) {
+	tests := []struct {
+		name        string
+		run         func(t *testing.T, e *env, list string)
+		wantRows    int
+		wantDropped int
+	}{
+		{"one import", func(t *testing.T, e *env, list string) {
+			e.importNow(importBody([]string{list}, manyRows(3)...))
+		}, 3, 0},
+		{"a contact sent twice counts twice", func(t *testing.T, e *env, list string) {
+			e.importNow(importBody([]string{list}, row("email", "ann@example.com")))
+			e.importNow(importBody([]string{list}, row("email", "ANN@example.com"), row("email", "bob@example.com")))
+			if n := len(e.srv.Contacts()); n != 2 {
+				t.Errorf("%d contacts, want 2", n)
+			}
+		}, 3, 0},
+		{"correctable and unsubscribed rows were received", func(t *testing.T, e *env, list string) {
+			e.srv.Unsubscribe("gone@example.com")
+			e.importNow(importBody([]string{list}, row("email", "not-an-email"), row("email", "gone@example.com"), row("email", "ok@example.com")))
+		}, 3, 0},
+		{"failed, timed out and cancelled imports are not counted", func(t *testing.T, e *env, list string) {
+			for _, outcome := range []string{stateFailed, stateTimedOut, stateCancelled} {
+				if err := e.srv.SetFaults(Faults{ImportOutcome: outcome}); err != nil {
+					t.Fatal(err)
+				}
+				e.postImport(importBody([]string{list}, manyRows(5)...))
+			}
+			if err := e.srv.SetFaults(Faults{}); err != nil {
+				t.Fatal(err)
+			}
+			e.importNow(importBody([]string{list}, manyRows(2)...))
+		}, 2, 0},
+		{"an import counts once it completes, polled or not", func(t *testing.T, e *env, list string) {
+			e.postImport(importBody([]string{list}, manyRows(4)...))
+			if st := e.srv.Stats(); st.ImportRows != 0 {
+				t.Errorf("ImportRows %d before the import completed", st.ImportRows)
+			}
+			e.clock.Advance(e.srv.opts.ActivityDelay)
+		}, 4, 0},
+		{"a stuck import never counts", func(t *testing.T, e *env, list string) {
+			if err := e.srv.SetFaults(Faults{ImportOutcome: outcomeStuck}); err != nil {
+				t.Fatal(err)
+			}
+			e.postImport(importBody([]string{list}, manyRows(4)...))
+			e.clock.Advance(24 * time.Hour)
+		}, 0, 0},
+		{"a refused import does not count", func(t *testing.T, e *env, list string) {
+			wantAPIError(t, e.call(http.MethodPost, "/v3/activities/contacts_json_import", importBody([]string{unknownList}, manyRows(2)...)), http.StatusBadRequest)
+		}, 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, Options{ActivityDelay: time.Second})
+			list := e.srv.CreateList("Agents").ListID
+			tt.run(t, e, list)
+			st := e.srv.Stats()
+			if st.ImportRows != tt.wantRows || st.ImportRowsDropped != tt.wantDropped {
+				t.Errorf("ImportRows %d, ImportRowsDropped %d; want %d and %d", st.ImportRows, st.ImportRowsDropped, tt.wantRows, tt.wantDropped)
+			}
+			r := e.call(http.MethodGet, "/sandbox/stats", nil, withToken(""))
+			var raw map[string]any
+			r.decode(t, &raw)
+			if raw["import_rows"] != float64(tt.wantRows) {
+				t.Errorf("/sandbox/stats import_rows = %v, want %d", raw["import_rows"], tt.wantRows)
+			}
+		})
+	}
+}
+
+func TestImportUpsertByLowerCasedEmail(t *testing.T) {
+	tests := []struct {
+		name    string
+		imports [][]string // emails per import, each import onto its own list
+		want    []string   // the contacts' emails afterwards
+	}{
+		{"two imports, two spellings", [][]string{{"Ann@x.example"}, {"ann@x.example"}}, []string{"ann@x.example"}},
+		{"two imports, upper case second", [][]string{{"ann@x.example"}, {"ANN@X.EXAMPLE"}}, []string{"ann@x.example"}},
+		{"one import, two spellings", [][]string{{"Ann@x.example", "ann@X.example"}}, []string{"ann@x.example"}},
+		{"surrounding spaces", [][]string{{" ann@x.example "}, {"ann@x.example"}}, []string{"ann@x.example"}},
+		{"different people", [][]string{{"ann@x.example"}, {"anne@x.example"}}, []string{"ann@x.example", "anne@x.example"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, Options{ActivityDelay: -1})
+			var lists []string
+			for i, emails := range tt.imports {
+				list := e.srv.CreateList(fmt.Sprintf("L%d", i)).ListID
+				lists = append(lists, list)
+				var rows []map[string]any
+				for _, em := range emails {
+					rows = append(rows, row("email", em, "first_name", fmt.Sprintf("Import %d", i)))
+				}
+				e.importNow(importBody([]string{list}, rows...))
+			}
+			var got []string
+			for _, c := range e.srv.Contacts() {
+				got = append(got, c.Email)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Fatalf("contacts %q, want %q", got, tt.want)
+			}
+			if len(tt.want) == 1 {
+				c, _ := e.contactByEmail(tt.want[0])
+				if !slices.Equal(c.ListIDs, lists) || c.FirstName != fmt.Sprintf("Import %d", len(tt.imports)-1) {
+					t.Errorf("contact %+v: want one contact on every list, updated by the last import", c)
+				}
+				r := e.call(http.MethodGet, "/v3/contacts?email="+url.QueryEscape(strings.ToUpper(tt.want[0])), nil)
+				var p contactsPage
+				r.decode(t, &p)
+				if len(p.Contacts) != 1 {
+					t.Errorf("GET /v3/contacts?email= found %d contacts, want 1", len(p.Contacts))
 				}
 			}
 		})

@@ -61,7 +61,9 @@ type clientLimits struct {
 // limitLocked charges one API call to clientID and returns the error key of
 // the 429 to send, or "" when the call may proceed. The quota is checked
 // first, because once it is spent nothing else matters until midnight UTC;
-// a throttled call is not charged to the quota, as API Gateway usage plans do.
+// then a random throttle (Faults.ThrottleRate) stands in for other users of
+// the API key draining the shared bucket, and then the bucket itself. A
+// throttled call is not charged to the quota, as API Gateway usage plans do.
 func (s *Server) limitLocked(clientID string, now time.Time) string {
 	cl := s.limits[clientID]
 	if cl == nil {
@@ -76,6 +78,9 @@ func (s *Server) limitLocked(clientID string, now time.Time) string {
 	}
 	if s.opts.DailyQuota > 0 && cl.used >= s.opts.DailyQuota {
 		return keyQuotaExceeded
+	}
+	if s.chanceLocked(s.faults.ThrottleRate) {
+		return keyThrottled
 	}
 	if cl.bucket != nil && !cl.bucket.take(now) {
 		return keyThrottled

@@ -2,6 +2,7 @@ package ccsandbox
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
@@ -183,4 +184,53 @@ func TestServerFaults(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestDailyQuotaDefault checks CC's own numbers with the zero Options: 10,000
+// calls a day per API key, the 10,001st refused with CC's exact body, and a
+// fresh quota at 00:00 UTC. It calls the handler in process, because 10,000
+// round trips through the spec recorder would only measure kin-openapi.
+func TestDailyQuotaDefault(t *testing.T) {
+	t.Parallel()
+	clock := &fakeClock{t: time.Date(2026, 4, 28, 23, 0, 0, 0, time.UTC)}
+	// The rate limit is off: a frozen clock would never refill the bucket.
+	srv := New(Options{Now: clock.Now, RateLimit: -1})
+	access, _ := srv.IssueToken("")
+	call := func() *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodGet, "/v3/contact_lists", nil)
+		req.Header.Set("Authorization", "Bearer "+access)
+		rec := httptest.NewRecorder()
+		srv.ServeHTTP(rec, req)
+		return rec
+	}
+	for i := range DefaultDailyQuota {
+		if rec := call(); rec.Code != http.StatusOK {
+			t.Fatalf("call %d: status %d %s, want 200 within the quota", i+1, rec.Code, rec.Body)
+		}
+	}
+	steps := []struct {
+		at     time.Time
+		status int
+		body   string
+	}{
+		{time.Date(2026, 4, 28, 23, 0, 0, 0, time.UTC), http.StatusTooManyRequests, quotaBody},
+		{time.Date(2026, 4, 28, 23, 59, 59, 999e6, time.UTC), http.StatusTooManyRequests, quotaBody},
+		{time.Date(2026, 4, 29, 0, 0, 0, 0, time.UTC), http.StatusOK, ""},
+	}
+	for _, st := range steps {
+		clock.Set(st.at)
+		rec := call()
+		if rec.Code != st.status || (st.body != "" && rec.Body.String() != st.body) {
+			t.Errorf("at %v: %d %s, want %d %s", st.at, rec.Code, rec.Body, st.status, st.body)
+		}
+		if st.body != "" && (rec.Header().Get("Content-Type") != "application/json" || rec.Header().Get("Retry-After") != "") {
+			t.Errorf("at %v: headers %v, want JSON and no Retry-After", st.at, rec.Header())
+		}
+	}
+	if got := srv.QuotaUsed(DefaultClientID); got != 1 {
+		t.Errorf("QuotaUsed on the new day = %d, want 1", got)
+	}
+	if st := srv.Stats(); st.QuotaExceeded != 2 || st.Requests["GET /v3/contact_lists"] != DefaultDailyQuota+3 {
+		t.Errorf("stats %+v: want 2 quota refusals among %d calls", st, DefaultDailyQuota+3)
+	}
 }

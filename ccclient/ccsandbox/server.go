@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"sync"
 	"time"
@@ -86,6 +87,22 @@ type Options struct {
 	// CaseInsensitiveListNames makes list names unique and matched without
 	// regard to case. CC's behaviour is unconfirmed; the default is exact.
 	CaseInsensitiveListNames bool
+	// FailRate is the chance, from 0 to 1, that an API call the gateway has
+	// admitted (token, scope, quota and rate limit all passed) fails with a
+	// 500 or 503 anyway, as CC's backend now and then does. Such a call has
+	// already been charged to the daily quota, because the gateway counts a
+	// call before the backend answers. It is the initial Faults.FailRate.
+	FailRate float64
+	// ThrottleRate is the chance, from 0 to 1, that an API call within the
+	// daily quota is answered with the per-second 429 (throttled) whatever
+	// the token bucket holds, as when other processes share the API key. A
+	// throttled call is not charged to the quota. It is the initial
+	// Faults.ThrottleRate.
+	ThrottleRate float64
+	// Seed seeds the random source behind FailRate and ThrottleRate, so that
+	// a run with the same seed and the same sequence of calls meets the same
+	// faults. Zero picks a seed from the wall clock; Server.Seed reports it.
+	Seed uint64
 	// Now is the clock; time.Now by default. Tests inject a fake one to move
 	// tokens, limits, quotas and imports through time.
 	Now func() time.Time
@@ -108,7 +125,10 @@ func (o Options) Validate() error {
 	if o.TokenTTL < 0 || o.RefreshIdleTTL < 0 || o.MaxImportBytes < 0 {
 		return errors.New("ccsandbox: TokenTTL, RefreshIdleTTL and MaxImportBytes must not be negative")
 	}
-	return nil
+	if err := validRate("FailRate", o.FailRate); err != nil {
+		return err
+	}
+	return validRate("ThrottleRate", o.ThrottleRate)
 }
 
 // withDefaults fills every zero field with CC's documented value.
@@ -155,6 +175,9 @@ func (o Options) withDefaults() Options {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.Seed == 0 {
+		o.Seed = uint64(time.Now().UnixNano())
+	}
 	return o
 }
 
@@ -171,6 +194,7 @@ type Server struct {
 	offset time.Duration // added to opts.Now by Advance
 	faults Faults
 	stats  Stats
+	rng    *rand.Rand // draws the random faults; seeded by opts.Seed
 
 	// OAuth state, see oauth.go.
 	codes       map[string]*authCode
@@ -217,9 +241,16 @@ func New(opts Options) *Server {
 		bySMS:        map[string]*contact{},
 		activityByID: map[string]*activity{},
 		stats:        Stats{Requests: map[string]int{}, TokenGrants: map[string]int{}},
+		faults:       Faults{FailRate: opts.FailRate, ThrottleRate: opts.ThrottleRate},
+		rng:          newRand(opts.Seed),
 	}
 	if opts.TokenRateLimit > 0 {
 		s.tokenBucket = newBucket(opts.TokenRateLimit)
+	}
+	if opts.FailRate > 0 || opts.ThrottleRate > 0 {
+		// The seed is logged so that a failure seen in `hs2cc dev` or in a
+		// test log can be replayed with the same faults.
+		s.log.Info("ccsandbox: random faults on", "fail_rate", opts.FailRate, "throttle_rate", opts.ThrottleRate, "seed", opts.Seed)
 	}
 	s.routes()
 	return s
@@ -249,6 +280,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("POST /sandbox/custom_fields", s.hookCreateCustomField)
 	s.mux.HandleFunc("GET /sandbox/faults", s.hookGetFaults)
 	s.mux.HandleFunc("PUT /sandbox/faults", s.hookSetFaults)
+	s.mux.HandleFunc("POST /sandbox/faults", s.hookPatchFaults)
 	s.mux.HandleFunc("GET /sandbox/clock", s.hookClock)
 	s.mux.HandleFunc("POST /sandbox/clock", s.hookAdvanceClock)
 	s.mux.HandleFunc("POST /sandbox/token", s.hookIssueToken)
@@ -308,6 +340,12 @@ func (s *Server) Now() time.Time {
 	return s.nowLocked()
 }
 
+// Seed returns the seed of the random faults, the one Options.Seed gave or,
+// if it was zero, the one the sandbox picked, so that a run can be repeated.
+func (s *Server) Seed() uint64 {
+	return s.opts.Seed
+}
+
 // Advance moves the sandbox clock forward by d, so that `hs2cc dev` can watch
 // tokens expire or quotas reset without waiting; tests can equally move
 // their injected clock.
@@ -332,9 +370,13 @@ func readBody(r *http.Request, limit int64) ([]byte, bool, error) {
 
 // admit applies CC's gateway checks to an API call, in the order API Gateway
 // runs them: the authorizer (401 for a missing, unknown or expired token, 403
-// for a missing scope), then the usage plan (429 throttled or
-// quota_exceeded). A call that passes may still meet an injected fault. It
-// writes the refusal itself and reports whether the handler should run.
+// for a missing scope), then the usage plan (429 quota_exceeded, then 429
+// throttled, random or from the token bucket), and only then the backend,
+// which may fail with an injected 500 or 503, fixed by route or random. A
+// call that reaches the backend has been charged to the daily quota, so an
+// injected 5xx costs quota as a real one would, while a throttled call does
+// not. It writes the refusal itself and reports whether the handler should
+// run.
 func (s *Server) admit(w http.ResponseWriter, r *http.Request, pattern string) bool {
 	s.mu.Lock()
 	s.stats.Requests[pattern]++
@@ -369,7 +411,11 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, pattern string) b
 			s.stats.QuotaExceeded++
 			refusal = func() { writeObjectError(w, http.StatusTooManyRequests, keyQuotaExceeded, "Limit Exceeded") }
 		case "":
-			switch status := s.faults.Status[pattern]; status {
+			status := s.faults.Status[pattern]
+			if status == 0 && s.chanceLocked(s.faults.FailRate) {
+				status = s.randomServerErrorLocked()
+			}
+			switch status {
 			case 0:
 			case http.StatusServiceUnavailable:
 				s.stats.Faults++

@@ -19,6 +19,8 @@ type sandboxFlags struct {
 	tokenTTL               time.Duration
 	refreshMode            string
 	activityDelay          time.Duration
+	failRate, throttleRate float64
+	seed                   uint64
 }
 
 func (f *sandboxFlags) register(fs *flag.FlagSet) {
@@ -27,12 +29,16 @@ func (f *sandboxFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.tokenTTL, "cc-token-ttl", 24*time.Hour, "access-token lifetime")
 	fs.StringVar(&f.refreshMode, "cc-refresh-tokens", ccsandbox.RefreshRotating, "refresh tokens: rotating or long_lived")
 	fs.DurationVar(&f.activityDelay, "cc-activity-delay", 500*time.Millisecond, "how long an import takes to complete")
+	fs.Float64Var(&f.failRate, "cc-fail-rate", 0, "chance (0-1) that an API call fails with 500 or 503")
+	fs.Float64Var(&f.throttleRate, "cc-throttle-rate", 0, "chance (0-1) that an API call gets the throttled 429")
+	fs.Uint64Var(&f.seed, "cc-seed", 0, "seed of the random faults, to repeat a run (0: from the clock)")
 }
 
 func (f *sandboxFlags) options(log *slog.Logger) (ccsandbox.Options, error) {
 	o := ccsandbox.Options{
 		ClientID: f.clientID, ClientSecret: f.clientSecret, TokenTTL: f.tokenTTL,
 		RefreshMode: f.refreshMode, ActivityDelay: f.activityDelay, Logger: log,
+		FailRate: f.failRate, ThrottleRate: f.throttleRate, Seed: f.seed,
 	}
 	return o, o.Validate()
 }
@@ -61,6 +67,11 @@ func runSandbox(ctx context.Context, args []string, getenv func(string) string, 
 	base := "http://" + ln.Addr().String()
 	fmt.Fprintf(stdout, "CC sandbox listening on %s\n  HS2CC_CC_API_URL=%s/v3\n  HS2CC_CC_AUTH_URL=%s/oauth2/default/v1\n  contacts: %s/sandbox/contacts\n  stats:    %s/sandbox/stats\n",
 		base, base, base, base, base)
+	if sf.failRate > 0 || sf.throttleRate > 0 {
+		// The seed is printed so that a run that went wrong can be repeated
+		// with the same faults.
+		fmt.Fprintf(stdout, "  faults:   fail rate %g, throttle rate %g (--cc-seed %d repeats them)\n", sf.failRate, sf.throttleRate, sb.Seed())
+	}
 	return serveListener(ctx, ln, sb, log)
 }
 
