@@ -14,6 +14,7 @@ const (
 	CodeBadSignature  = "bad_signature"
 	CodeMalformed     = "malformed_body"
 	CodeNoEmail       = "no_usable_email"
+	CodeNoRoute       = "no_route"
 	CodeUnavailable   = "unavailable"
 	CodeNotFound      = "not_found"
 	CodeMethod        = "method_not_allowed"

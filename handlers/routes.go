@@ -25,6 +25,11 @@ type Enqueuer interface {
 	EnqueueEnrollment(ctx context.Context, id int64, version int, lists []string) error
 }
 
+// Router decides which CC lists an enrollment goes to.
+type Router interface {
+	Lists(e *store.Enrollment) ([]string, error)
+}
+
 // Check is one readiness probe: MySQL, Redis, the schema.
 type Check struct {
 	Name string
@@ -39,8 +44,12 @@ type Config struct {
 	PublicURL string
 	Verifier  *hubspot.Verifier
 	Fields    hubspot.FieldNames
-	// Lists are the CC list names every enrollment goes to.
+	// Lists are the CC list names every enrollment goes to, unless Router
+	// is set.
 	Lists []string
+	// Router picks each enrollment's CC lists from its fields and
+	// properties; *routing.Rules is one.
+	Router Router
 	// OpsUser and OpsPassword guard /ops and /oauth/connect; with either
 	// empty, those routes are not served at all rather than served open.
 	OpsUser, OpsPassword string

@@ -85,6 +85,20 @@ func handleWebhook(cfg Config, st Store, enq Enqueuer) echo.HandlerFunc {
 		}
 
 		e := toStoreEnrollment(parsed, cfg.Lists)
+		if cfg.Router != nil {
+			lists, err := cfg.Router.Lists(e)
+			if err != nil {
+				// The rules send this contact nowhere. Keep the delivery
+				// with the reason, so that it can be replayed once the
+				// rules are fixed.
+				d.Verdict, d.Reason = store.VerdictNoRoute, err.Error()
+				if serr := st.RecordDelivery(ctx, d); serr != nil {
+					return unavailable("could not store the delivery", serr)
+				}
+				return newError(http.StatusUnprocessableEntity, CodeNoRoute, err.Error(), err)
+			}
+			e.Lists = lists
+		}
 		res, err := st.Ingest(ctx, d, e)
 		if err != nil {
 			return unavailable("could not store the enrollment", err)

@@ -21,6 +21,7 @@ const (
 	VerdictMalformed   = "malformed"   // not JSON we can read (answered 400)
 	VerdictNoEmail     = "no_email"    // parsed, but no usable email (answered 422)
 	VerdictUnsupported = "unsupported" // a shape this version does not import yet (answered 2xx)
+	VerdictNoRoute     = "no_route"    // the routing rules send it to no list (answered 422)
 )
 
 // Delivery is one verified HubSpot request, kept with its raw body so that it
