@@ -75,6 +75,20 @@ type Client struct {
 	ts         TokenSource
 	userAgent  string
 	observe    Observer
+	limiter    Limiter
+}
+
+// Limiter paces calls to CC. Wait returns when one more call may be made, or
+// an error (for instance a spent daily budget) that the call then returns
+// without being sent.
+type Limiter interface {
+	Wait(ctx context.Context) error
+}
+
+// WithLimiter makes every HTTP exchange, a 401 retry included, wait for l
+// first; CC counts each toward its per-second and daily limits.
+func WithLimiter(l Limiter) Option {
+	return func(c *Client) { c.limiter = l }
 }
 
 // Option configures a Client.
@@ -237,6 +251,11 @@ func (c *Client) do(req *http.Request, pattern string, v any) error {
 }
 
 func (c *Client) send(req *http.Request, pattern, token string, v any) error {
+	if c.limiter != nil {
+		if err := c.limiter.Wait(req.Context()); err != nil {
+			return err
+		}
+	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	start := time.Now()
 	resp, err := c.httpClient.Do(req)

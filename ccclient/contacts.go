@@ -3,6 +3,7 @@ package ccclient
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -92,4 +93,45 @@ func (c *Client) Contacts(ctx context.Context, listIDs []string) ([]Contact, err
 		}
 	}
 	return all, nil
+}
+
+// errEnoughPages stops paging once the caller's page budget is spent.
+var errEnoughPages = fmt.Errorf("ccclient: page budget spent")
+
+// UnsubscribedEmails returns the lower-cased addresses of unsubscribed
+// contacts (GET /contacts?status=unsubscribed), reading at most maxPages
+// pages of 500. complete is false when more pages were left unread. The
+// bridge uses it to learn which contacts of an import CC could not add to
+// lists, since an activity only counts them.
+func (c *Client) UnsubscribedEmails(ctx context.Context, maxPages int) (emails map[string]bool, complete bool, err error) {
+	const op = "ccclient: unsubscribed contacts"
+	q := url.Values{"status": {"unsubscribed"}, "limit": {"500"}}
+	emails = map[string]bool{}
+	pages := 0
+	err = c.pages(ctx, "contacts?"+q.Encode(), "/contacts", func(raw []byte) (string, error) {
+		var page struct {
+			Contacts []Contact `json:"contacts"`
+			Links    pageLinks `json:"_links"`
+		}
+		if err := json.Unmarshal(raw, &page); err != nil {
+			return "", err
+		}
+		for _, ct := range page.Contacts {
+			if ct.PermissionToSend == "" || ct.PermissionToSend == "unsubscribed" {
+				emails[strings.ToLower(ct.Email)] = true
+			}
+		}
+		pages++
+		if page.Links.Next.Href != "" && pages >= maxPages {
+			return "", errEnoughPages
+		}
+		return page.Links.Next.Href, nil
+	})
+	if errors.Is(err, errEnoughPages) {
+		return emails, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("%s: %w", op, err)
+	}
+	return emails, true, nil
 }

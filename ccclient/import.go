@@ -296,3 +296,19 @@ func appendStringBody(b []byte, s string) []byte {
 	}
 	return append(b, s[start:]...)
 }
+
+// EncodedSize is the exact number of bytes c takes in an import body, as
+// ImportContacts encodes it; callers split batches by it instead of
+// guessing.
+func EncodedSize(c *ImportContact) int {
+	var buf [512]byte
+	return len(c.appendJSON(buf[:0]))
+}
+
+// ImportEnvelopeSize is the size of an import body with no contacts: the
+// keys, brackets and the encoded list ids. A body's size is this plus each
+// contact's EncodedSize plus one comma between contacts.
+func ImportEnvelopeSize(listIDs []string) int {
+	r := ImportRequest{ListIDs: listIDs}
+	return len(r.appendJSON(make([]byte, 0, 64)))
+}

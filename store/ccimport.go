@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -299,4 +300,97 @@ func (s *DB) StaleImports(ctx context.Context, before time.Time, limit int) ([]*
 		return nil, fmt.Errorf("store: stale imports: %w", err)
 	}
 	return imps, nil
+}
+
+// ExtendImport adds to a claimed, not yet submitted import the other rows
+// still pending for the same lists, oldest first, up to max rows in all. One
+// CC call then carries everything that waited for those lists, which keeps
+// CC calls per contact low however the queue grouped the tasks; the tasks
+// of the rows taken here later find nothing to claim. It returns how many
+// rows were added.
+func (s *DB) ExtendImport(ctx context.Context, importID int64, max int) (int, error) {
+	now := s.utcNow()
+	added := 0
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		var state string
+		var activityID sql.NullString
+		var count int
+		if err := tx.QueryRowContext(ctx,
+			`SELECT state, activity_id, contact_count FROM cc_imports WHERE id = ? FOR UPDATE`, importID).
+			Scan(&state, &activityID, &count); err != nil {
+			return err
+		}
+		if state != ImportClaimed || activityID.Valid || count >= max {
+			return nil
+		}
+		var listKey string
+		err := tx.QueryRowContext(ctx,
+			`SELECT list_key FROM enrollments WHERE import_id = ? AND status = ? LIMIT 1`, importID, StatusImporting).
+			Scan(&listKey)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		r, err := tx.ExecContext(ctx,
+			`UPDATE enrollments SET status = ?, import_id = ?, updated_at = ?
+			 WHERE status = ? AND list_key = ? ORDER BY id LIMIT ?`,
+			StatusImporting, importID, now, StatusPending, listKey, max-count)
+		if err != nil {
+			return err
+		}
+		n, err := r.RowsAffected()
+		if err != nil {
+			return err
+		}
+		added = int(n)
+		if n > 0 {
+			_, err = tx.ExecContext(ctx, `UPDATE cc_imports SET contact_count = contact_count + ?, updated_at = ? WHERE id = ?`,
+				n, now, importID)
+		}
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store: extend import %d: %w", importID, translate(err))
+	}
+	return added, nil
+}
+
+// ReleaseRows hands rows of a claimed import back to pending, for another
+// import to take: an import that would exceed CC's 4 MB body keeps what
+// fits and releases the rest.
+func (s *DB) ReleaseRows(ctx context.Context, importID int64, ids []int64) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	now := s.utcNow()
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		for start := 0; start < len(ids); start += 1000 {
+			chunk := ids[start:min(start+1000, len(ids))]
+			args := make([]any, 0, len(chunk)+4)
+			args = append(args, StatusPending, now, importID, StatusImporting)
+			for _, id := range chunk {
+				args = append(args, id)
+			}
+			r, err := tx.ExecContext(ctx,
+				`UPDATE enrollments SET status = ?, import_id = NULL, updated_at = ?
+				 WHERE import_id = ? AND status = ? AND id IN (`+placeholders(len(chunk))+`)`, args...)
+			if err != nil {
+				return err
+			}
+			n, err := r.RowsAffected()
+			if err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE cc_imports SET contact_count = contact_count - ? WHERE id = ?`, n, importID); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: release rows of import %d: %w", importID, err)
+	}
+	return nil
 }

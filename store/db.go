@@ -96,8 +96,22 @@ func translate(err error) error {
 	return err
 }
 
-// inTx runs fn in a transaction, committing when fn returns nil.
+// inTx runs fn in a transaction, committing when fn returns nil. InnoDB
+// picks a deadlock victim (1213) or times out a lock wait (1205) and rolls
+// the whole transaction back, so such a transaction is simply run again, a
+// few times, instead of failing its task: claims and extensions of imports
+// lock rows through different indexes and can meet that way.
 func (s *DB) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	var err error
+	for attempt := 1; ; attempt++ {
+		err = s.inTxOnce(ctx, fn)
+		if err == nil || attempt == 3 || !retryable(err) || ctx.Err() != nil {
+			return err
+		}
+	}
+}
+
+func (s *DB) inTxOnce(ctx context.Context, fn func(*sql.Tx) error) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err

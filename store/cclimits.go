@@ -1,0 +1,123 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/go-redis/redis_rate/v10"
+	"github.com/redis/go-redis/v9"
+)
+
+// BudgetExhaustedError means today's CC call budget is spent; CC work waits
+// until Reset, 00:00 UTC, when CC's own daily count starts again.
+type BudgetExhaustedError struct {
+	Budget int
+	Reset  time.Time
+}
+
+func (e *BudgetExhaustedError) Error() string {
+	return fmt.Sprintf("store: today's budget of %d CC calls is spent; it resets at %s", e.Budget, e.Reset.Format(time.RFC3339))
+}
+
+// CCLimits keeps every process of the bridge inside CC's limits together:
+// CC counts calls per application, not per process. The per-second rate is
+// a GCRA limiter in Redis (go-redis/redis_rate), the daily budget a counter
+// per UTC day.
+type CCLimits struct {
+	rdb     redis.UniversalClient
+	limiter *redis_rate.Limiter
+	limit   redis_rate.Limit
+	budget  int
+	now     func() time.Time
+}
+
+const (
+	keyCCRate        = "hs2cc:cc:rate"
+	keyCCCallsPrefix = "hs2cc:cc:calls:"
+)
+
+// NewCCLimits shares perSecond calls a second and budget calls a UTC day
+// across every client built with it.
+func NewCCLimits(rdb redis.UniversalClient, perSecond, budget int) *CCLimits {
+	// Burst 1 spaces calls evenly (every 250 ms at 4/s): CC's own bucket
+	// and ours never see the same instant, so a burst of four that looks
+	// fine here can meet a bucket that has not quite refilled there.
+	limit := redis_rate.Limit{Rate: perSecond, Burst: 1, Period: time.Second}
+	return &CCLimits{rdb: rdb, limiter: redis_rate.NewLimiter(rdb), limit: limit, budget: budget, now: time.Now}
+}
+
+// SetClock replaces the clock that decides the UTC day; tests use it.
+func (l *CCLimits) SetClock(now func() time.Time) { l.now = now }
+
+// Budget is the daily call budget.
+func (l *CCLimits) Budget() int { return l.budget }
+
+func (l *CCLimits) dayKey(t time.Time) string { return keyCCCallsPrefix + t.UTC().Format("2006-01-02") }
+
+func nextUTCMidnight(t time.Time) time.Time {
+	t = t.UTC()
+	return time.Date(t.Year(), t.Month(), t.Day()+1, 0, 0, 0, 0, time.UTC)
+}
+
+// Wait takes one call from today's budget, then waits for a slot in the
+// per-second rate. A call refused for the budget is not counted.
+func (l *CCLimits) Wait(ctx context.Context) error {
+	now := l.now()
+	key := l.dayKey(now)
+	n, err := l.rdb.Incr(ctx, key).Result()
+	if err != nil {
+		return fmt.Errorf("store: count CC call: %w", err)
+	}
+	if n == 1 {
+		// Two days: yesterday's count stays readable for a while after
+		// midnight, and the key never outlives its use.
+		l.rdb.Expire(ctx, key, 48*time.Hour)
+	}
+	// A call that is refused, or never gets its rate slot, is not made, so
+	// it must not stay counted; the context may be done already, hence
+	// WithoutCancel.
+	uncount := func() { l.rdb.Decr(context.WithoutCancel(ctx), key) }
+	if int(n) > l.budget {
+		uncount()
+		return &BudgetExhaustedError{Budget: l.budget, Reset: nextUTCMidnight(now)}
+	}
+	for {
+		res, err := l.limiter.Allow(ctx, keyCCRate, l.limit)
+		if err != nil {
+			uncount()
+			return fmt.Errorf("store: CC rate limiter: %w", err)
+		}
+		if res.Allowed > 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			uncount()
+			return ctx.Err()
+		case <-time.After(res.RetryAfter):
+		}
+	}
+}
+
+// Used returns how many CC calls were counted today.
+func (l *CCLimits) Used(ctx context.Context) (int, error) {
+	n, err := l.rdb.Get(ctx, l.dayKey(l.now())).Int()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("store: CC calls today: %w", err)
+	}
+	return n, nil
+}
+
+// Remaining returns how many calls today's budget still allows.
+func (l *CCLimits) Remaining(ctx context.Context) (int, error) {
+	used, err := l.Used(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return max(l.budget-used, 0), nil
+}

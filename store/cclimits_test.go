@@ -1,0 +1,193 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/hs2cc/hs2cc/store"
+	"github.com/hs2cc/hs2cc/store/storetest"
+)
+
+// redisPair returns two clients on one private Redis database, as two
+// processes of the bridge would have.
+func redisPair(t *testing.T) (*redis.Client, *redis.Client) {
+	t.Helper()
+	opt, err := redis.ParseURL(storetest.RedisURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := redis.NewClient(opt), redis.NewClient(opt)
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b
+}
+
+// clock is a settable time source shared by the limiters of one test.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = t
+}
+
+// TestCCLimitsDailyBudget spends a budget shared by two processes, checks
+// that refused calls are not counted, and that the budget comes back at
+// 00:00 UTC, when CC's own daily count starts again.
+func TestCCLimitsDailyBudget(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	ra, rb := redisPair(t)
+	const budget = 5
+	// 20:59:59 in New York (EDT) is 00:59:59 UTC the next day: the UTC date, not
+	// the local one, names the budget's day.
+	ny := time.FixedZone("EDT", -4*3600)
+	clk := &clock{now: time.Date(2026, 3, 10, 20, 59, 59, 0, ny)}
+	a := store.NewCCLimits(ra, 1000, budget)
+	b := store.NewCCLimits(rb, 1000, budget)
+	a.SetClock(clk.Now)
+	b.SetClock(clk.Now)
+	wantReset := time.Date(2026, 3, 12, 0, 0, 0, 0, time.UTC)
+
+	remaining := func(l *store.CCLimits) int {
+		t.Helper()
+		n, err := l.Remaining(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	used := func(l *store.CCLimits) int {
+		t.Helper()
+		n, err := l.Used(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if a.Budget() != budget || remaining(a) != budget || used(b) != 0 {
+		t.Fatalf("fresh limits: budget %d remaining %d used %d", a.Budget(), remaining(a), used(b))
+	}
+
+	steps := []struct {
+		name          string
+		l             *store.CCLimits
+		wantExhausted bool
+		wantUsed      int
+	}{
+		{"a: 1", a, false, 1},
+		{"b: 2", b, false, 2},
+		{"a: 3", a, false, 3},
+		{"b: 4", b, false, 4},
+		{"a: 5, the last", a, false, 5},
+		{"b: refused", b, true, 5},
+		{"a: refused", a, true, 5},
+		{"b: refused again, still not counted", b, true, 5},
+	}
+	for _, st := range steps {
+		err := st.l.Wait(ctx)
+		var be *store.BudgetExhaustedError
+		switch {
+		case st.wantExhausted && !errors.As(err, &be):
+			t.Fatalf("%s: Wait = %v, want a BudgetExhaustedError", st.name, err)
+		case st.wantExhausted && (be.Budget != budget || !be.Reset.Equal(wantReset)):
+			t.Errorf("%s: %+v, want budget %d resetting at %s", st.name, be, budget, wantReset)
+		case !st.wantExhausted && err != nil:
+			t.Fatalf("%s: Wait = %v", st.name, err)
+		}
+		// Both processes see the same count.
+		if ua, ub := used(a), used(b); ua != st.wantUsed || ub != st.wantUsed {
+			t.Errorf("%s: used %d / %d, want %d for both", st.name, ua, ub, st.wantUsed)
+		}
+		if r := remaining(b); r != budget-st.wantUsed {
+			t.Errorf("%s: remaining %d, want %d", st.name, r, budget-st.wantUsed)
+		}
+	}
+
+	// A second before midnight UTC the day is still spent.
+	clk.Set(wantReset.Add(-time.Second))
+	if err := a.Wait(ctx); !errors.As(err, new(*store.BudgetExhaustedError)) {
+		t.Errorf("23:59:59 UTC: Wait = %v, want the budget still spent", err)
+	}
+	// At 00:00 UTC the budget is whole again, for both.
+	clk.Set(wantReset)
+	if remaining(a) != budget || used(b) != 0 {
+		t.Errorf("00:00 UTC: remaining %d used %d, want %d and 0", remaining(a), used(b), budget)
+	}
+	if err := b.Wait(ctx); err != nil {
+		t.Fatalf("00:00 UTC: Wait = %v", err)
+	}
+	if used(a) != 1 {
+		t.Errorf("after one call on the new day: used %d, want 1", used(a))
+	}
+}
+
+// TestCCLimitsRateSharedAcrossProcesses: 20 calls at 4 a second from two
+// processes together cannot finish sooner than the shared limit allows.
+// CC's bucket (like the sandbox's) holds a burst of 4, so the first 4 go at
+// once and the other 16 are spaced 250 ms apart: at least 4 s in all. Only
+// this lower bound is a behaviour of the limiter; how much longer it takes
+// depends on the machine.
+func TestCCLimitsRateSharedAcrossProcesses(t *testing.T) {
+	t.Parallel()
+	ra, rb := redisPair(t)
+	limits := []*store.CCLimits{store.NewCCLimits(ra, 4, 1000), store.NewCCLimits(rb, 4, 1000)}
+	ctx := context.Background()
+	start := time.Now()
+	var wg sync.WaitGroup
+	var failed atomic.Int32
+	for i := range 20 {
+		wg.Go(func() {
+			if err := limits[i%2].Wait(ctx); err != nil {
+				t.Errorf("Wait: %v", err)
+				failed.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if failed.Load() > 0 {
+		t.FailNow()
+	}
+	if elapsed < 3900*time.Millisecond {
+		t.Errorf("20 calls at 4/s across two processes took %s, want at least 4s", elapsed.Round(time.Millisecond))
+	}
+	if n, err := limits[0].Used(ctx); err != nil || n != 20 {
+		t.Errorf("used %d (%v), want 20", n, err)
+	}
+}
+
+// TestCCLimitsCancelledWaitIsNotCounted: a call whose context ends while it
+// waits for a rate slot is never made, so it must not spend the budget.
+func TestCCLimitsCancelledWaitIsNotCounted(t *testing.T) {
+	t.Parallel()
+	ra, _ := redisPair(t)
+	l := store.NewCCLimits(ra, 1, 10)
+	ctx := context.Background()
+	if err := l.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The next slot is a second away.
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if err := l.Wait(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Wait = %v, want the deadline", err)
+	}
+	if n, err := l.Used(ctx); err != nil || n != 1 {
+		t.Errorf("used %d (%v), want 1: the abandoned call was counted", n, err)
+	}
+}
