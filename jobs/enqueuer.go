@@ -78,6 +78,20 @@ func (e *Enqueuer) resumeImport(ctx context.Context, taskID string) error {
 	return nil
 }
 
+// enqueueImport queues a cc:import for rows released from an import that
+// would have been too large. Like an aggregated batch it has no TaskID, for
+// the claim in MySQL makes a duplicate harmless.
+func (e *Enqueuer) enqueueImport(ctx context.Context, group string, ids []int64) error {
+	payload, err := json.Marshal(importPayload{Group: group, EnrollmentIDs: ids})
+	if err != nil {
+		return err
+	}
+	if _, err := e.client.EnqueueContext(ctx, asynq.NewTask(TypeCCImport, payload), asynq.Queue(Queue), asynq.MaxRetry(25)); err != nil {
+		return fmt.Errorf("jobs: enqueue import of %d released rows: %w", len(ids), err)
+	}
+	return nil
+}
+
 // aggregate is the asynq GroupAggregator: one group's enrollment tasks become
 // one cc:import task. It gets no TaskID on purpose: asynq keeps a group's set
 // when the enqueue fails and would retry a conflicting id forever; duplicate

@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"slices"
 	"sync"
@@ -46,13 +48,21 @@ func (b *logBuffer) String() string {
 
 func newLogger(t *testing.T) *slog.Logger {
 	t.Helper()
+	l, _ := newLoggerBuffer(t)
+	return l
+}
+
+// newLoggerBuffer is newLogger that also hands back the buffer, for tests
+// that count what the worker logged.
+func newLoggerBuffer(t *testing.T) (*slog.Logger, *logBuffer) {
+	t.Helper()
 	lb := &logBuffer{}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("logs:\n%s", lb.String())
 		}
 	})
-	return slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug})), lb
 }
 
 // env is one isolated world: a fresh MySQL database, a private Redis
@@ -70,11 +80,23 @@ type env struct {
 	enq      *jobs.Enqueuer
 	insp     *asynq.Inspector
 	log      *slog.Logger
+	logs     *logBuffer
+
+	mu          sync.Mutex
+	importSizes []int // body bytes of every contacts_json_import the sandbox received
+}
+
+// importBodySizes returns the size of every import body sent so far.
+func (e *env) importBodySizes() []int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.importSizes)
 }
 
 func newEnv(t *testing.T, opts ccsandbox.Options) *env {
 	t.Helper()
-	e := &env{t: t, log: newLogger(t)}
+	e := &env{t: t}
+	e.log, e.logs = newLoggerBuffer(t)
 	e.db = storetest.MySQL(t)
 	e.redisURL = storetest.RedisURL(t)
 	opt, err := asynq.ParseRedisURI(e.redisURL)
@@ -89,7 +111,17 @@ func newEnv(t *testing.T, opts ccsandbox.Options) *env {
 	e.rdb = redis.NewClient(ropt)
 	t.Cleanup(func() { e.rdb.Close() })
 	e.sb = ccsandbox.New(opts)
-	e.srv = httptest.NewServer(e.sb)
+	// Import bodies are measured on the wire, where CC's 4 MB limit applies.
+	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method+" "+r.URL.Path == importRoute {
+			body, _ := io.ReadAll(r.Body)
+			e.mu.Lock()
+			e.importSizes = append(e.importSizes, len(body))
+			e.mu.Unlock()
+			r.Body = io.NopCloser(bytes.NewReader(body))
+		}
+		e.sb.ServeHTTP(w, r)
+	}))
 	t.Cleanup(e.srv.Close)
 	access, _ := e.sb.IssueToken("contact_data offline_access")
 	e.cc, err = ccclient.New(e.srv.URL+"/v3", ccclient.StaticToken(access))
@@ -124,9 +156,9 @@ func testConfig() jobs.Config {
 
 // startWorker starts a worker against the env and stops it when the test
 // ends (before the Redis database is flushed and the sandbox closed).
-func (e *env) startWorker(cfg jobs.Config) *jobs.Worker {
+func (e *env) startWorker(cfg jobs.Config, opts ...jobs.Option) *jobs.Worker {
 	e.t.Helper()
-	w := jobs.NewWorker(e.redisOpt, cfg, e.db, e.cc, e.enq, nil, e.log)
+	w := jobs.NewWorker(e.redisOpt, cfg, e.db, e.cc, e.enq, nil, e.log, opts...)
 	if err := w.Start(); err != nil {
 		e.t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -22,6 +23,19 @@ type CC interface {
 	ImportContacts(ctx context.Context, req *ccclient.ImportRequest) (*ccclient.Activity, error)
 	GetActivity(ctx context.Context, id string) (*ccclient.Activity, error)
 	ContactListByName(ctx context.Context, name string) (*ccclient.ContactList, error)
+	UnsubscribedEmails(ctx context.Context, maxPages int) (map[string]bool, bool, error)
+}
+
+// Mapper turns an enrollment into the CC contact sent for it, or a reason
+// it cannot be sent; *routing.Rules is one.
+type Mapper interface {
+	Contact(e *store.Enrollment) (ccclient.ImportContact, string)
+}
+
+// Budget reports what is left of today's CC calls; *store.CCLimits is one.
+type Budget interface {
+	Remaining(ctx context.Context) (int, error)
+	Budget() int
 }
 
 // Store is the part of the store the worker uses.
@@ -32,6 +46,8 @@ type Store interface {
 	RejectRows(ctx context.Context, importID int64, reasons map[int64]string) error
 	RecordActivity(ctx context.Context, importID int64, a store.ActivityResult, clean bool, reason string) error
 	FailImport(ctx context.Context, importID int64, reason string) error
+	ExtendImport(ctx context.Context, importID int64, max int) (int, error)
+	ReleaseRows(ctx context.Context, importID int64, ids []int64) error
 	GetImport(ctx context.Context, id int64) (*store.Import, error)
 	StalePending(ctx context.Context, before time.Time, limit int) ([]store.PendingRef, error)
 	StaleImports(ctx context.Context, before time.Time, limit int) ([]*store.Import, error)
@@ -45,16 +61,36 @@ type Importer struct {
 	log          *slog.Logger
 	pollInterval time.Duration
 	pollMax      time.Duration
+	pollGiveUp   time.Duration
+	maxContacts  int // contacts in one CC import
+	maxBytes     int // encoded body of one CC import
+	mapper       Mapper
+	budget       Budget
 	now          func() time.Time
 
 	mu      sync.Mutex
 	listIDs map[string]string // list name → CC list id, cached for the process
 }
 
-func newImporter(st Store, cc CC, enq *Enqueuer, log *slog.Logger, pollInterval, pollMax time.Duration) *Importer {
-	return &Importer{store: st, cc: cc, enq: enq, log: log, pollInterval: pollInterval, pollMax: pollMax,
-		now: time.Now, listIDs: map[string]string{}}
+func newImporter(st Store, cc CC, enq *Enqueuer, log *slog.Logger, cfg Config) *Importer {
+	return &Importer{store: st, cc: cc, enq: enq, log: log, pollInterval: cfg.PollInterval, pollMax: cfg.PollMaxInterval,
+		pollGiveUp: cfg.PollGiveUp, maxContacts: cmp.Or(cfg.ImportMaxContacts, ccclient.MaxImportContacts),
+		maxBytes: cmp.Or(cfg.ImportMaxBytes, importBodyLimit), now: time.Now, listIDs: map[string]string{}}
 }
+
+// importBodyLimit keeps an import body clear of CC's 4 MB: CC silently drops
+// whatever lies past it, and whether "4 MB" means 4,000,000 or 4,194,304
+// bytes is not documented, so the lower reading with a margin is used.
+const importBodyLimit = ccclient.MaxImportBytes - 50_000
+
+// Budget-aware batching: once fewer than a tenth of today's calls remain,
+// an import that is not yet full waits (up to lowBudgetHold at a time, and
+// no longer than lowBudgetMaxAge after its oldest row arrived) so that more
+// rows join it and fewer calls carry them.
+const (
+	lowBudgetHold   = 5 * time.Minute
+	lowBudgetMaxAge = 2 * time.Hour
+)
 
 // handleEnrollment runs an enrollment:sync task that reached a handler
 // without being aggregated (enqueued with no group): it is imported alone.
@@ -112,6 +148,11 @@ func (im *Importer) importBatch(ctx context.Context, group string, ids []int64) 
 }
 
 func (im *Importer) submit(ctx context.Context, imp *store.Import) error {
+	// Take along every row already waiting for the same lists, up to one
+	// import's worth: however asynq grouped the tasks, one call carries it.
+	if _, err := im.store.ExtendImport(ctx, imp.ID, im.maxContacts); err != nil {
+		return err
+	}
 	rows, err := im.store.ImportRows(ctx, imp.ID)
 	if err != nil {
 		return err
@@ -126,15 +167,29 @@ func (im *Importer) submit(ctx context.Context, imp *store.Import) error {
 	if err != nil {
 		return err
 	}
-	contacts, rejected := contactsFor(rows)
+	if wait := im.budgetHold(ctx, rows); wait > 0 {
+		return &waitError{after: wait, reason: "today's CC budget is low; letting the import grow"}
+	}
+	contacts, owners, rejected := im.contactsFor(rows)
 	if err := im.store.RejectRows(ctx, imp.ID, rejected); err != nil {
 		return err
 	}
 	if len(rejected) > 0 {
-		im.log.Warn("rows rejected before import: values over CC's limits", "import_id", imp.ID, "rejected", len(rejected))
+		im.log.Warn("rows rejected before import: they cannot be sent to CC as they are", "import_id", imp.ID, "rejected", len(rejected))
 	}
 	if len(contacts) == 0 {
 		return im.store.FailImport(ctx, imp.ID, "every row was rejected before import")
+	}
+	// At least one contact goes, even one larger than maxBytes alone:
+	// releasing every row would hand the same rows to a new task that
+	// releases them again, forever. ImportContacts still refuses a body
+	// over CC's own limit, which fails the row visibly.
+	keep := max(fitImport(contacts, listIDs, im.maxBytes, im.maxContacts), 1)
+	if keep < len(contacts) {
+		if err := im.release(ctx, imp, rows[0].Lists, owners[keep:]); err != nil {
+			return err
+		}
+		contacts = contacts[:keep]
 	}
 	req := &ccclient.ImportRequest{ImportData: contacts, ListIDs: listIDs}
 	act, err := im.cc.ImportContacts(ctx, req)
@@ -149,30 +204,117 @@ func (im *Importer) submit(ctx context.Context, imp *store.Import) error {
 	return im.enq.enqueueActivityPoll(ctx, imp.ID, im.pollInterval)
 }
 
-// contactsFor maps enrollment rows to CC import contacts. A row with a value
-// CC would refuse is rejected with its reason instead of sent, since CC
-// refuses a whole import for one bad contact; nothing is cut short. The same
-// email twice keeps the newest row (rows come oldest first), since CC upserts
-// by lower-cased email and the last one would win there anyway.
-func contactsFor(rows []*store.Enrollment) ([]ccclient.ImportContact, map[int64]string) {
+// budgetHold says how long a not yet full import should wait for more rows
+// because today's CC budget is running low, or 0 to send it now.
+func (im *Importer) budgetHold(ctx context.Context, rows []*store.Enrollment) time.Duration {
+	if im.budget == nil || len(rows) >= im.maxContacts {
+		return 0
+	}
+	remaining, err := im.budget.Remaining(ctx)
+	if err != nil || remaining*10 >= im.budget.Budget() {
+		return 0
+	}
+	oldest := rows[0].ReceivedAt
+	for _, r := range rows {
+		if r.ReceivedAt.Before(oldest) {
+			oldest = r.ReceivedAt
+		}
+	}
+	left := lowBudgetMaxAge - im.now().Sub(oldest)
+	if left <= 0 {
+		return 0
+	}
+	return min(left, lowBudgetHold)
+}
+
+// release hands the rows of contacts that did not fit back to pending and
+// queues an import for them at once.
+func (im *Importer) release(ctx context.Context, imp *store.Import, lists []string, owners [][]int64) error {
+	var ids []int64
+	for _, o := range owners {
+		ids = append(ids, o...)
+	}
+	if err := im.store.ReleaseRows(ctx, imp.ID, ids); err != nil {
+		return err
+	}
+	im.log.Info("import split to stay within CC's limits", "import_id", imp.ID, "released", len(ids))
+	return im.enq.enqueueImport(ctx, GroupKey(lists), ids)
+}
+
+// fitImport returns how many of contacts fit in one import: at most
+// maxContacts, and an encoded body (contacts, list ids and the envelope)
+// of at most maxBytes, measured with the encoder that sends it.
+func fitImport(contacts []ccclient.ImportContact, listIDs []string, maxBytes, maxContacts int) int {
+	size := ccclient.ImportEnvelopeSize(listIDs)
+	for i := range contacts {
+		if i == maxContacts {
+			return i
+		}
+		if i > 0 {
+			size++ // the comma between contacts; the first has none
+		}
+		size += ccclient.EncodedSize(&contacts[i])
+		if size > maxBytes {
+			return i
+		}
+	}
+	return len(contacts)
+}
+
+// contactsFor maps enrollment rows to CC import contacts, with the rows
+// behind each contact. A row CC would refuse is rejected with its reason
+// instead of sent, since CC refuses a whole import for one bad contact;
+// nothing is cut short. The same email twice keeps the newest row's data
+// (rows come oldest first), since CC upserts by lower-cased email and the
+// last one would win there anyway; both rows share the contact's outcome.
+func (im *Importer) contactsFor(rows []*store.Enrollment) ([]ccclient.ImportContact, [][]int64, map[int64]string) {
 	index := make(map[string]int, len(rows))
 	out := make([]ccclient.ImportContact, 0, len(rows))
+	owners := make([][]int64, 0, len(rows))
+	source := make([]*store.Enrollment, 0, len(rows)) // the row whose data each contact carries
 	rejected := map[int64]string{}
 	for _, r := range rows {
-		if reason := overCCLimits(r); reason != "" {
+		c, reason := im.contact(r)
+		if reason != "" {
 			rejected[r.ID] = reason
 			continue
 		}
-		c := ccclient.ImportContact{Email: r.Email, FirstName: r.FirstName, LastName: r.LastName, Country: r.Country}
-		key := strings.ToLower(r.Email)
+		key := strings.ToLower(c.Email)
 		if i, ok := index[key]; ok {
-			out[i] = c
+			// Rows come in claim order, which is not their age once
+			// ExtendImport has added older rows after the claimed ones, so
+			// the newer row is chosen by when it arrived.
+			if newerRow(r, source[i]) {
+				out[i], source[i] = c, r
+			}
+			owners[i] = append(owners[i], r.ID)
 			continue
 		}
 		index[key] = len(out)
 		out = append(out, c)
+		owners = append(owners, []int64{r.ID})
+		source = append(source, r)
 	}
-	return out, rejected
+	return out, owners, rejected
+}
+
+// newerRow reports whether a arrived after b; ids break ties, since they
+// grow with arrival too.
+func newerRow(a, b *store.Enrollment) bool {
+	if !a.ReceivedAt.Equal(b.ReceivedAt) {
+		return a.ReceivedAt.After(b.ReceivedAt)
+	}
+	return a.ID > b.ID
+}
+
+func (im *Importer) contact(r *store.Enrollment) (ccclient.ImportContact, string) {
+	if im.mapper != nil {
+		return im.mapper.Contact(r)
+	}
+	if reason := overCCLimits(r); reason != "" {
+		return ccclient.ImportContact{}, reason
+	}
+	return ccclient.ImportContact{Email: r.Email, FirstName: r.FirstName, LastName: r.LastName, Country: r.Country}, ""
 }
 
 // ccTextMax is CC's maxLength for email, first_name, last_name and country
@@ -261,6 +403,21 @@ func (im *Importer) handleActivity(ctx context.Context, t *asynq.Task) error {
 	reason := ""
 	if res.Final && !clean {
 		reason = activityProblem(act)
+		if act.State == "completed" && act.Status.CannotAddToListCount > 0 {
+			explained, err := im.rejectUnsubscribed(ctx, imp, act)
+			if err != nil {
+				return err
+			}
+			// When the unsubscribed contacts found account for every
+			// problem CC reported, the other rows are on their lists.
+			clean = explained
+		}
+	}
+	if !res.Final && im.pollGiveUp > 0 && im.now().Sub(imp.CreatedAt) > im.pollGiveUp {
+		reason := fmt.Sprintf("CC activity %s still %s after %s; its rows are failed and can be replayed",
+			imp.ActivityID, act.State, im.pollGiveUp)
+		im.log.Error("gave up polling a CC activity", "import_id", imp.ID, "activity_id", imp.ActivityID, "state", act.State)
+		return im.store.FailImport(ctx, imp.ID, reason)
 	}
 	if err := im.store.RecordActivity(ctx, imp.ID, res, clean, reason); err != nil {
 		return err
@@ -276,6 +433,42 @@ func (im *Importer) handleActivity(ctx context.Context, t *asynq.Task) error {
 		"state", act.State, "clean", clean, "person_count", res.PersonCount, "error_count", res.ErrorCount,
 		"cannot_add_to_list_count", res.CannotAddToListCount)
 	return nil
+}
+
+// unsubscribedPages bounds the pages of unsubscribed contacts read to
+// explain one import's cannot_add_to_list_count (500 a page).
+const unsubscribedPages = 20
+
+// rejectUnsubscribed marks the import's rows whose contact is unsubscribed
+// in CC as rejected: CC never adds an unsubscribed contact to a list, so
+// replaying them cannot help. It reports whether they explain everything
+// CC flagged, so that the remaining rows count as imported.
+func (im *Importer) rejectUnsubscribed(ctx context.Context, imp *store.Import, act *ccclient.Activity) (bool, error) {
+	unsub, complete, err := im.cc.UnsubscribedEmails(ctx, unsubscribedPages)
+	if err != nil {
+		return false, err
+	}
+	rows, err := im.store.ImportRows(ctx, imp.ID)
+	if err != nil {
+		return false, err
+	}
+	rejected := map[int64]string{}
+	contacts := map[string]bool{}
+	for _, r := range rows {
+		if key := strings.ToLower(r.Email); unsub[key] {
+			rejected[r.ID] = "the contact is unsubscribed in Constant Contact, which does not add unsubscribed contacts to lists"
+			contacts[key] = true
+		}
+	}
+	if err := im.store.RejectRows(ctx, imp.ID, rejected); err != nil {
+		return false, err
+	}
+	st := act.Status
+	explained := complete && len(contacts) == st.CannotAddToListCount && st.ErrorCount == 0 &&
+		st.CorrectableCount == 0 && len(act.ActivityErrors) == 0
+	im.log.Warn("import had unsubscribed contacts", "import_id", imp.ID, "cannot_add_to_list_count", st.CannotAddToListCount,
+		"found", len(contacts), "explained", explained)
+	return explained, nil
 }
 
 // pollDelay grows with the age of the import, so short imports are seen

@@ -7,6 +7,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/hs2cc/hs2cc/ccclient"
+	"github.com/hs2cc/hs2cc/store"
 )
 
 // waitError asks for the task to run again after a delay without counting a
@@ -27,7 +28,11 @@ func isFailure(err error) bool {
 		return false
 	}
 	var apiErr *ccclient.APIError
-	if errors.As(err, &apiErr) && (apiErr.Throttled() || apiErr.QuotaExceeded()) {
+	if errors.As(err, &apiErr) && (apiErr.Throttled() || apiErr.QuotaExceeded() || apiErr.StatusCode == 429) {
+		return false
+	}
+	var budget *store.BudgetExhaustedError
+	if errors.As(err, &budget) {
 		return false
 	}
 	return !errors.Is(err, ErrNotConnected)
@@ -54,6 +59,10 @@ func retryDelay(now func() time.Time) asynq.RetryDelayFunc {
 				// The 1,000-queued-activities cap: give CC time to drain.
 				return time.Minute
 			}
+		}
+		var budget *store.BudgetExhaustedError
+		if errors.As(err, &budget) {
+			return budget.Reset.Sub(now()) + time.Minute
 		}
 		if errors.Is(err, ErrNotConnected) {
 			return time.Minute

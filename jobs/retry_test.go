@@ -49,8 +49,19 @@ func TestIsFailureAndRetryDelay(t *testing.T) {
 			now: time.Date(2026, 12, 31, 23, 59, 59, 0, time.UTC), wantDelay: time.Minute + time.Second},
 		{name: "429 quota_exceeded at midnight waits a whole day", err: apiErr(429, "quota_exceeded"),
 			now: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), wantDelay: 24*time.Hour + time.Minute},
-		{name: "429 with 1,000 activities queued is a failure after a minute", err: apiErr(429, "activity_queue_full"),
-			wantFailure: true, wantDelay: time.Minute},
+		// Any 429 means CC wants less from us, never that the work is bad:
+		// spending retries on it could archive rows on a busy day.
+		{name: "429 with 1,000 activities queued waits a minute", err: apiErr(429, "activity_queue_full"),
+			wantDelay: time.Minute},
+		{name: "429 with no error key waits a minute", err: apiErr(429, ""), wantDelay: time.Minute},
+		{name: "429 with an unknown key waits a minute", err: apiErr(429, "too_many_requests"), wantDelay: time.Minute},
+		{name: "our own daily budget spent waits for its reset and a minute",
+			err: fmt.Errorf("import 1: ccclient: import contacts: %w",
+				&store.BudgetExhaustedError{Budget: 9000, Reset: time.Date(2026, 3, 11, 0, 0, 0, 0, time.UTC)}),
+			now: evening, wantDelay: 91 * time.Minute},
+		{name: "budget spent a second before its reset",
+			err: &store.BudgetExhaustedError{Budget: 9000, Reset: time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)},
+			now: time.Date(2026, 12, 31, 23, 59, 59, 0, time.UTC), wantDelay: time.Minute + time.Second},
 		{name: "not connected", err: fmt.Errorf("resolve CC list: token: %w", ErrNotConnected), wantDelay: time.Minute},
 		{name: "not connected after invalid_grant", err: fmt.Errorf("%w: %w", ErrNotConnected, &ccclient.OAuthError{StatusCode: 400, Code: "invalid_grant"}),
 			wantDelay: time.Minute},
@@ -92,6 +103,18 @@ type importerEnv struct {
 	sb  *ccsandbox.Server
 	im  *Importer
 	ids []int64
+	url string               // the API base URL the client uses
+	ts  ccclient.TokenSource // the client's token source
+}
+
+// clientOptions rebuilds the importer's CC client with opts, e.g. a limiter.
+func (e *importerEnv) clientOptions(t *testing.T, opts ...ccclient.Option) {
+	t.Helper()
+	cc, err := ccclient.New(e.url, e.ts, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.im.cc = cc
 }
 
 func newImporterEnv(t *testing.T, redisURL string, opts ccsandbox.Options, ts func(sb *ccsandbox.Server, db *store.DB) ccclient.TokenSource,
@@ -111,7 +134,8 @@ func newImporterEnv(t *testing.T, redisURL string, opts ccsandbox.Options, ts fu
 	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	cc, err := ccclient.New(srv.URL+"/v3", ts(e.sb, e.db))
+	e.url, e.ts = srv.URL+"/v3", ts(e.sb, e.db)
+	cc, err := ccclient.New(e.url, e.ts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +146,7 @@ func newImporterEnv(t *testing.T, redisURL string, opts ccsandbox.Options, ts fu
 	aq := asynq.NewClient(opt)
 	t.Cleanup(func() { aq.Close() })
 	log := slog.New(slog.DiscardHandler)
-	e.im = newImporter(e.db, cc, NewEnqueuer(aq), log, 100*time.Millisecond, time.Second)
+	e.im = newImporter(e.db, cc, NewEnqueuer(aq), log, Config{PollInterval: 100 * time.Millisecond, PollMaxInterval: time.Second, PollGiveUp: time.Hour})
 	for _, name := range lists {
 		e.sb.CreateList(name)
 	}
@@ -176,6 +200,7 @@ func TestImportHandlerClassifiesFailures(t *testing.T) {
 	tests := []struct {
 		name     string
 		ts       func(*ccsandbox.Server, *store.DB) ccclient.TokenSource
+		limiter  ccclient.Limiter
 		faults   ccsandbox.Faults
 		override http.HandlerFunc
 		lists    []string
@@ -199,8 +224,11 @@ func TestImportHandlerClassifiesFailures(t *testing.T) {
 		{name: "429 throttled", faults: ccsandbox.Faults{Limit: "throttled"}, wantDelay: time.Second},
 		{name: "429 quota_exceeded", faults: ccsandbox.Faults{Limit: "quota_exceeded"}, wantDelay: time.Hour + time.Minute},
 		{name: "429 activity queue full", override: answer(429, `{"error_key":"activity_queue_full","error_message":"Too many requests."}`),
-			wantFailure: true, wantDelay: time.Minute},
+			wantDelay: time.Minute},
 		{name: "not connected", ts: notConnected, wantDelay: time.Minute},
+		// The shared daily budget refuses before anything is sent; the
+		// rows wait, claimed, for the reset a minute after midnight UTC.
+		{name: "our daily budget spent", limiter: spentBudget{reset: now.Add(time.Hour)}, wantDelay: time.Hour + time.Minute},
 		{name: "401 with a token CC does not know", ts: func(*ccsandbox.Server, *store.DB) ccclient.TokenSource { return ccclient.StaticToken("bogus") },
 			wantFailure: true},
 	}
@@ -217,6 +245,9 @@ func TestImportHandlerClassifiesFailures(t *testing.T) {
 				tc.emails = []string{"ann@example.com", "bob@example.com"}
 			}
 			e := newImporterEnv(t, redisURL, ccsandbox.Options{}, tc.ts, tc.override, tc.lists, tc.emails...)
+			if tc.limiter != nil {
+				e.clientOptions(t, ccclient.WithLimiter(tc.limiter))
+			}
 			if err := e.sb.SetFaults(tc.faults); err != nil {
 				t.Fatal(err)
 			}
@@ -280,6 +311,14 @@ func TestImportHandlerClassifiesFailures(t *testing.T) {
 			}
 		})
 	}
+}
+
+// spentBudget is a Limiter whose daily budget is spent, as
+// store.CCLimits reports it.
+type spentBudget struct{ reset time.Time }
+
+func (b spentBudget) Wait(context.Context) error {
+	return &store.BudgetExhaustedError{Budget: 9000, Reset: b.reset}
 }
 
 // nopCache is a TokenCache with nothing cached and every lock free.
@@ -405,7 +444,7 @@ func TestActivityHandlerForgottenActivity(t *testing.T) {
 
 func TestPollDelay(t *testing.T) {
 	created := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	im := newImporter(nil, nil, nil, nil, 2*time.Second, 2*time.Minute)
+	im := newImporter(nil, nil, nil, nil, Config{PollInterval: 2 * time.Second, PollMaxInterval: 2 * time.Minute})
 	tests := []struct {
 		age  time.Duration
 		want time.Duration

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hibiken/asynq"
 
@@ -105,7 +106,7 @@ func TestAggregate(t *testing.T) {
 // TestMalformedPayloadsSkipRetry: a payload that cannot be decoded will
 // never decode, so every handler archives it at once.
 func TestMalformedPayloadsSkipRetry(t *testing.T) {
-	im := newImporter(nil, nil, nil, nil, 0, 0)
+	im := newImporter(nil, nil, nil, nil, Config{})
 	handlers := map[string]func(context.Context, *asynq.Task) error{
 		TypeEnrollmentSync: im.handleEnrollment,
 		TypeCCImport:       im.handleImport,
@@ -123,6 +124,12 @@ func TestContactsFor(t *testing.T) {
 	row := func(id int64, email, first string) *store.Enrollment {
 		return &store.Enrollment{ID: id, Email: email, FirstName: first, LastName: "Lee", Country: "United States"}
 	}
+	// rowAt is a row received after a fixed time; its id need not follow.
+	rowAt := func(id int64, email, first string, after time.Duration) *store.Enrollment {
+		r := row(id, email, first)
+		r.ReceivedAt = time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC).Add(after)
+		return r
+	}
 	tests := []struct {
 		name         string
 		rows         []*store.Enrollment
@@ -135,6 +142,9 @@ func TestContactsFor(t *testing.T) {
 		{name: "the same email in another case keeps the newest row in the first slot",
 			rows:      []*store.Enrollment{row(1, "a@x.com", "Ann"), row(2, "b@x.com", "Bob"), row(3, "A@X.com", "Anna")},
 			wantEmail: []string{"A@X.com", "b@x.com"}, wantFirst: []string{"Anna", "Bob"}},
+		{name: "an older row listed after a newer one, as ExtendImport adds it, does not win",
+			rows:      []*store.Enrollment{rowAt(7, "a@x.com", "Anna", time.Hour), row(2, "b@x.com", "Bob"), rowAt(3, "A@X.com", "Ann", 0)},
+			wantEmail: []string{"a@x.com", "b@x.com"}, wantFirst: []string{"Anna", "Bob"}},
 		{name: "a name over 50 characters is rejected with its reason, not cut",
 			rows:      []*store.Enrollment{row(1, "a@x.com", strings.Repeat("é", 51)), row(2, "b@x.com", "Bob")},
 			wantEmail: []string{"b@x.com"}, wantFirst: []string{"Bob"}, wantRejected: map[int64]string{1: "first_name is 51 characters"}},
@@ -147,7 +157,7 @@ func TestContactsFor(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, rejected := contactsFor(tc.rows)
+			got, _, rejected := (&Importer{}).contactsFor(tc.rows)
 			var emails, firsts []string
 			for _, c := range got {
 				emails = append(emails, c.Email)

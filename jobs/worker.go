@@ -25,9 +25,15 @@ type Config struct {
 	// default keeps a wide margin.
 	GroupMaxSize int
 	// PollInterval is the first and shortest wait between activity polls;
-	// PollMaxInterval the longest.
+	// PollMaxInterval the longest. An activity still not final after
+	// PollGiveUp has its rows failed (replayable) instead of polled on.
 	PollInterval    time.Duration
 	PollMaxInterval time.Duration
+	PollGiveUp      time.Duration
+	// ImportMaxContacts and ImportMaxBytes bound one CC import; zero means
+	// CC's own limits (40,000 contacts, a body under 4 MB).
+	ImportMaxContacts int
+	ImportMaxBytes    int
 	// SweepInterval is how often stale pending rows are re-enqueued, and
 	// SweepAge how long a row must have waited to count as stale.
 	SweepInterval time.Duration
@@ -52,6 +58,7 @@ func DefaultConfig() Config {
 		GroupMaxSize:         5000,
 		PollInterval:         2 * time.Second,
 		PollMaxInterval:      2 * time.Minute,
+		PollGiveUp:           6 * time.Hour,
 		SweepInterval:        time.Minute,
 		SweepAge:             10 * time.Minute,
 		TokenRefreshInterval: 10 * time.Minute,
@@ -73,8 +80,11 @@ type Worker struct {
 
 // NewWorker wires the handlers. redisOpt is the asynq connection; tokens is
 // refreshed by the periodic task (nil skips that task).
-func NewWorker(redisOpt asynq.RedisConnOpt, cfg Config, st Store, cc CC, enq *Enqueuer, tokens *Tokens, log *slog.Logger) *Worker {
-	im := newImporter(st, cc, enq, log, cfg.PollInterval, cfg.PollMaxInterval)
+func NewWorker(redisOpt asynq.RedisConnOpt, cfg Config, st Store, cc CC, enq *Enqueuer, tokens *Tokens, log *slog.Logger, opts ...Option) *Worker {
+	im := newImporter(st, cc, enq, log, cfg)
+	for _, o := range opts {
+		o(im)
+	}
 	inspector := asynq.NewInspector(redisOpt)
 	sw := &Sweeper{store: st, enq: enq, tasks: inspector, log: log, age: cfg.SweepAge, now: time.Now}
 
@@ -135,6 +145,17 @@ func NewWorker(redisOpt asynq.RedisConnOpt, cfg Config, st Store, cc CC, enq *En
 
 // Leading reports whether this worker runs the periodic tasks now.
 func (w *Worker) Leading() bool { return w.leader.Leading() }
+
+// Option adds an optional collaborator to the worker.
+type Option func(*Importer)
+
+// WithMapper sets how enrollments become CC contacts (routing's field
+// mapping); without it email, names and country are sent.
+func WithMapper(m Mapper) Option { return func(im *Importer) { im.mapper = m } }
+
+// WithBudget lets imports grow instead of spending calls when today's CC
+// budget runs low.
+func WithBudget(b Budget) Option { return func(im *Importer) { im.budget = b } }
 
 // delayedCheckInterval is how often due scheduled and retry tasks are
 // forwarded: every second (CC's throttle clears in one), or every
