@@ -9,6 +9,7 @@ import (
 	"github.com/hs2cc/hs2cc/ccclient"
 	"github.com/hs2cc/hs2cc/hubspot"
 	"github.com/hs2cc/hs2cc/jobs"
+	"github.com/hs2cc/hs2cc/routing"
 	"github.com/hs2cc/hs2cc/store"
 )
 
@@ -32,7 +33,10 @@ var settings = []setting{
 	{"HS2CC_FIELD_LASTNAME", "lastname", "HubSpot property holding the last name."},
 	{"HS2CC_FIELD_COUNTRY", "country", "HubSpot property holding the country."},
 	{"HS2CC_FIELD_ENROLLED_AT", "createdate", "HubSpot property holding the enrollment date."},
-	{"HS2CC_CC_LISTS", "New Agents", "Comma-separated CC list names every enrollment is added to."},
+	{"HS2CC_CC_LISTS", "New Agents", "Comma-separated CC list names every enrollment is added to, when `HS2CC_ROUTES` is unset."},
+	{"HS2CC_ROUTES", "", "Path of a YAML rules file that routes enrollments to CC lists and maps HubSpot properties to CC fields (see README); it replaces `HS2CC_CC_LISTS`."},
+	{"HS2CC_CC_DAILY_BUDGET", "8000", "CC API calls the bridge allows itself per UTC day, counted in Redis across every process (CC's own cap is 10,000)."},
+	{"HS2CC_CC_RATE", "4", "CC API calls per second across every process (CC allows 4)."},
 	{"HS2CC_CC_API_URL", ccclient.DefaultBaseURL, "Constant Contact v3 API base URL."},
 	{"HS2CC_CC_AUTH_URL", ccclient.DefaultAuthURL, "Constant Contact OAuth base URL (authorize and token endpoints below it)."},
 	{"HS2CC_CC_CLIENT_ID", "", "Constant Contact API key (OAuth client id)."},
@@ -68,6 +72,10 @@ type config struct {
 	CCClientID      string
 	CCClientSecret  string
 	CCRedirectURL   string
+	RoutesFile      string
+	Rules           *routing.Rules
+	CCDailyBudget   int
+	CCRate          int
 	CCRefreshMargin time.Duration
 	TokenKeys       *store.TokenKeys // nil when HS2CC_TOKEN_KEY is unset
 	OpsUser         string
@@ -131,6 +139,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 		CCClientID:      get("HS2CC_CC_CLIENT_ID"),
 		CCClientSecret:  get("HS2CC_CC_CLIENT_SECRET"),
 		CCRedirectURL:   get("HS2CC_CC_REDIRECT_URL"),
+		RoutesFile:      get("HS2CC_ROUTES"),
+		CCDailyBudget:   num("HS2CC_CC_DAILY_BUDGET"),
+		CCRate:          num("HS2CC_CC_RATE"),
 		CCRefreshMargin: dur("HS2CC_CC_REFRESH_MARGIN"),
 		OpsUser:         get("HS2CC_OPS_USER"),
 		OpsPassword:     get("HS2CC_OPS_PASSWORD"),
@@ -156,8 +167,13 @@ func loadConfig(getenv func(string) string) (config, error) {
 		}
 		cfg.TokenKeys = keys
 	}
-	if len(cfg.Lists) == 0 {
+	if len(cfg.Lists) == 0 && cfg.RoutesFile == "" {
 		errs = append(errs, "HS2CC_CC_LISTS: name at least one CC list")
+	}
+	if rules, err := loadRules(cfg.RoutesFile, cfg.Lists); err != nil {
+		errs = append(errs, err.Error())
+	} else {
+		cfg.Rules = rules
 	}
 	if cfg.LogFormat != "json" && cfg.LogFormat != "text" {
 		errs = append(errs, fmt.Sprintf("HS2CC_LOG_FORMAT: want json or text, got %q", cfg.LogFormat))

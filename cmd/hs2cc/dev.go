@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -13,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hs2cc/hs2cc/ccclient"
 	"github.com/hs2cc/hs2cc/ccclient/ccsandbox"
 	"github.com/hs2cc/hs2cc/cmd/hs2cc/devstack"
 	"github.com/hs2cc/hs2cc/store"
@@ -116,19 +114,16 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	if err := connectThroughBridge(ctx, "http://"+ln.Addr().String(), cfg.OpsUser, cfg.OpsPassword); err != nil {
 		return fmt.Errorf("dev: connect CC sandbox: %w", err)
 	}
-	tok, err := d.tokens(cfg, log).Token(ctx)
-	if err != nil {
-		return err
-	}
-	if err := ensureLists(ctx, cfg.CCAPIURL, tok, cfg.Lists); err != nil {
-		return fmt.Errorf("dev: create lists: %w", err)
-	}
-
-	w, closeWorker, err := newWorker(cfg, d, log)
+	w, cc, closeWorker, err := newWorker(cfg, d, log)
 	if err != nil {
 		return err
 	}
 	defer closeWorker()
+	// The sandbox starts empty, so dev creates whatever lists the rules
+	// name, whether or not the rules allow it in production.
+	if err := checkLists(ctx, cc, cfg.Rules, true, log); err != nil {
+		return fmt.Errorf("dev: create lists: %w", err)
+	}
 	if err := w.Start(); err != nil {
 		return err
 	}
@@ -154,7 +149,7 @@ Send 200 signed webhooks:
 
 Press Ctrl-C to stop.
 `, mysqlNote, redisNote, base, cfg.PublicURL, cfg.HubSpotSecrets[0], base, cfg.OpsUser, cfg.OpsPassword, base,
-		base, base, ccBase, ccBase, ccBase, ccBase, strings.Join(cfg.Lists, ", "),
+		base, base, ccBase, ccBase, ccBase, ccBase, strings.Join(cfg.Rules.AllLists(), ", "),
 		cfg.PublicURL, cfg.HubSpotSecrets[0])
 
 	select {
@@ -182,25 +177,6 @@ func connectThroughBridge(ctx context.Context, base, user, password string) erro
 	if resp.StatusCode != http.StatusOK || resp.Request.URL.Path != "/oauth/callback" {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		return fmt.Errorf("ended at %s with %d: %s", resp.Request.URL.Path, resp.StatusCode, body)
-	}
-	return nil
-}
-
-// ensureLists creates the configured CC lists that do not exist yet.
-func ensureLists(ctx context.Context, apiURL, token string, names []string) error {
-	cc, err := ccclient.New(apiURL, ccclient.StaticToken(token))
-	if err != nil {
-		return err
-	}
-	for _, name := range names {
-		if _, err := cc.ContactListByName(ctx, name); err == nil {
-			continue
-		} else if !errors.Is(err, ccclient.ErrNotFound) {
-			return err
-		}
-		if _, err := cc.CreateContactList(ctx, name, "Created by hs2cc dev"); err != nil {
-			return err
-		}
 	}
 	return nil
 }

@@ -89,6 +89,7 @@ func newHTTPApp(cfg config, d *deps, log *slog.Logger) (http.Handler, func()) {
 		Verifier:  &hubspot.Verifier{Secrets: cfg.HubSpotSecrets, RequireV3: cfg.RequireV3},
 		Fields:    cfg.Fields,
 		Lists:     cfg.Lists,
+		Router:    cfg.Rules,
 		OpsUser:   cfg.OpsUser, OpsPassword: cfg.OpsPassword,
 		Queues:    mon,
 		Connector: connector,
@@ -159,15 +160,17 @@ func serveHTTP(ctx context.Context, addr string, h http.Handler, log *slog.Logge
 
 // newWorker builds the `work` process's worker. The returned close func
 // releases the worker's own asynq client once the worker has shut down.
-func newWorker(cfg config, d *deps, log *slog.Logger) (*jobs.Worker, func(), error) {
+func newWorker(cfg config, d *deps, log *slog.Logger) (*jobs.Worker, *ccclient.Client, func(), error) {
 	tokens := d.tokens(cfg, log)
-	cc, err := ccclient.New(cfg.CCAPIURL, tokens, ccclient.WithUserAgent("hs2cc"))
+	limits := store.NewCCLimits(d.rdb, cfg.CCRate, cfg.CCDailyBudget)
+	cc, err := ccclient.New(cfg.CCAPIURL, tokens, ccclient.WithUserAgent("hs2cc"), ccclient.WithLimiter(limits))
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	client := asynq.NewClient(asynqOpt(d.redisOpt))
-	w := jobs.NewWorker(asynqOpt(d.redisOpt), cfg.Worker, d.db, cc, jobs.NewEnqueuer(client), tokens, log)
-	return w, func() { client.Close() }, nil
+	w := jobs.NewWorker(asynqOpt(d.redisOpt), cfg.Worker, d.db, cc, jobs.NewEnqueuer(client), tokens, log,
+		jobs.WithBudget(limits), jobs.WithMapper(cfg.Rules))
+	return w, cc, func() { client.Close() }, nil
 }
 
 // runWork runs the worker and scheduler until ctx ends.
@@ -183,11 +186,14 @@ func runWork(ctx context.Context, cfg config, log *slog.Logger) error {
 		return err
 	}
 	defer d.close()
-	w, closeWorker, err := newWorker(cfg, d, log)
+	w, cc, closeWorker, err := newWorker(cfg, d, log)
 	if err != nil {
 		return err
 	}
 	defer closeWorker()
+	if err := checkLists(ctx, cc, cfg.Rules, cfg.Rules.CreateMissing(), log); err != nil {
+		return err
+	}
 	if err := w.Start(); err != nil {
 		return err
 	}

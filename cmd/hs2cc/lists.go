@@ -1,0 +1,87 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/hs2cc/hs2cc/ccclient"
+	"github.com/hs2cc/hs2cc/jobs"
+	"github.com/hs2cc/hs2cc/routing"
+)
+
+// loadRules reads HS2CC_ROUTES, or makes the one-route rules of
+// HS2CC_CC_LISTS when it is unset.
+func loadRules(path string, lists []string) (*routing.Rules, error) {
+	if path == "" {
+		return routing.Default(lists), nil
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("HS2CC_ROUTES: %w", err)
+	}
+	rules, err := routing.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("HS2CC_ROUTES %s: %w", path, err)
+	}
+	return rules, nil
+}
+
+func throttled(err error) bool {
+	var apiErr *ccclient.APIError
+	return errors.As(err, &apiErr) && apiErr.Throttled()
+}
+
+// listResolver is the part of the CC client that finds and makes lists.
+type listResolver interface {
+	ContactListByName(ctx context.Context, name string) (*ccclient.ContactList, error)
+	CreateContactList(ctx context.Context, name, description string) (*ccclient.ContactList, error)
+}
+
+// errMissingList stops `work` from starting when the rules name a CC list
+// that does not exist and may not be created.
+var errMissingList = errors.New("CC list does not exist")
+
+// checkLists makes sure every list the rules can name exists in CC,
+// creating those that are missing when the rules allow it, so that a typo
+// in a list name stops start-up instead of failing imports one by one.
+// Before CC is connected there is nothing to check against; the first
+// import resolves the lists then.
+func checkLists(ctx context.Context, cc listResolver, rules *routing.Rules, create bool, log *slog.Logger) error {
+	for _, name := range rules.AllLists() {
+		_, err := cc.ContactListByName(ctx, name)
+		// CC's per-second throttle clears within a second; several workers
+		// starting together can meet it.
+		for try := 0; try < 10 && throttled(err); try++ {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Second):
+			}
+			_, err = cc.ContactListByName(ctx, name)
+		}
+		switch {
+		case err == nil:
+			continue
+		case errors.Is(err, jobs.ErrNotConnected):
+			log.Warn("CC is not connected yet, so the routing rules' lists were not checked", "lists", len(rules.AllLists()))
+			return nil
+		case !errors.Is(err, ccclient.ErrNotFound):
+			return fmt.Errorf("check CC list %q: %w", name, err)
+		case !create:
+			return fmt.Errorf("%w: the routing rules name %q; create it in CC or set create_missing_lists: true", errMissingList, name)
+		}
+		if _, err := cc.CreateContactList(ctx, name, "Created by hs2cc for its routing rules"); err != nil {
+			// A 409 means another worker created it a moment ago.
+			var apiErr *ccclient.APIError
+			if !errors.As(err, &apiErr) || !apiErr.Conflict() {
+				return fmt.Errorf("create CC list %q: %w", name, err)
+			}
+		}
+		log.Info("created a CC list named by the routing rules", "list", name)
+	}
+	return nil
+}
