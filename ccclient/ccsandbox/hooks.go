@@ -321,3 +321,26 @@ func (s *Server) hookIssueToken(w http.ResponseWriter, r *http.Request) {
 	access, refresh := s.IssueToken(in.Scope)
 	writeJSON(w, http.StatusOK, map[string]string{"access_token": access, "refresh_token": refresh})
 }
+
+// ExpireAccessTokens ends every access token issued so far, before its
+// stated expiry, as CC does when it revokes or rotates keys: the next API
+// call with one is a 401, and a client must refresh. Refresh tokens stay
+// valid. It returns how many tokens it ended.
+func (s *Server) ExpireAccessTokens() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.nowLocked()
+	n := 0
+	for _, at := range s.access {
+		if at.expires.After(now) {
+			at.expires = now
+			n++
+		}
+	}
+	return n
+}
+
+// hookExpireTokens is POST /sandbox/expire-tokens.
+func (s *Server) hookExpireTokens(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]int{"expired": s.ExpireAccessTokens()})
+}

@@ -233,3 +233,26 @@ func TestConcurrentClients(t *testing.T) {
 		t.Errorf("Stats.Imports = %d, want %d", st.Imports, workers)
 	}
 }
+
+// TestSandboxExpireTokensHook: ending the access tokens early makes the
+// next API call a 401, while the refresh token still gets a new pair; the
+// hook is how tests stage an early token expiry.
+func TestSandboxExpireTokensHook(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Options{ActivityDelay: -1, RefreshMode: RefreshRotating})
+	wantStatus(t, e.call(http.MethodGet, "/v3/contact_lists", nil), http.StatusOK)
+	r := e.call(http.MethodPost, "/sandbox/expire-tokens", nil, withToken(""))
+	wantStatus(t, r, http.StatusOK)
+	var got struct{ Expired int }
+	r.decode(t, &got)
+	if got.Expired < 1 {
+		t.Fatalf("expired %d tokens, want at least the env's", got.Expired)
+	}
+	wantStatus(t, e.call(http.MethodGet, "/v3/contact_lists", nil), http.StatusUnauthorized)
+	_, rt := e.srv.IssueToken("")
+	e.srv.ExpireAccessTokens()
+	wantStatus(t, e.refresh(rt), http.StatusOK)
+	if n := e.srv.ExpireAccessTokens(); n != 1 {
+		t.Errorf("second expiry ended %d tokens, want only the refreshed one", n)
+	}
+}

@@ -284,6 +284,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /sandbox/clock", s.hookClock)
 	s.mux.HandleFunc("POST /sandbox/clock", s.hookAdvanceClock)
 	s.mux.HandleFunc("POST /sandbox/token", s.hookIssueToken)
+	s.mux.HandleFunc("POST /sandbox/expire-tokens", s.hookExpireTokens)
 
 	s.mux.HandleFunc("/", s.notFound)
 }
