@@ -30,9 +30,11 @@ func loadRules(path string, lists []string) (*routing.Rules, error) {
 	return rules, nil
 }
 
-func throttled(err error) bool {
+// passing reports a CC error worth retrying in a second: the throttle or
+// a 5xx.
+func passing(err error) bool {
 	var apiErr *ccclient.APIError
-	return errors.As(err, &apiErr) && apiErr.Throttled()
+	return errors.As(err, &apiErr) && (apiErr.Throttled() || apiErr.Temporary())
 }
 
 // listResolver is the part of the CC client that finds and makes lists.
@@ -53,9 +55,9 @@ var errMissingList = errors.New("CC list does not exist")
 func checkLists(ctx context.Context, cc listResolver, rules *routing.Rules, create bool, log *slog.Logger) error {
 	for _, name := range rules.AllLists() {
 		_, err := cc.ContactListByName(ctx, name)
-		// CC's per-second throttle clears within a second; several workers
-		// starting together can meet it.
-		for try := 0; try < 10 && throttled(err); try++ {
+		// CC's per-second throttle clears within a second (several workers
+		// starting together can meet it) and a 5xx is usually passing.
+		for try := 0; try < 10 && passing(err); try++ {
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
