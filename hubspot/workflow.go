@@ -79,6 +79,14 @@ type Enrollment struct {
 	EnrolledAt time.Time // UTC; zero when absent or unparseable
 	// Properties holds every property's current value as text, untrimmed.
 	Properties map[string]string
+	// SourceUpdatedAt is how recent HubSpot's data in the body is, so that a
+	// late delivery can be told from a newer one (UTC; zero when the body
+	// does not say). For a contact profile it is the newest version
+	// timestamp of any property that is not HubSpot's own bookkeeping; a
+	// body without versions falls back to lastmodifieddate or
+	// hs_lastmodifieddate. It is not part of ContentHash: a retry that
+	// HubSpot stamped anew still carries the same content.
+	SourceUpdatedAt time.Time
 }
 
 // ParseWorkflow reads the body of a workflow "Send a webhook" request.
@@ -112,14 +120,18 @@ func ParseWorkflow(body []byte, names FieldNames) (Enrollment, error) {
 		if e.ObjectID == "" {
 			e.ObjectID = idText(parseID(e.Properties["hs_object_id"]))
 		}
+		e.SourceUpdatedAt = newestVersion(props)
 	} else {
 		e.Properties = flatProperties(top)
 		e.ObjectID = idText(firstID(top, "hs_object_id", "objectId", "vid"))
 	}
+	if e.SourceUpdatedAt.IsZero() {
+		e.SourceUpdatedAt = lastModified(e.Properties)
+	}
 	e.FirstName = strings.TrimSpace(e.Properties[names.FirstName])
 	e.LastName = strings.TrimSpace(e.Properties[names.LastName])
 	e.Country = strings.TrimSpace(e.Properties[names.Country])
-	e.EnrolledAt = parseEnrolledAt(e.Properties[names.EnrolledAt])
+	e.EnrolledAt = parseTime(e.Properties[names.EnrolledAt])
 	e.Email = strings.TrimSpace(e.Properties[names.Email])
 	if e.Email == "" && profile {
 		e.Email = strings.TrimSpace(identityEmail(top))
@@ -282,23 +294,93 @@ func checkEmail(email, name string) error {
 	return nil
 }
 
-// parseEnrolledAt reads epoch milliseconds (HubSpot's format for date
-// properties), RFC 3339 or a plain YYYY-MM-DD date, and returns the zero time
-// for anything else.
-func parseEnrolledAt(s string) time.Time {
+// parseTime reads a date property: epoch milliseconds (HubSpot's format),
+// RFC 3339 or a plain YYYY-MM-DD date. It returns the zero time for anything
+// else, including times that MySQL cannot store.
+func parseTime(s string) time.Time {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return time.Time{}
 	}
 	if ms, err := strconv.ParseUint(s, 10, 63); err == nil {
-		return time.UnixMilli(int64(ms)).UTC()
+		return millisTime(int64(ms))
 	}
 	for _, layout := range []string{time.RFC3339, time.DateOnly} {
-		if t, err := time.Parse(layout, s); err == nil {
+		if t, err := time.Parse(layout, s); err == nil && !t.Before(minTime) && t.Before(maxTime) {
 			return t.UTC()
 		}
 	}
 	return time.Time{}
+}
+
+// The times a DATETIME column holds on MySQL and MariaDB. A time outside
+// them (a fuzzed or garbled epoch value) would make every insert of the
+// delivery fail, and HubSpot retry it for days, so it is read as absent.
+var (
+	minTime = time.Date(1000, 1, 1, 0, 0, 0, 0, time.UTC)
+	maxTime = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
+// millisTime converts epoch milliseconds, HubSpot's format for every time
+// it sends, to UTC; it returns the zero time for 0 and for values beyond
+// what MySQL can store.
+func millisTime(ms int64) time.Time {
+	if ms <= 0 || ms >= maxTime.UnixMilli() {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms).UTC()
+}
+
+// jsonMillis reads epoch milliseconds given as a JSON number or as decimal
+// text, and returns the zero time for anything else.
+func jsonMillis(v any) time.Time {
+	var s string
+	switch v := v.(type) {
+	case json.Number:
+		s = v.String()
+	case string:
+		s = v
+	default:
+		return time.Time{}
+	}
+	ms, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	if err != nil {
+		return time.Time{}
+	}
+	return millisTime(ms)
+}
+
+// newestVersion returns the newest versions[].timestamp among the profile's
+// properties. Bookkeeping properties are skipped for the reason
+// ContentHash skips them: HubSpot bumps them on a retry, and a retry must
+// not look newer than the change it repeats.
+func newestVersion(props map[string]any) time.Time {
+	var newest time.Time
+	for name, p := range props {
+		if volatileProperty(name) {
+			continue
+		}
+		obj, _ := p.(map[string]any)
+		versions, _ := obj["versions"].([]any)
+		for _, v := range versions {
+			ver, _ := v.(map[string]any)
+			if t := jsonMillis(ver["timestamp"]); t.After(newest) {
+				newest = t
+			}
+		}
+	}
+	return newest
+}
+
+// lastModified returns the newer of the lastmodifieddate and
+// hs_lastmodifieddate properties, the only sign of age that a customised
+// body or a profile without versions may carry.
+func lastModified(props map[string]string) time.Time {
+	a := parseTime(props["lastmodifieddate"])
+	if b := parseTime(props["hs_lastmodifieddate"]); b.After(a) {
+		return b
+	}
+	return a
 }
 
 // volatileProperty reports whether HubSpot changes a property on its own, so

@@ -390,6 +390,9 @@ func FuzzParseWorkflow(f *testing.F) {
 			if !e.EnrolledAt.IsZero() && e.EnrolledAt.Location() != time.UTC {
 				t.Fatalf("EnrolledAt not UTC: %v", e.EnrolledAt)
 			}
+			if !e.SourceUpdatedAt.IsZero() && (e.SourceUpdatedAt.Location() != time.UTC || e.SourceUpdatedAt.Year() > 9999) {
+				t.Fatalf("SourceUpdatedAt %v is not a storable UTC time", e.SourceUpdatedAt)
+			}
 		case errors.Is(err, ErrMalformed), errors.Is(err, ErrNoEmail), errors.Is(err, ErrWebhooksAPI):
 		default:
 			t.Fatalf("unexpected error %v", err)

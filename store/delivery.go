@@ -22,6 +22,7 @@ const (
 	VerdictNoEmail     = "no_email"    // parsed, but no usable email (answered 422)
 	VerdictUnsupported = "unsupported" // a shape this version does not import yet (answered 2xx)
 	VerdictNoRoute     = "no_route"    // the routing rules send it to no list (answered 422)
+	VerdictStale       = "stale"       // older than the stored data: nothing changed (answered 2xx)
 )
 
 // Delivery is one verified HubSpot request, kept with its raw body so that it

@@ -60,6 +60,26 @@ type Enrollment struct {
 	ReceivedAt   time.Time
 	UpdatedAt    time.Time
 	ImportedAt   time.Time
+	// SourceUpdatedAt is how recent HubSpot's data was in the workflow body
+	// the row was last written from; zero when the body did not say. An
+	// older body is recorded as stale and changes nothing.
+	SourceUpdatedAt time.Time
+	// PropertyTimes says when HubSpot changed each property that a Webhooks
+	// API event set after that body; the store keeps it and ignores it on
+	// input.
+	PropertyTimes map[string]time.Time
+}
+
+// newestSource is the time of the newest HubSpot data in the row: its body
+// or an event applied since, whichever is later; zero when none is known.
+func (e *Enrollment) newestSource() time.Time {
+	newest := e.SourceUpdatedAt
+	for _, t := range e.PropertyTimes {
+		if t.After(newest) {
+			newest = t
+		}
+	}
+	return newest
 }
 
 // Outcome says what an ingest did to the enrollment row.
@@ -70,6 +90,8 @@ const (
 	OutcomeCreated   Outcome = iota + 1 // first delivery for this contact
 	OutcomeUpdated                      // changed content: a new version
 	OutcomeUnchanged                    // same content as stored: a no-op
+	OutcomeStale                        // older than the stored data: recorded, nothing changed
+	OutcomeRecorded                     // recorded without changing any enrollment (IngestEvent)
 )
 
 func (o Outcome) String() string {
@@ -80,6 +102,10 @@ func (o Outcome) String() string {
 		return "updated"
 	case OutcomeUnchanged:
 		return "unchanged"
+	case OutcomeStale:
+		return "stale"
+	case OutcomeRecorded:
+		return "recorded"
 	}
 	return "unknown"
 }
@@ -98,6 +124,13 @@ type IngestResult struct {
 // that a 2xx to HubSpot always means both are durable. The same content is a
 // no-op; changed content becomes a new version that is imported again.
 //
+// An older delivery never overwrites a newer one: when e.SourceUpdatedAt and
+// the row's newest data (its body, or an event since) are both known and the
+// delivery is older, it is recorded with VerdictStale and OutcomeStale, and
+// the row is left as it is. HubSpot retries a workflow delivery for days,
+// so a late retry is expected, not an error. With either time unknown the
+// delivery is applied as if there were no times.
+//
 // The row is written first with INSERT … ON DUPLICATE KEY UPDATE, which takes
 // the row lock without the gap locks a SELECT … FOR UPDATE on a missing key
 // would take; concurrent first deliveries of one contact then queue on the
@@ -112,7 +145,9 @@ func (s *DB) Ingest(ctx context.Context, d *Delivery, e *Enrollment) (IngestResu
 		return IngestResult{}, fmt.Errorf("store: ingest: %w", err)
 	}
 	var res IngestResult
+	reason := d.Reason
 	for attempt := 0; ; attempt++ {
+		d.Reason = reason
 		res, err = s.ingestOnce(ctx, d, e, string(props), string(lists))
 		if err == nil || attempt == 3 || !retryable(err) {
 			break
@@ -129,19 +164,17 @@ func (s *DB) ingestOnce(ctx context.Context, d *Delivery, e *Enrollment, props, 
 	if d.ReceivedAt.IsZero() {
 		d.ReceivedAt = now
 	}
-	var enrolledAt sql.NullTime
-	if !e.EnrolledAt.IsZero() {
-		enrolledAt = sql.NullTime{Time: e.EnrolledAt.UTC(), Valid: true}
-	}
+	enrolledAt, sourceAt := nullTime(e.EnrolledAt), nullTime(e.SourceUpdatedAt)
 	var res IngestResult
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		r, err := tx.ExecContext(ctx,
 			`INSERT INTO enrollments (portal_id, object_key, email, first_name, last_name, country, enrolled_at,
-			   properties, lists, list_key, content_hash, version, status, status_reason, received_at, updated_at)
-			 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, '', ?, ?)
+			   properties, lists, list_key, content_hash, version, status, status_reason, received_at, updated_at,
+			   source_updated_at)
+			 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, '', ?, ?, ?)
 			 ON DUPLICATE KEY UPDATE id = LAST_INSERT_ID(id)`,
 			e.PortalID, e.ObjectKey, e.Email, e.FirstName, e.LastName, e.Country, enrolledAt,
-			props, lists, ListKey(e.Lists), e.ContentHash, StatusPending, now, now)
+			props, lists, ListKey(e.Lists), e.ContentHash, StatusPending, now, now, sourceAt)
 		if err != nil {
 			return err
 		}
@@ -158,38 +191,57 @@ func (s *DB) ingestOnce(ctx context.Context, d *Delivery, e *Enrollment, props, 
 		if n == 1 {
 			res.Outcome, res.Version, res.Status = OutcomeCreated, 1, StatusPending
 		} else {
-			var hash, status, storedLists string
-			if err := tx.QueryRowContext(ctx,
-				`SELECT content_hash, version, status, lists FROM enrollments WHERE id = ? FOR UPDATE`, id).
-				Scan(&hash, &res.Version, &status, &storedLists); err != nil {
+			cur, err := lockEnrollment(ctx, tx, id)
+			if err != nil {
 				return err
 			}
-			if hash == e.ContentHash {
-				res.Outcome, res.Status = OutcomeUnchanged, status
-				// The stored lists are the ones its task was queued with;
-				// decode into a fresh slice, never into the caller's.
-				var stored []string
-				if err := json.Unmarshal([]byte(storedLists), &stored); err != nil {
-					return fmt.Errorf("enrollment %d lists: %w", id, err)
+			res.Version = cur.Version
+			newest, incoming := cur.newestSource(), e.SourceUpdatedAt
+			switch {
+			case !incoming.IsZero() && !newest.IsZero() && incoming.Before(newest):
+				res.Outcome, res.Status, res.Lists = OutcomeStale, cur.Status, cur.Lists
+				d.Reason = fmt.Sprintf("HubSpot data of %s is older than the stored data of %s",
+					formatMillis(incoming), formatMillis(newest))
+			case cur.ContentHash == e.ContentHash:
+				// The stored lists are the ones its task was queued with.
+				res.Outcome, res.Status, res.Lists = OutcomeUnchanged, cur.Status, cur.Lists
+				// Content and version stay; only a newer time is kept, so
+				// that a late delivery of an older change is still known
+				// for what it is.
+				if incoming.After(cur.SourceUpdatedAt) {
+					if _, err := tx.ExecContext(ctx,
+						`UPDATE enrollments SET source_updated_at = ?, property_times = NULL WHERE id = ?`,
+						incoming.UTC(), id); err != nil {
+						return err
+					}
 				}
-				res.Lists = stored
-			} else {
+			default:
 				res.Outcome, res.Version, res.Status = OutcomeUpdated, res.Version+1, StatusPending
+				// The body replaces every property, so the event times no
+				// longer describe the row; what stays is how new its data
+				// is at least, which an unknown time cannot lower.
+				if incoming.IsZero() {
+					sourceAt = nullTime(newest)
+				}
 				if _, err := tx.ExecContext(ctx,
 					`UPDATE enrollments SET email = ?, first_name = ?, last_name = ?, country = ?, enrolled_at = ?,
 					   properties = ?, lists = ?, list_key = ?, content_hash = ?, version = ?, status = ?, status_reason = '',
-					   import_id = NULL, updated_at = ?
+					   import_id = NULL, updated_at = ?, source_updated_at = ?, property_times = NULL
 					 WHERE id = ?`,
 					e.Email, e.FirstName, e.LastName, e.Country, enrolledAt, props, lists, ListKey(e.Lists), e.ContentHash,
-					res.Version, StatusPending, now, id); err != nil {
+					res.Version, StatusPending, now, sourceAt, id); err != nil {
 					return err
 				}
 			}
 		}
 		d.EnrollmentID = id
-		d.Verdict = VerdictAccepted
-		if res.Outcome == OutcomeUnchanged {
+		switch res.Outcome {
+		case OutcomeUnchanged:
 			d.Verdict = VerdictDuplicate
+		case OutcomeStale:
+			d.Verdict = VerdictStale
+		default:
+			d.Verdict = VerdictAccepted
 		}
 		if err := insertDelivery(ctx, tx, d); err != nil {
 			return err
@@ -208,29 +260,77 @@ func retryable(err error) bool {
 }
 
 const enrollmentColumns = `id, portal_id, object_key, email, first_name, last_name, country, enrolled_at,
-  properties, lists, content_hash, version, status, status_reason, import_id, received_at, updated_at, imported_at`
+  properties, lists, content_hash, version, status, status_reason, import_id, received_at, updated_at, imported_at,
+  source_updated_at, property_times`
 
 type rowScanner interface{ Scan(dest ...any) error }
 
 func scanEnrollment(r rowScanner) (*Enrollment, error) {
 	var e Enrollment
-	var enrolledAt, importedAt sql.NullTime
+	var enrolledAt, importedAt, sourceAt sql.NullTime
 	var importID sql.NullInt64
 	var props, lists string
+	var times sql.NullString
 	if err := r.Scan(&e.ID, &e.PortalID, &e.ObjectKey, &e.Email, &e.FirstName, &e.LastName, &e.Country,
 		&enrolledAt, &props, &lists, &e.ContentHash, &e.Version, &e.Status, &e.StatusReason, &importID,
-		&e.ReceivedAt, &e.UpdatedAt, &importedAt); err != nil {
+		&e.ReceivedAt, &e.UpdatedAt, &importedAt, &sourceAt, &times); err != nil {
 		return nil, err
 	}
 	e.EnrolledAt, e.ImportedAt, e.ImportID = enrolledAt.Time, importedAt.Time, importID.Int64
+	e.SourceUpdatedAt = sourceAt.Time
 	if err := json.Unmarshal([]byte(props), &e.Properties); err != nil {
 		return nil, fmt.Errorf("enrollment %d properties: %w", e.ID, err)
 	}
 	if err := json.Unmarshal([]byte(lists), &e.Lists); err != nil {
 		return nil, fmt.Errorf("enrollment %d lists: %w", e.ID, err)
 	}
+	if times.Valid {
+		var ms map[string]int64
+		if err := json.Unmarshal([]byte(times.String), &ms); err != nil {
+			return nil, fmt.Errorf("enrollment %d property times: %w", e.ID, err)
+		}
+		e.PropertyTimes = make(map[string]time.Time, len(ms))
+		for name, v := range ms {
+			e.PropertyTimes[name] = time.UnixMilli(v).UTC()
+		}
+	}
 	return &e, nil
 }
+
+// lockEnrollment loads one enrollment and locks its row until the
+// transaction ends. It looks the row up by primary key only, so that the
+// lock never covers a gap that a concurrent first delivery inserts into.
+func lockEnrollment(ctx context.Context, tx *sql.Tx, id int64) (*Enrollment, error) {
+	return scanEnrollment(tx.QueryRowContext(ctx,
+		`SELECT `+enrollmentColumns+` FROM enrollments WHERE id = ? FOR UPDATE`, id))
+}
+
+// encodeTimes renders PropertyTimes for its column, NULL when empty.
+func encodeTimes(times map[string]time.Time) (sql.NullString, error) {
+	if len(times) == 0 {
+		return sql.NullString{}, nil
+	}
+	ms := make(map[string]int64, len(times))
+	for name, t := range times {
+		ms[name] = t.UnixMilli()
+	}
+	b, err := json.Marshal(ms)
+	if err != nil {
+		return sql.NullString{}, err
+	}
+	return sql.NullString{String: string(b), Valid: true}, nil
+}
+
+// nullTime stores the zero time as NULL and any other in UTC.
+func nullTime(t time.Time) sql.NullTime {
+	if t.IsZero() {
+		return sql.NullTime{}
+	}
+	return sql.NullTime{Time: t.UTC(), Valid: true}
+}
+
+// formatMillis renders a HubSpot time for a delivery's reason.
+func formatMillis(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
 
 // GetEnrollment loads one enrollment by id.
 func (s *DB) GetEnrollment(ctx context.Context, id int64) (*Enrollment, error) {
