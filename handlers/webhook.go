@@ -19,24 +19,27 @@ import (
 // by then, so giving up early loses nothing.
 const enqueueTimeout = 2 * time.Second
 
+// acceptedBody answers a workflow delivery. Duplicate says that no new
+// version was made; Stale adds that the delivery was older than the stored
+// data, so it changed nothing even if its content differs.
 type acceptedBody struct {
 	ID        int64 `json:"id"`
 	Version   int   `json:"version,omitempty"`
 	Duplicate bool  `json:"duplicate,omitempty"`
-}
-
-type storedBody struct {
-	DeliveryID int64  `json:"delivery_id"`
-	Status     string `json:"status"`
+	Stale     bool  `json:"stale,omitempty"`
 }
 
 // handleWebhook receives one HubSpot delivery. The order matters: limit the
 // body, read the raw bytes, verify the signature over exactly those bytes,
 // parse, store delivery and enrollment in one transaction, enqueue, answer.
 // A 2xx is sent only after the commit, and no fault of ours is ever answered
-// with a 4xx, since HubSpot would then drop the enrollment for good.
+// with a 4xx, since HubSpot would then drop the enrollment for good. A
+// request refused for its signature is quarantined before its 401, for a
+// replay once the configuration is fixed.
 func handleWebhook(cfg Config, st Store, enq Enqueuer) echo.HandlerFunc {
 	base := strings.TrimSuffix(cfg.PublicURL, "/")
+	ingest := ingestVerified(cfg, st, enq)
+	quarantined := newQuarantine(cfg, st)
 	return func(c echo.Context) error {
 		r := c.Request()
 		raw, err := readBody(r)
@@ -50,21 +53,34 @@ func handleWebhook(cfg Config, st Store, enq Enqueuer) echo.HandlerFunc {
 			if errors.Is(err, hubspot.ErrNoSecret) {
 				return unavailable("the webhook secret is not configured", err)
 			}
+			// HubSpot never retries a 4xx, so the request is kept first;
+			// whether that succeeds does not change the answer.
+			quarantined.keep(r, raw, version, err)
 			return newError(http.StatusUnauthorized, CodeBadSignature, signatureMessage(err), err)
 		}
-		ctx := r.Context()
+		return ingest(c, raw, version)
+	}
+}
+
+// ingestVerified is everything after a verified signature: parse, route,
+// store, enqueue, answer. It stands alone so that a quarantined request
+// replayed later (Ingester) runs exactly the code that a request verified
+// on arrival runs.
+func ingestVerified(cfg Config, st Store, enq Enqueuer) func(c echo.Context, raw []byte, version hubspot.Version) error {
+	return func(c echo.Context, raw []byte, version hubspot.Version) error {
+		ctx := c.Request().Context()
 		d := &store.Delivery{Kind: store.KindWorkflow, SignatureVersion: string(version), Body: raw}
 
 		parsed, err := hubspot.ParseWorkflow(raw, cfg.Fields)
+		if errors.Is(err, hubspot.ErrWebhooksAPI) {
+			return ingestEvents(c, cfg, st, enq, version, raw)
+		}
 		if err != nil {
 			// Keep what cannot be imported, with its reason, so that it can be
 			// inspected and replayed; if even that fails, HubSpot must retry.
 			status, code := http.StatusBadRequest, CodeMalformed
 			d.Verdict, d.Reason = store.VerdictMalformed, err.Error()
 			switch {
-			case errors.Is(err, hubspot.ErrWebhooksAPI):
-				d.Kind, d.Verdict = store.KindWebhooksAPI, store.VerdictUnsupported
-				status, code = http.StatusOK, ""
 			case errors.Is(err, hubspot.ErrNoEmail):
 				d.Verdict = store.VerdictNoEmail
 				status, code = http.StatusUnprocessableEntity, CodeNoEmail
@@ -75,11 +91,6 @@ func handleWebhook(cfg Config, st Store, enq Enqueuer) echo.HandlerFunc {
 			}
 			if serr := st.RecordDelivery(ctx, d); serr != nil {
 				return unavailable("could not store the delivery", serr)
-			}
-			if status < 300 {
-				// Webhooks API events are stored for a later version to
-				// import; HubSpot retries any 4xx from that API, so say 2xx.
-				return c.JSON(status, storedBody{DeliveryID: d.ID, Status: d.Verdict})
 			}
 			return newError(status, code, err.Error(), err)
 		}
@@ -118,8 +129,11 @@ func handleWebhook(cfg Config, st Store, enq Enqueuer) echo.HandlerFunc {
 					"enrollment_id", res.EnrollmentID, "err", err)
 			}
 		}
-		if res.Outcome == store.OutcomeUnchanged {
-			return c.JSON(http.StatusOK, acceptedBody{ID: res.EnrollmentID, Version: res.Version, Duplicate: true})
+		// A stale delivery is answered like a repeat: HubSpot sent nothing
+		// wrong, it only sent it late, and there is no new version.
+		if res.Outcome == store.OutcomeUnchanged || res.Outcome == store.OutcomeStale {
+			return c.JSON(http.StatusOK, acceptedBody{ID: res.EnrollmentID, Version: res.Version, Duplicate: true,
+				Stale: res.Outcome == store.OutcomeStale})
 		}
 		return c.JSON(http.StatusAccepted, acceptedBody{ID: res.EnrollmentID, Version: res.Version})
 	}
@@ -147,18 +161,9 @@ func readBody(r *http.Request) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// signedURI is the URI HubSpot signed: the public base URL plus the path and
-// query exactly as received. Behind a TLS-terminating proxy the request
-// itself only knows the internal scheme and host, so they come from config.
+// signedURI is the URI HubSpot signed for r; see SignedURI.
 func signedURI(base string, r *http.Request) string {
-	if base == "" {
-		scheme := "http"
-		if r.TLS != nil {
-			scheme = "https"
-		}
-		base = scheme + "://" + r.Host
-	}
-	return base + r.RequestURI
+	return SignedURI(base, requestScheme(r), r.Host, r.RequestURI)
 }
 
 func signatureMessage(err error) string {
@@ -177,6 +182,6 @@ func toStoreEnrollment(p hubspot.Enrollment, lists []string) *store.Enrollment {
 	return &store.Enrollment{
 		PortalID: p.PortalID, ObjectKey: p.ObjectKey(), Email: p.Email, FirstName: p.FirstName,
 		LastName: p.LastName, Country: p.Country, EnrolledAt: p.EnrolledAt, Properties: p.Properties,
-		Lists: lists, ContentHash: p.ContentHash(),
+		Lists: lists, ContentHash: p.ContentHash(), SourceUpdatedAt: p.SourceUpdatedAt,
 	}
 }

@@ -1,0 +1,272 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// Quarantine reasons: which signature check refused the request.
+const (
+	QuarantineMissingSignature = "missing_signature" // no signature the policy accepts
+	QuarantineBadSignature     = "bad_signature"     // a signature that matches no secret
+	QuarantineStaleTimestamp   = "stale_timestamp"   // a genuine v3 signature, too old
+	QuarantineFutureTimestamp  = "future_timestamp"  // a genuine v3 signature, too far ahead
+	QuarantineBadTimestamp     = "bad_timestamp"     // a v3 timestamp missing or unreadable
+)
+
+// Replay outcomes, the replay_outcome of a quarantined request. A request
+// that verifies on replay but makes no new version takes the verdict of the
+// delivery it was stored as instead, such as malformed, no_email, no_route
+// or stale.
+const (
+	ReplayIngested     = "ingested"      // verified, stored as a new or changed enrollment
+	ReplayDuplicate    = "duplicate"     // verified, same content as the stored enrollment
+	ReplayStillInvalid = "still_invalid" // does not verify under the current configuration
+	ReplayTruncated    = "truncated"     // the body was cut, so it can never verify
+)
+
+// QuarantineBodyMax is how much of a body is kept: HubSpot's largest
+// contact profiles are a few KB, and a flood of megabyte bodies must not
+// fill the database. A cut body can be inspected but never verified again.
+const QuarantineBodyMax = 64 << 10
+
+// Per-field bounds for the parts of the request line and headers the
+// sender controls. HubSpot's signature headers are under 100 bytes and the
+// URL it calls is the one we configured, so a longer value is not HubSpot's;
+// it is kept cut, and its replay then reports still_invalid.
+const (
+	quarantineValueMax = 512
+	quarantineURIMax   = 8 << 10
+)
+
+// QuarantineHeaders are the request headers kept with a quarantined request:
+// the four that verification reads, and two that help tell HubSpot from
+// anyone else. Only the first value of each is kept, since that is the one
+// verification reads.
+var QuarantineHeaders = []string{
+	"X-HubSpot-Signature", "X-HubSpot-Signature-Version", "X-HubSpot-Signature-v3",
+	"X-HubSpot-Request-Timestamp", "Content-Type", "User-Agent",
+}
+
+// ErrQuarantineFull means the quarantine is at one of its caps and the
+// request was not stored; older evidence is never evicted for newer.
+var ErrQuarantineFull = errors.New("store: quarantine is full")
+
+// QuarantineCap bounds what the quarantine holds: rows, and the sum of the
+// stored body bytes.
+type QuarantineCap struct {
+	MaxRows  int64
+	MaxBytes int64
+}
+
+// DefaultQuarantineCap is the cap when none is configured.
+var DefaultQuarantineCap = QuarantineCap{MaxRows: 10000, MaxBytes: 100 << 20}
+
+// OrDefault fills a zero field from DefaultQuarantineCap, so that a
+// forgotten setting never means an unbounded quarantine.
+func (c QuarantineCap) OrDefault() QuarantineCap {
+	if c.MaxRows <= 0 {
+		c.MaxRows = DefaultQuarantineCap.MaxRows
+	}
+	if c.MaxBytes <= 0 {
+		c.MaxBytes = DefaultQuarantineCap.MaxBytes
+	}
+	return c
+}
+
+// QuarantineUsage is what the quarantine holds now.
+type QuarantineUsage struct {
+	Rows  int64
+	Bytes int64 // stored body bytes
+}
+
+// Quarantined is one webhook request refused for its signature, kept with
+// what is needed to verify it again.
+type Quarantined struct {
+	ID         int64
+	ReceivedAt time.Time
+	Method     string
+	// Scheme and Host are the request's own; the signed URI is built from
+	// them only when no public URL is configured.
+	Scheme string
+	Host   string
+	// RequestURI is the path and query exactly as received.
+	RequestURI string
+	// Header holds only QuarantineHeaders, canonical keys, one value each.
+	Header http.Header
+	// Body is at most QuarantineBodyMax bytes; BodyLength is how many
+	// arrived and BodyTruncated says the rest was dropped. List leaves Body
+	// and Header empty.
+	Body             []byte
+	BodyLength       int
+	BodyTruncated    bool
+	Reason           string
+	Detail           string
+	SignatureVersion string // the version the headers claim, "" for none
+	ReplayedAt       time.Time
+	ReplayOutcome    string
+	ReplayDetail     string
+}
+
+// Quarantine stores q unless that would take the quarantine past limit, in
+// which case it returns ErrQuarantineFull and stores nothing. It cuts the
+// body to QuarantineBodyMax, keeps only QuarantineHeaders, and sets q's ID,
+// ReceivedAt (when zero), BodyLength and BodyTruncated.
+//
+// The cap check is one query over the body_bytes index, about a millisecond
+// at the default 10,000 rows and free of the blobs. It is not serialised
+// with the insert: concurrent writers can all pass it, so the quarantine
+// can exceed its cap by at most the number of concurrent writers, a few rows,
+// which is the price of never making writers wait on one another.
+func (s *DB) Quarantine(ctx context.Context, q *Quarantined, limit QuarantineCap) error {
+	limit = limit.OrDefault()
+	if q.ReceivedAt.IsZero() {
+		q.ReceivedAt = s.utcNow()
+	}
+	if q.BodyLength < len(q.Body) {
+		q.BodyLength = len(q.Body)
+	}
+	if len(q.Body) > QuarantineBodyMax {
+		q.Body, q.BodyTruncated = q.Body[:QuarantineBodyMax], true
+	}
+	q.Header = keepHeaders(q.Header)
+	headers, err := json.Marshal(q.Header)
+	if err != nil {
+		return fmt.Errorf("store: quarantine: %w", err)
+	}
+	usage, err := s.QuarantineUsage(ctx)
+	if err != nil {
+		return fmt.Errorf("store: quarantine: %w", err)
+	}
+	if usage.Rows+1 > limit.MaxRows || usage.Bytes+int64(len(q.Body)) > limit.MaxBytes {
+		return fmt.Errorf("%w: it holds %d of %d rows and %d of %d body bytes",
+			ErrQuarantineFull, usage.Rows, limit.MaxRows, usage.Bytes, limit.MaxBytes)
+	}
+	res, err := s.db.ExecContext(ctx,
+		`INSERT INTO quarantine (received_at, method, scheme, host, request_uri, headers, body, body_bytes,
+		   body_length, body_truncated, reason, detail, signature_version, replay_outcome, replay_detail)
+		 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', '')`,
+		q.ReceivedAt.UTC(), truncate(q.Method, 16), truncate(q.Scheme, 8), truncate(q.Host, 255),
+		truncate(q.RequestURI, quarantineURIMax), string(headers), nonNilBytes(q.Body), len(q.Body),
+		q.BodyLength, q.BodyTruncated, truncate(q.Reason, 32), truncate(q.Detail, 512),
+		truncate(q.SignatureVersion, 16))
+	if err != nil {
+		return fmt.Errorf("store: quarantine: %w", translate(err))
+	}
+	id, err := res.LastInsertId()
+	if err != nil {
+		return fmt.Errorf("store: quarantine: %w", err)
+	}
+	q.ID = id
+	return nil
+}
+
+// keepHeaders copies the first value of each of QuarantineHeaders from h,
+// each cut to quarantineValueMax bytes.
+func keepHeaders(h http.Header) http.Header {
+	out := make(http.Header, len(QuarantineHeaders))
+	for _, name := range QuarantineHeaders {
+		key := http.CanonicalHeaderKey(name)
+		if vs := h[key]; len(vs) > 0 {
+			out[key] = []string{truncate(vs[0], quarantineValueMax)}
+		}
+	}
+	return out
+}
+
+// QuarantineUsage counts the quarantined rows and their stored body bytes.
+func (s *DB) QuarantineUsage(ctx context.Context) (QuarantineUsage, error) {
+	var u QuarantineUsage
+	if err := s.db.QueryRowContext(ctx,
+		`SELECT COUNT(*), COALESCE(SUM(body_bytes), 0) FROM quarantine`).Scan(&u.Rows, &u.Bytes); err != nil {
+		return u, fmt.Errorf("store: quarantine usage: %w", err)
+	}
+	return u, nil
+}
+
+const quarantineSummaryColumns = `id, received_at, method, scheme, host, request_uri, body_length, body_truncated,
+  reason, detail, signature_version, replayed_at, replay_outcome, replay_detail`
+
+func scanQuarantined(r rowScanner, extra ...any) (*Quarantined, error) {
+	var q Quarantined
+	var replayed sql.NullTime
+	dest := append([]any{&q.ID, &q.ReceivedAt, &q.Method, &q.Scheme, &q.Host, &q.RequestURI, &q.BodyLength,
+		&q.BodyTruncated, &q.Reason, &q.Detail, &q.SignatureVersion, &replayed, &q.ReplayOutcome, &q.ReplayDetail}, extra...)
+	if err := r.Scan(dest...); err != nil {
+		return nil, err
+	}
+	q.ReplayedAt = replayed.Time
+	return &q, nil
+}
+
+// ListQuarantine returns the newest limit quarantined requests, newest
+// first, without their bodies and headers: a listing never needs them, and
+// leaving them out keeps signatures off terminals.
+func (s *DB) ListQuarantine(ctx context.Context, limit int) ([]*Quarantined, error) {
+	qs, err := queryAll(ctx, s.db, func(r rowScanner) (*Quarantined, error) { return scanQuarantined(r) },
+		`SELECT `+quarantineSummaryColumns+` FROM quarantine ORDER BY id DESC LIMIT ?`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("store: list quarantine: %w", err)
+	}
+	return qs, nil
+}
+
+// GetQuarantined loads one quarantined request whole.
+func (s *DB) GetQuarantined(ctx context.Context, id int64) (*Quarantined, error) {
+	var headers string
+	var body []byte
+	q, err := scanQuarantined(s.db.QueryRowContext(ctx,
+		`SELECT `+quarantineSummaryColumns+`, headers, body FROM quarantine WHERE id = ?`, id), &headers, &body)
+	if err != nil {
+		return nil, fmt.Errorf("store: get quarantined %d: %w", id, translate(err))
+	}
+	if err := json.Unmarshal([]byte(headers), &q.Header); err != nil {
+		return nil, fmt.Errorf("store: get quarantined %d: headers: %w", id, err)
+	}
+	q.Body = body
+	return q, nil
+}
+
+// QuarantineToReplay lists, oldest first, the quarantined requests that a
+// replay of all should try: those never replayed, and those whose replay
+// did not get as far as the webhook's own checks (still_invalid, truncated).
+// A request that verified on replay has its delivery stored already.
+func (s *DB) QuarantineToReplay(ctx context.Context) ([]int64, error) {
+	ids, err := queryAll(ctx, s.db, func(r rowScanner) (int64, error) {
+		var id int64
+		return id, r.Scan(&id)
+	}, `SELECT id FROM quarantine WHERE replay_outcome IN ('', ?, ?) ORDER BY id`, ReplayStillInvalid, ReplayTruncated)
+	if err != nil {
+		return nil, fmt.Errorf("store: quarantine to replay: %w", err)
+	}
+	return ids, nil
+}
+
+// MarkReplayed records the outcome of one replay of a quarantined request.
+func (s *DB) MarkReplayed(ctx context.Context, id int64, outcome, detail string) error {
+	if _, err := s.db.ExecContext(ctx,
+		`UPDATE quarantine SET replayed_at = ?, replay_outcome = ?, replay_detail = ? WHERE id = ?`,
+		s.utcNow(), truncate(outcome, 16), truncate(detail, 512), id); err != nil {
+		return fmt.Errorf("store: mark quarantined %d replayed: %w", id, translate(err))
+	}
+	return nil
+}
+
+func nonNilBytes(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+// QuarantineSize is QuarantineUsage in the shape the /ops page reads
+// (handlers.QuarantineSizer), so that *DB serves it directly.
+func (s *DB) QuarantineSize(ctx context.Context) (rows int, bytes int64, err error) {
+	u, err := s.QuarantineUsage(ctx)
+	return int(u.Rows), u.Bytes, err
+}
