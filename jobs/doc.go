@@ -15,8 +15,14 @@
 //	cc:activity        {"import_id":N}  polls the CC activity until it is final
 //	                   and settles the import's rows (imported or failed).
 //	enrollment:sweep   {}  periodic: re-enqueues enrollments that have waited in
-//	                   pending too long because Redis lost or never got their task.
+//	                   pending too long because Redis lost or never got their task,
+//	                   and resumes imports whose task was lost.
 //	cc:token-refresh   {}  periodic: refreshes the CC token before it expires.
+//	retention:purge    {}  periodic: empties raw delivery bodies older than the
+//	                   retention (personal data), keeping the rows.
+//
+// Periodic tasks are enqueued by one work process at a time: the holder of
+// the scheduler lease (leader.go).
 //
 // Retries: a wait that is nobody's fault (an activity still running, CC's
 // 4 requests/s throttle, the daily quota) is not counted as a failure and

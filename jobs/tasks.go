@@ -16,6 +16,7 @@ const (
 	TypeCCActivity      = "cc:activity"
 	TypeEnrollmentSweep = "enrollment:sweep"
 	TypeTokenRefresh    = "cc:token-refresh"
+	TypeRetentionPurge  = "retention:purge"
 )
 
 // Queue is the one asynq queue the bridge uses. Aggregated tasks are always
