@@ -2,10 +2,10 @@ package handlers
 
 import (
 	"context"
-	"crypto/subtle"
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
@@ -18,6 +18,12 @@ import (
 type Store interface {
 	Ingest(ctx context.Context, d *store.Delivery, e *store.Enrollment) (store.IngestResult, error)
 	RecordDelivery(ctx context.Context, d *store.Delivery) error
+	// IngestEvent stores one Webhooks API event as its own delivery, with
+	// the property change it applies when change is not nil.
+	IngestEvent(ctx context.Context, d *store.Delivery, key string, change *store.PropertyChange) (store.IngestResult, error)
+	// Quarantine keeps a request refused for its signature, or returns
+	// store.ErrQuarantineFull when that would pass limit.
+	Quarantine(ctx context.Context, q *store.Quarantined, limit store.QuarantineCap) error
 }
 
 // Enqueuer queues an enrollment version for import; *jobs.Enqueuer is one.
@@ -50,11 +56,31 @@ type Config struct {
 	// Router picks each enrollment's CC lists from its fields and
 	// properties; *routing.Rules is one.
 	Router Router
-	// OpsUser and OpsPassword guard /ops and /oauth/connect; with either
-	// empty, those routes are not served at all rather than served open.
+	// QuarantineCap bounds the requests kept after a signature failure;
+	// a zero field takes store.DefaultQuarantineCap's.
+	QuarantineCap store.QuarantineCap
+	// OpsUser and OpsPassword are the simple admin login to /ops and
+	// /oauth/connect; with either empty it is off.
 	OpsUser, OpsPassword string
-	// Queues is the Asynqmon UI, built for the root path /ops/queues.
+	// OpsAccounts are further ops logins, each with a role and a bcrypt
+	// hash. With neither these nor the simple login, the ops routes are
+	// not served at all rather than served open.
+	OpsAccounts []OpsAccount
+	// Queues is the Asynqmon UI for admins, built for the root path
+	// /ops/queues.
 	Queues http.Handler
+	// QueuesReadOnly is Asynqmon built with ReadOnly for the same root
+	// path, served to viewers there; with it nil, viewers get no queues.
+	QueuesReadOnly http.Handler
+	// Ops supplies the figures of /ops and /ops/status.json; with it nil,
+	// neither is served.
+	Ops OpsData
+	// CCBudget and Quarantine add their figures to /ops; each is shown as
+	// n/a when nil.
+	CCBudget   CCBudget
+	Quarantine QuarantineSizer
+	// Now is the clock of the ages /ops shows; time.Now when nil.
+	Now func() time.Time
 	// Connector runs the Constant Contact connection at /oauth/connect and
 	// /oauth/callback; with it nil, neither route is served.
 	Connector Connector
@@ -62,10 +88,14 @@ type Config struct {
 	// for an unknown, expired or used state, jobs.ErrBadState; it is a
 	// field so that handlers need not import jobs.
 	BadState error
-	// Metrics is served at GET /metrics when set.
-	Metrics http.Handler
-	Ready   []Check
-	Logger  *slog.Logger
+	// Metrics is served at GET /metrics when set, only to callers with
+	// "Authorization: Bearer MetricsToken" when that is set.
+	Metrics      http.Handler
+	MetricsToken string
+	// WebhookMetrics counts and times the webhook's answers when set.
+	WebhookMetrics *Metrics
+	Ready          []Check
+	Logger         *slog.Logger
 }
 
 // MaxBodyBytes is the largest webhook body accepted. HubSpot's "include all
@@ -84,33 +114,53 @@ func New(cfg Config, st Store, enq Enqueuer) *echo.Echo {
 	e.Use(requestLog(cfg.Logger))
 	e.Use(middleware.Recover())
 
-	e.POST("/webhooks/hubspot", handleWebhook(cfg, st, enq))
+	if m := cfg.WebhookMetrics; m != nil {
+		e.POST("/webhooks/hubspot", handleWebhook(cfg, verdictStore{st}, enq), measureWebhook(m))
+	} else {
+		e.POST("/webhooks/hubspot", handleWebhook(cfg, st, enq))
+	}
 	e.GET("/healthz", handleHealth())
 	e.GET("/readyz", handleReady(cfg.Ready))
 
 	if cfg.Metrics != nil {
-		e.GET("/metrics", echo.WrapHandler(cfg.Metrics))
+		e.GET("/metrics", echo.WrapHandler(cfg.Metrics), bearerAuth(cfg.MetricsToken))
 	}
 
 	// opsAuth is shared by every route for people rather than machines; it
 	// stays nil without credentials, and each such route is then left out.
+	auth, err := newOpsAuth(cfg)
+	if err != nil {
+		// Only making the dummy hash can fail, for want of randomness;
+		// auth is then nil, and no login is safer than one that leaks
+		// timing.
+		cfg.Logger.Error("ops pages are disabled: could not prepare the ops logins", "err", err)
+	}
 	var opsAuth echo.MiddlewareFunc
-	if cfg.OpsUser != "" && cfg.OpsPassword != "" {
-		opsAuth = middleware.BasicAuthWithConfig(middleware.BasicAuthConfig{
-			Realm:     "hs2cc ops",
-			Validator: opsValidator(cfg.OpsUser, cfg.OpsPassword),
-		})
+	if auth != nil {
+		opsAuth = auth.middleware()
 	}
 	switch {
 	case opsAuth == nil:
-		cfg.Logger.Warn("ops pages are disabled: set HS2CC_OPS_USER and HS2CC_OPS_PASSWORD to serve /ops/queues and /oauth/connect")
-	case cfg.Queues == nil:
-		cfg.Logger.Warn("ops pages are disabled: no queue UI is configured for /ops/queues")
+		cfg.Logger.Warn("ops pages are disabled: set HS2CC_OPS_USER and HS2CC_OPS_PASSWORD, or HS2CC_OPS_USERS, to serve /ops and /oauth/connect")
+	case cfg.Queues == nil && cfg.Ops == nil:
+		cfg.Logger.Warn("ops pages are disabled: no queue UI and no ops figures are configured")
 	default:
 		ops := e.Group("/ops", opsAuth)
-		queues := echo.WrapHandler(cfg.Queues)
-		ops.Any("/queues", queues)
-		ops.Any("/queues/*", queues)
+		if cfg.Ops != nil {
+			page := handleOpsPage(cfg)
+			ops.GET("", page, noStore)
+			ops.GET("/", page, noStore)
+			ops.GET("/status.json", handleOpsStatus(cfg), noStore)
+		} else {
+			cfg.Logger.Warn("/ops is not served: no ops figures are configured")
+		}
+		if cfg.Queues != nil {
+			queues := queuesByRole(cfg.Queues, cfg.QueuesReadOnly)
+			ops.Any("/queues", queues, crossOrigin())
+			ops.Any("/queues/*", queues, crossOrigin())
+		} else {
+			cfg.Logger.Warn("/ops/queues is not served: no queue UI is configured")
+		}
 	}
 
 	// The callback is served only alongside /oauth/connect: the states it
@@ -122,22 +172,12 @@ func New(cfg Config, st Store, enq Enqueuer) *echo.Echo {
 		}
 		// noStore comes first so that the 401 of a wrong password carries
 		// its headers too.
-		e.GET("/oauth/connect", handleConnect(cfg.Connector), noStore, opsAuth)
+		e.GET("/oauth/connect", handleConnect(cfg.Connector), noStore, opsAuth, requireAdmin)
 		// The callback has no basic auth: CC's redirect brings the browser
 		// back without it, and the single-use state is its protection.
 		e.GET("/oauth/callback", handleCallback(cfg), noStore)
 	}
 	return e
-}
-
-// opsValidator checks basic-auth credentials in constant time, comparing
-// both fields every time so that timing reveals neither.
-func opsValidator(user, password string) middleware.BasicAuthValidator {
-	return func(u, p string, _ echo.Context) (bool, error) {
-		uok := subtle.ConstantTimeCompare([]byte(u), []byte(user))
-		pok := subtle.ConstantTimeCompare([]byte(p), []byte(password))
-		return uok&pok == 1, nil
-	}
 }
 
 // requestLog logs one line per request with ids only: no bodies, no emails.

@@ -66,6 +66,7 @@ type Importer struct {
 	maxBytes     int // encoded body of one CC import
 	mapper       Mapper
 	budget       Budget
+	metrics      Metrics
 	now          func() time.Time
 
 	mu      sync.Mutex
@@ -421,6 +422,9 @@ func (im *Importer) handleActivity(ctx context.Context, t *asynq.Task) error {
 	}
 	if err := im.store.RecordActivity(ctx, imp.ID, res, clean, reason); err != nil {
 		return err
+	}
+	if res.Final && clean && im.metrics != nil {
+		im.metrics.ImportSettled(ctx, imp.ID)
 	}
 	if !res.Final {
 		return &waitError{after: im.pollDelay(imp.CreatedAt), reason: "activity " + act.State}

@@ -40,6 +40,10 @@ type Config struct {
 	SweepAge      time.Duration
 	// TokenRefreshInterval is how often the token's expiry is checked.
 	TokenRefreshInterval time.Duration
+	// Retention is how long raw delivery bodies are kept; the purge runs
+	// every RetentionInterval. Zero Retention keeps them for ever.
+	Retention         time.Duration
+	RetentionInterval time.Duration
 	// ShutdownTimeout is how long running tasks get to finish on shutdown.
 	ShutdownTimeout time.Duration
 	// LeaderLease is how long the scheduler's leadership lasts without a
@@ -59,6 +63,8 @@ func DefaultConfig() Config {
 		PollInterval:         2 * time.Second,
 		PollMaxInterval:      2 * time.Minute,
 		PollGiveUp:           6 * time.Hour,
+		Retention:            30 * 24 * time.Hour,
+		RetentionInterval:    time.Hour,
 		SweepInterval:        time.Minute,
 		SweepAge:             10 * time.Minute,
 		TokenRefreshInterval: 10 * time.Minute,
@@ -93,6 +99,9 @@ func NewWorker(redisOpt asynq.RedisConnOpt, cfg Config, st Store, cc CC, enq *En
 	mux.HandleFunc(TypeCCImport, im.handleImport)
 	mux.HandleFunc(TypeCCActivity, im.handleActivity)
 	mux.HandleFunc(TypeEnrollmentSweep, sw.handle)
+	if p, ok := st.(BodyPurger); ok && cfg.Retention > 0 {
+		mux.HandleFunc(TypeRetentionPurge, purgeHandler(p, cfg.Retention, log))
+	}
 	if tokens != nil {
 		mux.HandleFunc(TypeTokenRefresh, func(ctx context.Context, _ *asynq.Task) error {
 			return tokens.RefreshIfDue(ctx)
@@ -130,6 +139,9 @@ func NewWorker(redisOpt asynq.RedisConnOpt, cfg Config, st Store, cc CC, enq *En
 	startScheduler := func() (*asynq.Scheduler, error) {
 		s := asynq.NewScheduler(redisOpt, &asynq.SchedulerOpts{Logger: alog, LogLevel: asynq.WarnLevel, Location: time.UTC})
 		w.register(s, TypeEnrollmentSweep, cfg.SweepInterval)
+		if _, ok := st.(BodyPurger); ok && cfg.Retention > 0 {
+			w.register(s, TypeRetentionPurge, cfg.RetentionInterval)
+		}
 		if tokens != nil {
 			w.register(s, TypeTokenRefresh, cfg.TokenRefreshInterval)
 		}

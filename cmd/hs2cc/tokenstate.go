@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/hs2cc/hs2cc/store"
 )
@@ -109,10 +107,11 @@ func boolFloat(b bool) float64 {
 	return 0
 }
 
-// metricsHandler serves /metrics: the process's Go metrics and hs2cc's own.
+// metricsHandler serves the metrics of every process plus the token's
+// state alone; serve exports the token's state with its other figures
+// (registerServeMetrics).
 func metricsHandler(st tokenStater) http.Handler {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		newTokenCollector(st, time.Now))
-	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	reg := newRegistry()
+	reg.MustRegister(newTokenCollector(st, time.Now))
+	return promHandler(reg, "")
 }

@@ -1,0 +1,393 @@
+package handlers
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"html/template"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/hs2cc/hs2cc/store"
+)
+
+// OpsData is what /ops and /ops/status.json read. *store.DB has every
+// method but OldestUnimported, which cmd adds.
+type OpsData interface {
+	// CountEnrollments returns how many enrollments are in each status.
+	CountEnrollments(ctx context.Context) (map[string]int, error)
+	// OldestUnimported returns the enrollment that has waited longest to
+	// reach CC (pending, importing or failed), or nil when none waits.
+	OldestUnimported(ctx context.Context) (*OldestEnrollment, error)
+	// RecentImports returns the newest CC imports first.
+	RecentImports(ctx context.Context, limit int) ([]*store.Import, error)
+	// TokenState returns the CC token's state, store.ErrNotFound before the
+	// first connection. It never holds a token.
+	TokenState(ctx context.Context) (*store.TokenState, error)
+}
+
+// OldestEnrollment names the enrollment that has waited longest.
+type OldestEnrollment struct {
+	ID     int64
+	Status string
+	// Since is when the version that waits was received.
+	Since time.Time
+}
+
+// CCBudget is today's count of CC calls against the daily budget;
+// *store.CCLimits is one.
+type CCBudget interface {
+	Used(ctx context.Context) (int, error)
+	Budget() int
+}
+
+// QuarantineSizer reports how much the quarantine holds.
+type QuarantineSizer interface {
+	QuarantineSize(ctx context.Context) (rows int, bytes int64, err error)
+}
+
+// recentImports is how many imports /ops lists.
+const recentImports = 20
+
+// opsTimeout bounds the reads of one /ops answer, so that a database that
+// hangs gives a page of "unavailable" rather than no page.
+const opsTimeout = 5 * time.Second
+
+// opsReport is what /ops shows and /ops/status.json returns. A section that
+// could not be read is left out and named in Errors; the cause goes to the
+// log, not to the page.
+type opsReport struct {
+	GeneratedAt      time.Time         `json:"generated_at"`
+	Enrollments      map[string]int    `json:"enrollments,omitempty"`
+	OldestUnimported *oldestReport     `json:"oldest_unimported"`
+	Imports          []importReport    `json:"recent_imports"`
+	CCCalls          *ccCallsReport    `json:"cc_calls"`
+	Token            *tokenReport      `json:"cc_token"`
+	Quarantine       *quarantineReport `json:"quarantine"`
+	Errors           map[string]string `json:"errors,omitempty"`
+}
+
+type oldestReport struct {
+	ID         int64     `json:"id"`
+	Status     string    `json:"status"`
+	Since      time.Time `json:"since"`
+	AgeSeconds int64     `json:"age_seconds"`
+}
+
+type importReport struct {
+	ID                   int64     `json:"id"`
+	CreatedAt            time.Time `json:"created_at"`
+	ActivityID           string    `json:"activity_id"`
+	State                string    `json:"state"`
+	ContactCount         int       `json:"contact_count"`
+	PersonCount          int       `json:"person_count"`
+	ErrorCount           int       `json:"error_count"`
+	CannotAddToListCount int       `json:"cannot_add_to_list_count"`
+	FirstError           string    `json:"first_activity_error,omitempty"`
+}
+
+type ccCallsReport struct {
+	Used   int `json:"used"`
+	Budget int `json:"budget"`
+}
+
+// tokenReport is the token's state; Status is "not_connected" before the
+// first connection, when the times are absent.
+type tokenReport struct {
+	Status           string     `json:"status"`
+	Reason           string     `json:"reason,omitempty"`
+	StatusAt         *time.Time `json:"status_at,omitempty"`
+	ExpiresAt        *time.Time `json:"expires_at,omitempty"`
+	ExpiresInSeconds *int64     `json:"expires_in_seconds,omitempty"`
+	ConnectedAt      *time.Time `json:"connected_at,omitempty"`
+	RefreshedAt      *time.Time `json:"refreshed_at,omitempty"`
+}
+
+type quarantineReport struct {
+	Rows  int   `json:"rows"`
+	Bytes int64 `json:"bytes"`
+}
+
+// enrollmentStatuses orders the statuses as a row moves through them.
+var enrollmentStatuses = []string{store.StatusPending, store.StatusImporting, store.StatusImported,
+	store.StatusFailed, store.StatusRejected}
+
+// collectOps reads every figure. Each section fails on its own, so that a
+// Redis outage still leaves the MySQL figures on the page.
+func collectOps(ctx context.Context, cfg Config) opsReport {
+	ctx, cancel := context.WithTimeout(ctx, opsTimeout)
+	defer cancel()
+	now := cfg.now()
+	r := opsReport{GeneratedAt: now.UTC()}
+	fail := func(section string, err error) {
+		if r.Errors == nil {
+			r.Errors = map[string]string{}
+		}
+		r.Errors[section] = "unavailable"
+		cfg.Logger.Error("ops: could not read a figure", "section", section, "err", err)
+	}
+	if counts, err := cfg.Ops.CountEnrollments(ctx); err != nil {
+		fail("enrollments", err)
+	} else {
+		r.Enrollments = map[string]int{}
+		for _, s := range enrollmentStatuses {
+			r.Enrollments[s] = 0
+		}
+		for s, n := range counts {
+			r.Enrollments[s] = n
+		}
+	}
+	if o, err := cfg.Ops.OldestUnimported(ctx); err != nil {
+		fail("oldest_unimported", err)
+	} else if o != nil {
+		r.OldestUnimported = &oldestReport{ID: o.ID, Status: o.Status, Since: o.Since.UTC(),
+			AgeSeconds: int64(now.Sub(o.Since).Seconds())}
+	}
+	r.Imports = []importReport{}
+	if imps, err := cfg.Ops.RecentImports(ctx, recentImports); err != nil {
+		fail("recent_imports", err)
+	} else {
+		for _, imp := range imps {
+			ir := importReport{ID: imp.ID, CreatedAt: imp.CreatedAt.UTC(), ActivityID: imp.ActivityID, State: imp.State,
+				ContactCount: imp.ContactCount, PersonCount: imp.PersonCount, ErrorCount: imp.ErrorCount,
+				CannotAddToListCount: imp.CannotAddToListCount}
+			if len(imp.ActivityErrors) > 0 {
+				ir.FirstError = truncate(imp.ActivityErrors[0])
+			}
+			r.Imports = append(r.Imports, ir)
+		}
+	}
+	if cfg.CCBudget != nil {
+		if used, err := cfg.CCBudget.Used(ctx); err != nil {
+			fail("cc_calls", err)
+		} else {
+			r.CCCalls = &ccCallsReport{Used: used, Budget: cfg.CCBudget.Budget()}
+		}
+	}
+	switch st, err := cfg.Ops.TokenState(ctx); {
+	case errors.Is(err, store.ErrNotFound):
+		r.Token = &tokenReport{Status: "not_connected"}
+	case err != nil:
+		fail("cc_token", err)
+	default:
+		in := int64(st.ExpiresAt.Sub(now).Seconds())
+		r.Token = &tokenReport{Status: st.Status, Reason: st.StatusReason, StatusAt: timePtr(st.StatusAt),
+			ExpiresAt: timePtr(st.ExpiresAt), ExpiresInSeconds: &in,
+			ConnectedAt: timePtr(st.ConnectedAt), RefreshedAt: timePtr(st.RefreshedAt)}
+	}
+	if cfg.Quarantine != nil {
+		if rows, n, err := cfg.Quarantine.QuarantineSize(ctx); err != nil {
+			fail("quarantine", err)
+		} else {
+			r.Quarantine = &quarantineReport{Rows: rows, Bytes: n}
+		}
+	}
+	return r
+}
+
+func (c Config) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
+}
+
+// timePtr is nil for the zero time, so that JSON leaves out what never
+// happened instead of saying year 1.
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+// handleOpsStatus answers /ops/status.json: the figures of /ops for
+// scripts. A section that failed is named in "errors" and the answer is
+// still a 200, since the other figures are good.
+func handleOpsStatus(cfg Config) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		return c.JSON(http.StatusOK, collectOps(c.Request().Context(), cfg))
+	}
+}
+
+// opsPage is what the template renders.
+type opsPage struct {
+	opsReport
+	User string
+	Role Role
+	// Queues links Asynqmon; ReadOnlyQueues says the viewer's copy.
+	Queues, ReadOnlyQueues bool
+	// Connect links /oauth/connect, which only admins may open.
+	Connect bool
+	// Statuses lists the enrollment statuses in order, unknown ones last.
+	Statuses []string
+}
+
+// opsCSS is the page's only style. The Content-Security-Policy allows
+// exactly this text by its hash, so no other style or any script can run.
+const opsCSS = `body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}
+h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.6em}
+table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}
+td.n{text-align:right;font-variant-numeric:tabular-nums}.bad{color:#a00;font-weight:bold}.muted{color:#777}
+nav a{margin-right:1em}code{font-size:.95em}`
+
+var opsCSP = func() string {
+	sum := sha256.Sum256([]byte(opsCSS))
+	return "default-src 'none'; style-src 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) +
+		"'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+}()
+
+var opsTemplate = template.Must(template.New("ops").Funcs(template.FuncMap{
+	"stamp": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 MST") },
+	"tstamp": func(t *time.Time) string {
+		if t == nil {
+			return "never"
+		}
+		return t.UTC().Format("2006-01-02 15:04:05 MST")
+	},
+	"age":     func(s int64) string { return humanDuration(time.Duration(s) * time.Second) },
+	"bytes":   humanBytes,
+	"percent": func(used, budget int) string { return fmt.Sprintf("%.0f%%", 100*float64(used)/float64(max(budget, 1))) },
+	"deref":   func(p *int64) int64 { return *p },
+}).Parse(`<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="referrer" content="no-referrer">
+<title>hs2cc ops</title>
+<style>` + opsCSS + `</style>
+</head>
+<body>
+<h1>hs2cc ops</h1>
+<p class="muted">As of {{stamp .GeneratedAt}}; signed in as <code>{{.User}}</code> ({{.Role}}).</p>
+<nav>
+{{- if .Queues}}<a href="/ops/queues/">Queues (Asynqmon{{if .ReadOnlyQueues}}, read-only{{end}})</a>{{end}}
+<a href="/ops/status.json">status.json</a>
+{{- if .Connect}}<a href="/oauth/connect">Connect Constant Contact</a>{{end}}
+</nav>
+{{- with .Errors}}
+<p class="bad">Could not read: {{range $k, $v := .}}{{$k}} ({{$v}}) {{end}}— see the log.</p>
+{{- end}}
+
+<h2>Enrollments</h2>
+{{- if .Enrollments}}
+<table><tr>{{range .Statuses}}<th>{{.}}</th>{{end}}</tr>
+<tr>{{range .Statuses}}<td class="n">{{index $.Enrollments .}}</td>{{end}}</tr></table>
+{{- end}}
+{{- with .OldestUnimported}}
+<p>Oldest waiting for CC: enrollment <code>{{.ID}}</code>, {{.Status}}, received {{stamp .Since}} (<span{{if gt .AgeSeconds 3600}} class="bad"{{end}}>{{age .AgeSeconds}} ago</span>).</p>
+{{- else}}
+<p>No enrollment is waiting for CC.</p>
+{{- end}}
+
+<h2>Constant Contact</h2>
+{{- with .Token}}
+{{- if eq .Status "not_connected"}}
+<p class="bad">Not connected.{{if $.Connect}} <a href="/oauth/connect">Connect Constant Contact</a>.{{end}}</p>
+{{- else if eq .Status "needs_reconnect"}}
+<p class="bad">Needs reconnecting since {{tstamp .StatusAt}}: {{.Reason}}.{{if $.Connect}} <a href="/oauth/connect">Connect again</a>.{{end}}</p>
+{{- else}}
+<p>Connected{{with .ExpiresAt}}; the access token expires {{tstamp .}}{{end}}{{with .ExpiresInSeconds}} ({{if lt (deref .) 0}}<span class="bad">expired {{age (deref .)}} ago</span>{{else}}in {{age (deref .)}}{{end}}){{end}}.
+Connected {{tstamp .ConnectedAt}}, last refreshed {{tstamp .RefreshedAt}}.</p>
+{{- end}}
+{{- end}}
+{{- with .CCCalls}}
+<p>CC calls today (UTC): {{.Used}} of the daily budget of {{.Budget}} ({{percent .Used .Budget}}).</p>
+{{- else}}
+<p>CC calls today: n/a</p>
+{{- end}}
+
+<h2>Quarantine</h2>
+{{- with .Quarantine}}
+<p>{{.Rows}} deliveries, {{bytes .Bytes}}.</p>
+{{- else}}
+<p>n/a</p>
+{{- end}}
+
+<h2>Recent CC imports</h2>
+{{- if .Imports}}
+<table>
+<tr><th>id</th><th>created</th><th>activity</th><th>state</th><th>contacts</th><th>persons</th><th>errors</th><th>cannot add to list</th><th>first activity error</th></tr>
+{{- range .Imports}}
+<tr><td class="n">{{.ID}}</td><td>{{stamp .CreatedAt}}</td><td><code>{{.ActivityID}}</code></td><td>{{.State}}</td><td class="n">{{.ContactCount}}</td><td class="n">{{.PersonCount}}</td><td class="n">{{.ErrorCount}}</td><td class="n">{{.CannotAddToListCount}}</td><td>{{.FirstError}}</td></tr>
+{{- end}}
+</table>
+{{- else}}
+<p>None yet.</p>
+{{- end}}
+</body>
+</html>
+`))
+
+// handleOpsPage renders /ops for a person.
+func handleOpsPage(cfg Config) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		role := roleOf(c)
+		user, _, _ := c.Request().BasicAuth()
+		page := opsPage{
+			opsReport:      collectOps(c.Request().Context(), cfg),
+			User:           user,
+			Role:           role,
+			Queues:         cfg.Queues != nil && (role == RoleAdmin || (role == RoleViewer && cfg.QueuesReadOnly != nil)),
+			ReadOnlyQueues: role == RoleViewer,
+			Connect:        role == RoleAdmin && cfg.Connector != nil,
+		}
+		page.Statuses = slices.Clone(enrollmentStatuses)
+		var extra []string
+		for s := range page.Enrollments {
+			if !slices.Contains(page.Statuses, s) {
+				extra = append(extra, s)
+			}
+		}
+		slices.Sort(extra)
+		page.Statuses = append(page.Statuses, extra...)
+
+		var b bytes.Buffer
+		if err := opsTemplate.Execute(&b, page); err != nil {
+			return err
+		}
+		c.Response().Header().Set("Content-Security-Policy", opsCSP)
+		return c.HTMLBlob(http.StatusOK, b.Bytes())
+	}
+}
+
+// humanDuration writes a duration the way a person reads an age: its two
+// largest units, rounded, e.g. "3d 4h", "1h 30m", "42s".
+func humanDuration(d time.Duration) string {
+	if d < 0 {
+		d = -d
+	}
+	d = d.Round(time.Second)
+	days, d := d/(24*time.Hour), d%(24*time.Hour)
+	hours, d := d/time.Hour, d%time.Hour
+	mins, secs := d/time.Minute, (d%time.Minute)/time.Second
+	switch {
+	case days > 0:
+		return fmt.Sprintf("%dd %dh", days, hours)
+	case hours > 0:
+		return fmt.Sprintf("%dh %dm", hours, mins)
+	case mins > 0:
+		return fmt.Sprintf("%dm %ds", mins, secs)
+	}
+	return fmt.Sprintf("%ds", secs)
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
