@@ -6,7 +6,10 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"github.com/hs2cc/hs2cc/ccclient"
+	"github.com/hs2cc/hs2cc/handlers"
 	"github.com/hs2cc/hs2cc/hubspot"
 	"github.com/hs2cc/hs2cc/jobs"
 	"github.com/hs2cc/hs2cc/routing"
@@ -28,6 +31,8 @@ var settings = []setting{
 	{"HS2CC_PUBLIC_URL", "", "Base URL HubSpot calls, e.g. `https://hs2cc.fly.dev`. The signed URI is this plus the request's path and query as received; unset, the request's own scheme and host are used (wrong behind a TLS proxy)."},
 	{"HS2CC_HUBSPOT_CLIENT_SECRET", "", "Client secret of the HubSpot app that signs the webhooks; two comma-separated secrets are both accepted during a rotation."},
 	{"HS2CC_HUBSPOT_REQUIRE_V3", "false", "Refuse v1/v2 signatures when the v3 headers are absent."},
+	{"HS2CC_QUARANTINE_MAX_ROWS", "10000", "Most webhook requests kept in quarantine after a signature failure; at the cap a new one is answered 401 without being kept (see Quarantine)."},
+	{"HS2CC_QUARANTINE_MAX_BYTES", "104857600", "Most body bytes (100 MiB) kept in quarantine, each body cut at 64 KiB; at the cap a new request is answered 401 without being kept."},
 	{"HS2CC_FIELD_EMAIL", "email", "HubSpot property holding the email."},
 	{"HS2CC_FIELD_FIRSTNAME", "firstname", "HubSpot property holding the first name."},
 	{"HS2CC_FIELD_LASTNAME", "lastname", "HubSpot property holding the last name."},
@@ -45,14 +50,19 @@ var settings = []setting{
 	{"HS2CC_CC_REFRESH_MARGIN", "2h", "Refresh the CC access token when it expires within this."},
 	{"HS2CC_TOKEN_REFRESH_INTERVAL", "10m", "How often the worker checks whether the CC token is due for refresh."},
 	{"HS2CC_TOKEN_KEY", "", "AES-256 key sealing the CC tokens in MySQL: 32 bytes as base64 or hex (`hs2cc keygen` makes one). During a rotation give `new,old`. Required by serve, work and connect; `dev` makes a throwaway one."},
-	{"HS2CC_OPS_USER", "", "Basic-auth user for /ops (Asynqmon at /ops/queues); /ops is off unless user and password are set."},
-	{"HS2CC_OPS_PASSWORD", "", "Basic-auth password for /ops."},
+	{"HS2CC_OPS_USER", "", "Basic-auth user of the simple admin login to /ops, /ops/queues (Asynqmon) and /oauth/connect; /ops is off unless this and the password, or `HS2CC_OPS_USERS`, are set."},
+	{"HS2CC_OPS_PASSWORD", "", "Basic-auth password of the simple admin login."},
+	{"HS2CC_OPS_USERS", "", "Further ops logins, comma-separated `name:role:bcrypt-hash`, role `admin` (everything) or `viewer` (/ops and a read-only Asynqmon); hashes of cost 10 or more (see Ops)."},
+	{"HS2CC_METRICS_TOKEN", "", "When set, `/metrics` (of serve, and of work's listener) answers only `Authorization: Bearer <token>`."},
+	{"HS2CC_METRICS_ADDR", "", "Listen address of `work`'s own `/metrics` (CC calls, enrollment ages), e.g. `:9091`; off when unset."},
 	{"HS2CC_WORKER_CONCURRENCY", "10", "Tasks `work` runs at once."},
 	{"HS2CC_GROUP_GRACE_PERIOD", "10s", "How long a batch waits for one more enrollment before it is imported (minimum 1s)."},
 	{"HS2CC_GROUP_MAX_DELAY", "60s", "Longest wait of the first enrollment in a batch."},
 	{"HS2CC_GROUP_MAX_SIZE", "5000", "Most enrollments in one CC import."},
 	{"HS2CC_SWEEP_INTERVAL", "1m", "How often the sweep re-enqueues enrollments and imports whose tasks Redis lost."},
 	{"HS2CC_SWEEP_AGE", "10m", "How long a row must have waited before the sweep counts it as lost."},
+	{"HS2CC_RETENTION", "720h", "How long raw delivery bodies (personal data) are kept; a periodic task empties older ones and keeps the rows. `0` keeps them."},
+	{"HS2CC_LEADER_LEASE", "30s", "Lease of the one `work` process that runs the periodic tasks; after it dies another takes over within about twice this."},
 	{"HS2CC_LOG_FORMAT", "json", "`json` or `text` (`dev` defaults to text)."},
 	{"HS2CC_LOG_LEVEL", "info", "`debug`, `info`, `warn` or `error`."},
 }
@@ -65,6 +75,7 @@ type config struct {
 	PublicURL       string
 	HubSpotSecrets  []string
 	RequireV3       bool
+	QuarantineCap   store.QuarantineCap
 	Fields          hubspot.FieldNames
 	Lists           []string
 	CCAPIURL        string
@@ -80,6 +91,9 @@ type config struct {
 	TokenKeys       *store.TokenKeys // nil when HS2CC_TOKEN_KEY is unset
 	OpsUser         string
 	OpsPassword     string
+	OpsAccounts     []handlers.OpsAccount
+	MetricsToken    string
+	MetricsAddr     string
 	Worker          jobs.Config
 	LogFormat       string
 	LogLevel        string
@@ -128,6 +142,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 		PublicURL:      strings.TrimSuffix(get("HS2CC_PUBLIC_URL"), "/"),
 		HubSpotSecrets: splitList(get("HS2CC_HUBSPOT_CLIENT_SECRET")),
 		RequireV3:      boolean("HS2CC_HUBSPOT_REQUIRE_V3"),
+		QuarantineCap: store.QuarantineCap{
+			MaxRows: int64(num("HS2CC_QUARANTINE_MAX_ROWS")), MaxBytes: int64(num("HS2CC_QUARANTINE_MAX_BYTES")),
+		},
 		Fields: hubspot.FieldNames{
 			Email: get("HS2CC_FIELD_EMAIL"), FirstName: get("HS2CC_FIELD_FIRSTNAME"),
 			LastName: get("HS2CC_FIELD_LASTNAME"), Country: get("HS2CC_FIELD_COUNTRY"),
@@ -145,6 +162,8 @@ func loadConfig(getenv func(string) string) (config, error) {
 		CCRefreshMargin: dur("HS2CC_CC_REFRESH_MARGIN"),
 		OpsUser:         get("HS2CC_OPS_USER"),
 		OpsPassword:     get("HS2CC_OPS_PASSWORD"),
+		MetricsToken:    get("HS2CC_METRICS_TOKEN"),
+		MetricsAddr:     get("HS2CC_METRICS_ADDR"),
 		LogFormat:       get("HS2CC_LOG_FORMAT"),
 		LogLevel:        get("HS2CC_LOG_LEVEL"),
 	}
@@ -156,6 +175,8 @@ func loadConfig(getenv func(string) string) (config, error) {
 	w.SweepInterval = dur("HS2CC_SWEEP_INTERVAL")
 	w.SweepAge = dur("HS2CC_SWEEP_AGE")
 	w.TokenRefreshInterval = dur("HS2CC_TOKEN_REFRESH_INTERVAL")
+	w.LeaderLease = dur("HS2CC_LEADER_LEASE")
+	w.Retention = dur("HS2CC_RETENTION")
 	cfg.Worker = w
 	if cfg.CCRedirectURL == "" && cfg.PublicURL != "" {
 		cfg.CCRedirectURL = cfg.PublicURL + "/oauth/callback"
@@ -175,6 +196,11 @@ func loadConfig(getenv func(string) string) (config, error) {
 	} else {
 		cfg.Rules = rules
 	}
+	if accounts, err := parseOpsUsers(get("HS2CC_OPS_USERS"), cfg.OpsUser); err != nil {
+		errs = append(errs, err.Error())
+	} else {
+		cfg.OpsAccounts = accounts
+	}
 	if cfg.LogFormat != "json" && cfg.LogFormat != "text" {
 		errs = append(errs, fmt.Sprintf("HS2CC_LOG_FORMAT: want json or text, got %q", cfg.LogFormat))
 	}
@@ -182,6 +208,64 @@ func loadConfig(getenv func(string) string) (config, error) {
 		return cfg, fmt.Errorf("config: %s", strings.Join(errs, "; "))
 	}
 	return cfg, nil
+}
+
+// minOpsCost is the least bcrypt cost accepted for an ops login: below
+// bcrypt's default, a leaked configuration is too cheap to guess against.
+const minOpsCost = bcrypt.DefaultCost
+
+// parseOpsUsers reads HS2CC_OPS_USERS, `name:role:hash` entries separated
+// by commas. A bcrypt hash holds neither ':' nor ',', so the format needs no
+// quoting. Every faulty entry is reported, by position and name, never
+// with its hash.
+func parseOpsUsers(s, simpleUser string) ([]handlers.OpsAccount, error) {
+	var out []handlers.OpsAccount
+	var errs []string
+	seen := map[string]bool{}
+	for i, entry := range strings.Split(s, ",") {
+		entry = strings.TrimSpace(entry)
+		if entry == "" {
+			continue
+		}
+		bad := func(format string, args ...any) {
+			errs = append(errs, fmt.Sprintf("entry %d: "+format, append([]any{i + 1}, args...)...))
+		}
+		parts := strings.Split(entry, ":")
+		if len(parts) != 3 {
+			bad("want name:role:bcrypt-hash, got %d fields", len(parts))
+			continue
+		}
+		name, role, hash := strings.TrimSpace(parts[0]), handlers.Role(strings.TrimSpace(parts[1])), strings.TrimSpace(parts[2])
+		switch {
+		case name == "":
+			bad("the name is empty")
+			continue
+		case role != handlers.RoleAdmin && role != handlers.RoleViewer:
+			bad("user %q: role %q, want admin or viewer", name, role)
+			continue
+		case seen[name]:
+			bad("user %q is named twice", name)
+			continue
+		case name == simpleUser:
+			bad("user %q is also HS2CC_OPS_USER", name)
+			continue
+		}
+		seen[name] = true
+		cost, err := bcrypt.Cost([]byte(hash))
+		switch {
+		case err != nil || len(hash) != 60:
+			bad("user %q: the password is not a bcrypt hash ($2a$, $2b$ or $2y$, 60 characters)", name)
+			continue
+		case cost < minOpsCost:
+			bad("user %q: bcrypt cost %d, want at least %d", name, cost, minOpsCost)
+			continue
+		}
+		out = append(out, handlers.OpsAccount{Name: name, Role: role, Hash: []byte(hash)})
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("HS2CC_OPS_USERS: %s", strings.Join(errs, "; "))
+	}
+	return out, nil
 }
 
 func splitList(s string) []string {

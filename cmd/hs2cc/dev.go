@@ -101,7 +101,10 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 		return err
 	}
 	defer d.close()
-	app, closeApp := newHTTPApp(cfg, d, log)
+	// serve and work share one process here, so their metrics share the
+	// one /metrics too.
+	reg := newRegistry()
+	app, closeApp := newHTTPApp(cfg, d, log, reg)
 	defer closeApp()
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
@@ -114,7 +117,7 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	if err := connectThroughBridge(ctx, "http://"+ln.Addr().String(), cfg.OpsUser, cfg.OpsPassword); err != nil {
 		return fmt.Errorf("dev: connect CC sandbox: %w", err)
 	}
-	w, cc, closeWorker, err := newWorker(cfg, d, log)
+	w, cc, closeWorker, err := newWorker(cfg, d, log, reg)
 	if err != nil {
 		return err
 	}
@@ -136,6 +139,7 @@ hs2cc dev is running (MySQL: %s; Redis: %s).
   Webhook URL       %s/webhooks/hubspot   (signed URI base: %s)
   Signing secret    %s
   Asynqmon          %s/ops/queues   user %q, password %q
+  Ops page          %s/ops   (same login; figures as JSON at /ops/status.json)
   Connect CC again  %s/oauth/connect   (same login)
   Health            %s/healthz   %s/readyz
   CC sandbox API    %s/v3   OAuth %s/oauth2/default/v1
@@ -148,7 +152,7 @@ Send 200 signed webhooks:
   go run ./cmd/hs2cc simulate --url %s/webhooks/hubspot --secret '%s' --count 200 --concurrency 8
 
 Press Ctrl-C to stop.
-`, mysqlNote, redisNote, base, cfg.PublicURL, cfg.HubSpotSecrets[0], base, cfg.OpsUser, cfg.OpsPassword, base,
+`, mysqlNote, redisNote, base, cfg.PublicURL, cfg.HubSpotSecrets[0], base, cfg.OpsUser, cfg.OpsPassword, base, base,
 		base, base, ccBase, ccBase, ccBase, ccBase, strings.Join(cfg.Rules.AllLists(), ", "),
 		cfg.PublicURL, cfg.HubSpotSecrets[0])
 

@@ -40,7 +40,10 @@ Commands:
   migrate    apply the database migrations
   connect    connect Constant Contact from a terminal (OAuth consent, then tokens sealed in MySQL)
   status     the CC connection and enrollment counts; exits 1 while CC needs reconnecting
+  quarantine list or replay the webhook requests refused for their signature
   keygen     print a new HS2CC_TOKEN_KEY
+  backfill   queue again every enrollment of a window that is not imported (--since 24h)
+  replay     queue again enrollments of a status (--status failed [--since T] [--list NAME] [--dry-run])
   sandbox    run the Constant Contact sandbox (a faithful in-memory CC)
   dev        the whole bridge in one process on embedded MySQL, Redis and sandbox
   simulate   send signed, realistic HubSpot webhooks and report latency
@@ -63,7 +66,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "keygen":
 		fmt.Fprintln(stdout, store.NewTokenKey())
 		return nil
-	case "serve", "work", "migrate", "connect", "status":
+	case "serve", "work", "migrate", "connect", "status", "quarantine", "backfill", "replay":
 		cfg, err := loadConfig(getenv)
 		if err != nil {
 			return err
@@ -74,10 +77,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return runServe(ctx, cfg, log)
 		case "work":
 			return runWork(ctx, cfg, log)
+		case "backfill":
+			return runBackfill(ctx, cfg, rest, stdout, stderr, time.Now())
+		case "replay":
+			return runReplay(ctx, cfg, rest, stdout, stderr)
 		case "connect":
 			return runConnect(ctx, cfg, rest, stdout, stderr)
 		case "status":
 			return runStatus(ctx, cfg, stdout, time.Now())
+		case "quarantine":
+			return runQuarantine(ctx, cfg, rest, stdout, stderr, log)
 		default:
 			return runMigrate(ctx, cfg, stdout)
 		}

@@ -4,11 +4,14 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/hibiken/asynqmon"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/hs2cc/hs2cc/ccclient"
@@ -72,12 +75,26 @@ func asynqOpt(o *redis.Options) asynq.RedisClientOpt {
 	return asynq.RedisClientOpt{Addr: o.Addr, Username: o.Username, Password: o.Password, DB: o.DB, TLSConfig: o.TLSConfig}
 }
 
-// newHTTPApp builds the HTTP application of `serve`. The returned close func
-// releases the asynq client and Asynqmon's connections.
-func newHTTPApp(cfg config, d *deps, log *slog.Logger) (http.Handler, func()) {
+// newHTTPApp builds the HTTP application of `serve`, whose /metrics serves
+// reg after adding serve's own metrics to it. The returned close func
+// releases the asynq client, the inspector and Asynqmon's connections.
+func newHTTPApp(cfg config, d *deps, log *slog.Logger, reg *prometheus.Registry) (http.Handler, func()) {
 	client := asynq.NewClient(asynqOpt(d.redisOpt))
 	enq := jobs.NewEnqueuer(client)
 	mon := asynqmon.New(asynqmon.Options{RootPath: "/ops/queues", RedisConnOpt: asynqOpt(d.redisOpt)})
+	// Viewers get their own Asynqmon, read-only, on the same path; it holds
+	// Redis connections of its own, so it is made only when someone can
+	// use it.
+	var monRO *asynqmon.HTTPHandler
+	var queuesRO http.Handler
+	if slices.ContainsFunc(cfg.OpsAccounts, func(a handlers.OpsAccount) bool { return a.Role == handlers.RoleViewer }) {
+		monRO = asynqmon.New(asynqmon.Options{RootPath: "/ops/queues", RedisConnOpt: asynqOpt(d.redisOpt), ReadOnly: true})
+		queuesRO = monRO
+	}
+	ins := asynq.NewInspector(asynqOpt(d.redisOpt))
+	limits := store.NewCCLimits(d.rdb, cfg.CCRate, cfg.CCDailyBudget)
+	registerServeMetrics(reg, d.db, limits, ins)
+	webhookMetrics := handlers.NewMetrics(reg)
 	var connector handlers.Connector
 	if cfg.CCRedirectURL != "" {
 		connector = jobs.NewConnector(cfg.oauthConfig(), d.cache, d.tokens(cfg, log))
@@ -91,10 +108,18 @@ func newHTTPApp(cfg config, d *deps, log *slog.Logger) (http.Handler, func()) {
 		Lists:     cfg.Lists,
 		Router:    cfg.Rules,
 		OpsUser:   cfg.OpsUser, OpsPassword: cfg.OpsPassword,
-		Queues:    mon,
-		Connector: connector,
-		BadState:  jobs.ErrBadState,
-		Metrics:   metricsHandler(d.db),
+		OpsAccounts:    cfg.OpsAccounts,
+		Queues:         mon,
+		QueuesReadOnly: queuesRO,
+		Ops:            opsData{d.db},
+		CCBudget:       limits,
+		Quarantine:     d.db,
+		Connector:      connector,
+		BadState:       jobs.ErrBadState,
+		Metrics:        promHandler(reg, ""),
+		MetricsToken:   cfg.MetricsToken,
+		WebhookMetrics: webhookMetrics,
+		QuarantineCap:  cfg.QuarantineCap,
 		Ready: []handlers.Check{
 			{Name: "mysql", Fn: d.db.Ping},
 			{Name: "redis", Fn: d.cache.Ping},
@@ -105,6 +130,10 @@ func newHTTPApp(cfg config, d *deps, log *slog.Logger) (http.Handler, func()) {
 	}, d.db, enq)
 	return app, func() {
 		mon.Close()
+		if monRO != nil {
+			monRO.Close()
+		}
+		ins.Close()
 		client.Close()
 	}
 }
@@ -125,10 +154,14 @@ func runServe(ctx context.Context, cfg config, log *slog.Logger) error {
 	if len(cfg.HubSpotSecrets) == 0 {
 		log.Warn("HS2CC_HUBSPOT_CLIENT_SECRET is not set: every webhook will be answered 503 until it is")
 	}
-	app, closeApp := newHTTPApp(cfg, d, log)
+	app, closeApp := newHTTPApp(cfg, d, log, newRegistry())
 	defer closeApp()
 	return serveHTTP(ctx, cfg.Addr, app, log)
 }
+
+// httpDrain is how long serveHTTP gives in-flight requests after ctx ends;
+// fly.toml's kill_timeout must exceed it (deploy_test.go checks).
+const httpDrain = 10 * time.Second
 
 // serveHTTP listens until ctx ends, then gives in-flight requests time to
 // finish; the budget fits inside fly.toml's kill_timeout.
@@ -149,7 +182,7 @@ func serveHTTP(ctx context.Context, addr string, h http.Handler, log *slog.Logge
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	sctx, cancel := context.WithTimeout(context.Background(), httpDrain)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
 		return fmt.Errorf("serve: shutdown: %w", err)
@@ -158,18 +191,21 @@ func serveHTTP(ctx context.Context, addr string, h http.Handler, log *slog.Logge
 	return nil
 }
 
-// newWorker builds the `work` process's worker. The returned close func
-// releases the worker's own asynq client once the worker has shut down.
-func newWorker(cfg config, d *deps, log *slog.Logger) (*jobs.Worker, *ccclient.Client, func(), error) {
+// newWorker builds the `work` process's worker, whose metrics go to reg.
+// The returned close func releases the worker's own asynq client once the
+// worker has shut down.
+func newWorker(cfg config, d *deps, log *slog.Logger, reg prometheus.Registerer) (*jobs.Worker, *ccclient.Client, func(), error) {
 	tokens := d.tokens(cfg, log)
 	limits := store.NewCCLimits(d.rdb, cfg.CCRate, cfg.CCDailyBudget)
-	cc, err := ccclient.New(cfg.CCAPIURL, tokens, ccclient.WithUserAgent("hs2cc"), ccclient.WithLimiter(limits))
+	wm := newWorkerMetrics(reg, d.db.SQL(), log)
+	cc, err := ccclient.New(cfg.CCAPIURL, tokens, ccclient.WithUserAgent("hs2cc"), ccclient.WithLimiter(limits),
+		ccclient.WithObserver(wm.observeCC))
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	client := asynq.NewClient(asynqOpt(d.redisOpt))
 	w := jobs.NewWorker(asynqOpt(d.redisOpt), cfg.Worker, d.db, cc, jobs.NewEnqueuer(client), tokens, log,
-		jobs.WithBudget(limits), jobs.WithMapper(cfg.Rules))
+		jobs.WithBudget(limits), jobs.WithMapper(cfg.Rules), jobs.WithMetrics(wm))
 	return w, cc, func() { client.Close() }, nil
 }
 
@@ -186,7 +222,8 @@ func runWork(ctx context.Context, cfg config, log *slog.Logger) error {
 		return err
 	}
 	defer d.close()
-	w, cc, closeWorker, err := newWorker(cfg, d, log)
+	reg := newRegistry()
+	w, cc, closeWorker, err := newWorker(cfg, d, log, reg)
 	if err != nil {
 		return err
 	}
@@ -194,14 +231,34 @@ func runWork(ctx context.Context, cfg config, log *slog.Logger) error {
 	if err := checkLists(ctx, cc, cfg.Rules, cfg.Rules.CreateMissing(), log); err != nil {
 		return err
 	}
+	// work has no HTTP server of its own; its counters are served by a
+	// listener of their own when HS2CC_METRICS_ADDR asks for one. It
+	// listens before the worker starts, so that a taken port stops work
+	// at once rather than leaving it running unobserved.
+	errc := make(chan error, 1)
+	if cfg.MetricsAddr != "" {
+		ln, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("work: metrics listener: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", promHandler(reg, cfg.MetricsToken))
+		go func() { errc <- serveListener(ctx, ln, mux, log) }()
+		log.Info("serving metrics", "addr", ln.Addr().String())
+	}
 	if err := w.Start(); err != nil {
 		return err
 	}
 	log.Info("worker started", "concurrency", cfg.Worker.Concurrency)
-	<-ctx.Done()
+	var result error
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		result = fmt.Errorf("work: metrics listener: %w", err)
+	}
 	w.Shutdown()
 	log.Info("worker stopped")
-	return nil
+	return result
 }
 
 // runMigrate applies pending migrations.
