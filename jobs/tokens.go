@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/hs2cc/hs2cc/ccclient"
@@ -49,12 +50,18 @@ type Tokens struct {
 	log    *slog.Logger
 	margin time.Duration // refresh when the token expires within this
 	now    func() time.Time
+
+	// dead holds access tokens CC answered 401 to, so that this process
+	// never hands one out again, even when another process re-caches it
+	// from MySQL before the refreshed pair is saved.
+	mu   sync.Mutex
+	dead map[string]time.Time
 }
 
 // NewTokens builds the shared token source. margin is how long before expiry
 // a token counts as due for refresh.
 func NewTokens(st TokenStore, cache TokenCache, oauth Refresher, log *slog.Logger, margin time.Duration) *Tokens {
-	return &Tokens{store: st, cache: cache, oauth: oauth, log: log, margin: margin, now: time.Now}
+	return &Tokens{store: st, cache: cache, oauth: oauth, log: log, margin: margin, now: time.Now, dead: map[string]time.Time{}}
 }
 
 const refreshLock = "cc-token-refresh"
@@ -72,7 +79,10 @@ var errRefreshBusy = errors.New("jobs: another process is refreshing the CC toke
 // Token returns a usable access token.
 func (t *Tokens) Token(ctx context.Context) (string, error) {
 	if tok, err := t.cache.AccessToken(ctx); err == nil && tok != "" {
-		return tok, nil
+		if !t.isDead(tok) {
+			return tok, nil
+		}
+		_ = t.cache.DropAccessToken(ctx, tok)
 	}
 	stored, err := t.load(ctx)
 	if err != nil {
@@ -88,11 +98,38 @@ func (t *Tokens) Token(ctx context.Context) (string, error) {
 // Invalidate is called after CC answered 401 to token: the next Token call
 // refreshes unless another process already has.
 func (t *Tokens) Invalidate(ctx context.Context, token string) error {
+	t.markDead(token)
 	if err := t.cache.DropAccessToken(ctx, token); err != nil {
 		return err
 	}
-	_, err := t.refresh(ctx, token)
+	tok, err := t.refresh(ctx, token)
+	if err == nil && tok != "" {
+		// Put the good token in the cache now: a caller elsewhere may have
+		// cached the dead one from MySQL while the refresh ran.
+		if cached, cerr := t.cache.AccessToken(ctx); cerr == nil && cached == token {
+			_ = t.cache.DropAccessToken(ctx, token)
+		}
+	}
 	return err
+}
+
+func (t *Tokens) markDead(token string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.now()
+	for k, at := range t.dead {
+		if now.Sub(at) > time.Hour {
+			delete(t.dead, k)
+		}
+	}
+	t.dead[token] = now
+}
+
+func (t *Tokens) isDead(token string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	_, ok := t.dead[token]
+	return ok
 }
 
 // RefreshIfDue refreshes the token when it expires within the margin; the
@@ -146,7 +183,7 @@ func (t *Tokens) Connect(ctx context.Context, tok *ccclient.Token) error {
 }
 
 func (t *Tokens) fresh(tok *store.Token) bool {
-	return tok.AccessToken != "" && tok.ExpiresAt.Sub(t.now()) > t.margin
+	return tok.AccessToken != "" && tok.ExpiresAt.Sub(t.now()) > t.margin && !t.isDead(tok.AccessToken)
 }
 
 func (t *Tokens) cacheToken(ctx context.Context, tok *store.Token) {
