@@ -30,6 +30,11 @@ type simOptions struct {
 	// SignURL is the URL HubSpot would have called, when it differs from
 	// URL (a proxy in front of the bridge); URL is signed when empty.
 	SignURL string
+	// Rate, when above zero, makes the run open-loop: request i is due at
+	// start + i/Rate whatever the answers do, and its latency counts from
+	// that due time, so a stall shows as latency instead of hiding as a
+	// lower send rate. Concurrency then bounds the requests in flight.
+	Rate float64
 }
 
 // simResult counts the answers and keeps every latency.
@@ -51,6 +56,8 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.Int64Var(&o.FirstID, "first-id", time.Now().UnixMilli()%1_000_000_000*10, "object id of the first contact (default: from the clock, so runs do not collide)")
 	fs.Int64Var(&o.PortalID, "portal-id", 62515, "HubSpot portal id")
 	fs.StringVar(&o.SignURL, "sign-url", "", "URL to sign when HubSpot's URL differs from --url (a proxy in between)")
+	fs.Float64Var(&o.Rate, "rate", 0, "open loop: send this many requests a second, latency measured from each one's due time (0: closed loop)")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
@@ -61,7 +68,13 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	printSim(stdout, o, res)
+	if *asJSON {
+		if err := json.NewEncoder(stdout).Encode(summarize(o, res)); err != nil {
+			return err
+		}
+	} else {
+		printSim(stdout, o, res)
+	}
 	if res.Failed > 0 || res.Rejected > 0 {
 		return fmt.Errorf("simulate: %d rejected, %d failed", res.Rejected, res.Failed)
 	}
@@ -73,7 +86,10 @@ func simulate(ctx context.Context, o simOptions) (simResult, error) {
 	if o.Concurrency < 1 {
 		o.Concurrency = 1
 	}
-	type job struct{ i int }
+	type job struct {
+		i   int
+		due time.Time // open loop: when the request should have gone out
+	}
 	jobs := make(chan job)
 	var mu sync.Mutex
 	var res simResult
@@ -87,6 +103,9 @@ func simulate(ctx context.Context, o simOptions) (simResult, error) {
 			for j := range jobs {
 				body := contactBody(o.PortalID, o.FirstID+int64(j.i), j.i)
 				t0 := time.Now()
+				if !j.due.IsZero() {
+					t0 = j.due
+				}
 				status, err := sendSigned(ctx, client, o.URL, o.SignURL, o.Secret, body)
 				lat := time.Since(t0)
 				mu.Lock()
@@ -105,9 +124,22 @@ func simulate(ctx context.Context, o simOptions) (simResult, error) {
 			}
 		}()
 	}
+	n := 0 // requests scheduled so far, for the open-loop clock
 	send := func(i int) bool {
+		j := job{i: i}
+		if o.Rate > 0 {
+			j.due = start.Add(time.Duration(float64(n) / o.Rate * float64(time.Second)))
+			n++
+			if wait := time.Until(j.due); wait > 0 {
+				select {
+				case <-time.After(wait):
+				case <-ctx.Done():
+					return false
+				}
+			}
+		}
 		select {
-		case jobs <- job{i}:
+		case jobs <- j:
 			return true
 		case <-ctx.Done():
 			return false
@@ -188,6 +220,43 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 	}
 	i := int(float64(len(sorted)-1) * p)
 	return sorted[i]
+}
+
+// simSummary is the --json form of a run: what benchmarks record.
+type simSummary struct {
+	Mode        string  `json:"mode"` // closed or open
+	Rate        float64 `json:"rate,omitempty"`
+	Concurrency int     `json:"concurrency"`
+	Requests    int     `json:"requests"`
+	Accepted    int     `json:"accepted"`
+	Duplicates  int     `json:"duplicates"`
+	Rejected    int     `json:"rejected"`
+	Failed      int     `json:"failed"`
+	ElapsedS    float64 `json:"elapsed_s"`
+	Throughput  float64 `json:"throughput_per_s"`
+	P50Ms       float64 `json:"p50_ms"`
+	P95Ms       float64 `json:"p95_ms"`
+	P99Ms       float64 `json:"p99_ms"`
+	MaxMs       float64 `json:"max_ms"`
+}
+
+func summarize(o simOptions, r simResult) simSummary {
+	lat := append([]time.Duration(nil), r.Latencies...)
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	s := simSummary{Mode: "closed", Rate: o.Rate, Concurrency: o.Concurrency, Requests: len(lat),
+		Accepted: r.Accepted, Duplicates: r.Duplicates, Rejected: r.Rejected, Failed: r.Failed,
+		ElapsedS: r.Elapsed.Seconds()}
+	if o.Rate > 0 {
+		s.Mode = "open"
+	}
+	if r.Elapsed > 0 {
+		s.Throughput = float64(len(lat)) / r.Elapsed.Seconds()
+	}
+	if len(lat) > 0 {
+		s.P50Ms, s.P95Ms, s.P99Ms, s.MaxMs = ms(percentile(lat, 0.50)), ms(percentile(lat, 0.95)), ms(percentile(lat, 0.99)), ms(lat[len(lat)-1])
+	}
+	return s
 }
 
 func printSim(w io.Writer, o simOptions, r simResult) {
