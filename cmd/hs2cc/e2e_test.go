@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -43,6 +44,17 @@ func freeAddr(t *testing.T) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// onList counts the sandbox contacts that are on the named list.
+func onList(contacts []ccsandbox.SandboxContact, list string) int {
+	n := 0
+	for _, c := range contacts {
+		if slices.Contains(c.ListNames, list) {
+			n++
+		}
+	}
+	return n
 }
 
 func waitFor(t *testing.T, what string, timeout time.Duration, ok func() bool) {
@@ -139,18 +151,7 @@ func TestEndToEnd(t *testing.T) {
 			res.Accepted, res.Duplicates, res.Rejected, res.Failed)
 	}
 
-	onList := func() int {
-		n := 0
-		for _, c := range sb.Contacts() {
-			for _, l := range c.ListNames {
-				if l == "New Agents" {
-					n++
-				}
-			}
-		}
-		return n
-	}
-	waitFor(t, "1,000 contacts on the sandbox list", 90*time.Second, func() bool { return onList() >= 1000 })
+	waitFor(t, "1,000 contacts on the sandbox list", 90*time.Second, func() bool { return onList(sb.Contacts(), "New Agents") >= 1000 })
 
 	contacts := sb.Contacts()
 	seen := map[string]bool{}

@@ -181,18 +181,7 @@ func TestFourWorkersShareRotatingTokens(t *testing.T) {
 	t.Logf("flushed Redis after %d imports", sb.Stats().Imports)
 	send(7_100_000, 2500)
 
-	onList := func() int {
-		n := 0
-		for _, c := range sb.Contacts() {
-			for _, l := range c.ListNames {
-				if l == "New Agents" {
-					n++
-				}
-			}
-		}
-		return n
-	}
-	waitFor(t, "5,000 contacts on the sandbox list", 3*time.Minute, func() bool { return onList() >= 5000 })
+	waitFor(t, "5,000 contacts on the sandbox list", 3*time.Minute, func() bool { return onList(sb.Contacts(), "New Agents") >= 5000 })
 	db, err := store.Open(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)
