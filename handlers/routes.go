@@ -141,7 +141,7 @@ func New(cfg Config, st Store, enq Enqueuer) *echo.Echo {
 	}
 	switch {
 	case opsAuth == nil:
-		cfg.Logger.Warn("ops pages are disabled: set HS2CC_OPS_USER and HS2CC_OPS_PASSWORD, or HS2CC_OPS_USERS, to serve /ops and /oauth/connect")
+		cfg.Logger.Warn("ops pages are disabled: set HS2CC_OPS_USER and HS2CC_OPS_PASSWORD, or HS2CC_OPS_USERS, to serve /ops, /oauth/connect and /debug/pprof")
 	case cfg.Queues == nil && cfg.Ops == nil:
 		cfg.Logger.Warn("ops pages are disabled: no queue UI and no ops figures are configured")
 	default:
@@ -161,6 +161,12 @@ func New(cfg Config, st Store, enq Enqueuer) *echo.Echo {
 		} else {
 			cfg.Logger.Warn("/ops/queues is not served: no queue UI is configured")
 		}
+	}
+
+	// The profiles need only the login: they are for debugging this process,
+	// whatever else ops is configured to show.
+	if opsAuth != nil {
+		registerPprof(e, opsAuth)
 	}
 
 	// The callback is served only alongside /oauth/connect: the states it
@@ -184,6 +190,10 @@ func New(cfg Config, st Store, enq Enqueuer) *echo.Echo {
 func requestLog(log *slog.Logger) echo.MiddlewareFunc {
 	return middleware.RequestLoggerWithConfig(middleware.RequestLoggerConfig{
 		LogStatus: true, LogURIPath: true, LogMethod: true, LogLatency: true, LogRequestID: true,
+		// The error handler must run before the line is written: a handler
+		// that returns an error has written nothing yet, and the line would
+		// otherwise say 200 for every 401, 404 or 503 it answered.
+		HandleError: true,
 		Skipper: func(c echo.Context) bool {
 			p := c.Request().URL.Path
 			// Probes and scrapes come every few seconds and would drown

@@ -3,6 +3,7 @@ package handlers_test
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -235,6 +236,51 @@ func TestOpsQueues(t *testing.T) {
 				wantError(t, r, http.StatusNotFound, handlers.CodeNotFound)
 				r = get(t, a, path, opsUser, "")
 				wantError(t, r, http.StatusNotFound, handlers.CodeNotFound)
+			}
+		})
+	}
+}
+
+// The request log names the status the client got, also when a handler
+// answered by returning an error.
+func TestRequestLogStatus(t *testing.T) {
+	var logs strings.Builder
+	log := slog.New(slog.NewJSONHandler(&logs, nil))
+	e := handlers.New(handlers.Config{Logger: log, OpsAccounts: accounts(t)}, nil, nil)
+	cases := []struct {
+		method, path string
+		status       int
+	}{
+		{http.MethodGet, "/nope", http.StatusNotFound},
+		{http.MethodGet, "/debug/pprof/", http.StatusUnauthorized},
+		{http.MethodGet, "/webhooks/hubspot", http.StatusMethodNotAllowed},
+		{http.MethodGet, "/debug/pprof/heap", http.StatusUnauthorized},
+		// requireAdmin answers a viewer by returning its error.
+		{http.MethodGet, "/debug/pprof/heap", http.StatusForbidden},
+	}
+	for _, tc := range cases {
+		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
+			logs.Reset()
+			rec := httptest.NewRecorder()
+			req := httptest.NewRequest(tc.method, tc.path, nil)
+			if tc.status == http.StatusForbidden {
+				req.SetBasicAuth(viewerName, viewerPass)
+			}
+			e.ServeHTTP(rec, req)
+			if rec.Code != tc.status {
+				t.Fatalf("answered %d, want %d", rec.Code, tc.status)
+			}
+			var line struct {
+				Msg    string `json:"msg"`
+				Status int    `json:"status"`
+			}
+			for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+				if err := json.Unmarshal([]byte(l), &line); err == nil && line.Msg == "http request" {
+					break
+				}
+			}
+			if line.Msg != "http request" || line.Status != tc.status {
+				t.Errorf("logged %+v, want status %d; log:\n%s", line, tc.status, logs.String())
 			}
 		})
 	}
