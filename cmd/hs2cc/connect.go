@@ -3,7 +3,9 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
 	"crypto/subtle"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -207,4 +209,30 @@ func readPasted(r io.Reader, results chan<- callback) {
 			return
 		}
 	}
+}
+// connectThroughBridge opens /oauth/connect as ops would in a browser and
+// follows the redirects: to the sandbox's consent page, which approves at
+// once, and back to /oauth/callback, which stores the tokens.
+func connectThroughBridge(ctx context.Context, base, user, password string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/oauth/connect", nil)
+	if err != nil {
+		return err
+	}
+	req.SetBasicAuth(user, password)
+	resp, err := (&http.Client{Timeout: 15 * time.Second}).Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Request.URL.Path != "/oauth/callback" {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("ended at %s with %d: %s", resp.Request.URL.Path, resp.StatusCode, body)
+	}
+	return nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }

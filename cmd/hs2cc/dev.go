@@ -1,16 +1,19 @@
+//go:build !nodev
+
+// The embedded dev stack (go-mysql-server, whose ICU regexp package
+// compiles a WebAssembly module at init) costs every process that links it
+// about 250 ms and 60 MB before main runs, so production images are built
+// with -tags nodev and leave it out; see dev_nodev.go.
+
 package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"flag"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"strings"
-	"time"
 
 	"github.com/hs2cc/hs2cc/ccclient/ccsandbox"
 	"github.com/hs2cc/hs2cc/cmd/hs2cc/devstack"
@@ -162,31 +165,4 @@ Press Ctrl-C to stop.
 	case err := <-errc:
 		return err
 	}
-}
-
-// connectThroughBridge opens /oauth/connect as ops would in a browser and
-// follows the redirects: to the sandbox's consent page, which approves at
-// once, and back to /oauth/callback, which stores the tokens.
-func connectThroughBridge(ctx context.Context, base, user, password string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/oauth/connect", nil)
-	if err != nil {
-		return err
-	}
-	req.SetBasicAuth(user, password)
-	resp, err := (&http.Client{Timeout: 15 * time.Second}).Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || resp.Request.URL.Path != "/oauth/callback" {
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return fmt.Errorf("ended at %s with %d: %s", resp.Request.URL.Path, resp.StatusCode, body)
-	}
-	return nil
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
