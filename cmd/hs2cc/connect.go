@@ -210,6 +210,7 @@ func readPasted(r io.Reader, results chan<- callback) {
 		}
 	}
 }
+
 // connectThroughBridge opens /oauth/connect as ops would in a browser and
 // follows the redirects: to the sandbox's consent page, which approves at
 // once, and back to /oauth/callback, which stores the tokens.
