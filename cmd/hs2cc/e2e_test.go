@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -177,6 +178,26 @@ func TestEndToEnd(t *testing.T) {
 		counts, err := db.CountEnrollments(ctx)
 		return err == nil && counts[store.StatusImported] == 1000
 	})
+
+	// The benchmark's in-process path and its wait for the sandbox: 200
+	// more contacts stored without HTTP, imported by the running worker.
+	var simOut syncBuffer
+	args := []string{"simulate", "--in-process", "--count", "200", "--concurrency", "4", "--first-id", "6000000",
+		"--cc-sandbox", cc.URL, "--until-imported", "--wait", "60s", "--json"}
+	if err := run(ctx, args, getenv, &simOut, &simOut); err != nil {
+		t.Fatalf("simulate --in-process: %v\n%s", err, simOut.String())
+	}
+	var sum simSummary
+	if err := json.Unmarshal([]byte(simOut.String()), &sum); err != nil {
+		t.Fatalf("simulate --json printed %q: %v", simOut.String(), err)
+	}
+	if sum.Accepted != 200 || sum.Listed == nil || sum.Listed.ImportRows < 200 || sum.Listed.ImportCalls < 1 ||
+		sum.Listed.AfterLastAckS <= 0 || sum.Listed.WallS < sum.Listed.AfterLastAckS {
+		t.Errorf("in-process run: %+v, listed %+v", sum, sum.Listed)
+	}
+	if n := onList(sb.Contacts(), "New Agents"); n != 1200 {
+		t.Errorf("%d contacts on the list after the in-process run, want 1200", n)
+	}
 
 	cancel()
 	for i := 0; i < 2; i++ {

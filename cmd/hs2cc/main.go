@@ -95,7 +95,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "dev":
 		return runDev(ctx, rest, getenv, stdout, stderr)
 	case "simulate":
-		return runSimulate(ctx, rest, stdout, stderr)
+		return runSimulate(ctx, rest, getenv, stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "hs2cc: unknown command %q\n\n%s", cmd, usage)
 	return errUsage

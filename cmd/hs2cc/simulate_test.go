@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hs2cc/hs2cc/hubspot"
 )
 
 // TestSimulateModes: closed loop sends as fast as answers come back; open
@@ -66,5 +70,61 @@ func TestSimulateModes(t *testing.T) {
 	var s simSummary
 	if err := json.Unmarshal(out.Bytes(), &s); err != nil || s.Mode != "open" || s.Requests != 5 || s.P99Ms <= 0 {
 		t.Errorf("--json printed %q (%v)", out.String(), err)
+	}
+}
+
+// Several URLs share the load evenly, each worker keeping its own
+// connection to each, and every request arrives signed for its own URL.
+func TestSimulateSeveralURLs(t *testing.T) {
+	var counts [2]atomic.Int64
+	var badSig atomic.Int64
+	servers := make([]*httptest.Server, 2)
+	for i := range servers {
+		servers[i] = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			body, _ := io.ReadAll(r.Body)
+			v := &hubspot.Verifier{Secrets: []string{"s"}}
+			if _, err := v.Verify(hubspot.Request{Method: r.Method, URI: "http://" + r.Host + r.RequestURI, Body: body, Header: r.Header}); err != nil {
+				badSig.Add(1)
+			}
+			counts[i].Add(1)
+			w.WriteHeader(http.StatusAccepted)
+		}))
+		defer servers[i].Close()
+	}
+	o := simOptions{URLs: []string{servers[0].URL + "/webhooks/hubspot", servers[1].URL + "/webhooks/hubspot"},
+		Secret: "s", Count: 40, Concurrency: 3, FirstID: 1, PortalID: 1}
+	res, err := simulate(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Accepted != 40 || counts[0].Load() != 20 || counts[1].Load() != 20 || badSig.Load() != 0 {
+		t.Errorf("accepted %d, per server %d and %d, bad signatures %d; want 40, 20, 20, 0",
+			res.Accepted, counts[0].Load(), counts[1].Load(), badSig.Load())
+	}
+}
+
+// A server that closes each connection after answering, or breaks one
+// mid-request, costs the run that request only: the next one dials again.
+func TestSimulateReconnects(t *testing.T) {
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch n.Add(1) {
+		case 3:
+			// Hang up without an answer.
+			conn, _, _ := w.(http.Hijacker).Hijack()
+			conn.Close()
+			return
+		case 5:
+			w.Header().Set("Connection", "close")
+		}
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	defer srv.Close()
+	res, err := simulate(context.Background(), simOptions{URL: srv.URL, Secret: "s", Count: 10, Concurrency: 1, FirstID: 1, PortalID: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Accepted != 9 || res.Failed != 1 {
+		t.Errorf("accepted %d, failed %d; want 9 and 1", res.Accepted, res.Failed)
 	}
 }
