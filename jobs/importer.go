@@ -41,7 +41,7 @@ type Budget interface {
 // Store is the part of the store the worker uses.
 type Store interface {
 	ClaimImport(ctx context.Context, taskID, listKey string, ids []int64) (*store.Import, error)
-	ImportRows(ctx context.Context, importID int64) ([]*store.Enrollment, error)
+	EachImportRow(ctx context.Context, importID int64, fn func(*store.Enrollment) error) error
 	SubmitImport(ctx context.Context, importID int64, lists, listIDs []string, activityID, state string) error
 	RejectRows(ctx context.Context, importID int64, reasons map[int64]string) error
 	RecordActivity(ctx context.Context, importID int64, a store.ActivityResult, clean bool, reason string) error
@@ -151,27 +151,35 @@ func (im *Importer) importBatch(ctx context.Context, group string, ids []int64) 
 func (im *Importer) submit(ctx context.Context, imp *store.Import) error {
 	// Take along every row already waiting for the same lists, up to one
 	// import's worth: however asynq grouped the tasks, one call carries it.
-	if _, err := im.store.ExtendImport(ctx, imp.ID, im.maxContacts); err != nil {
-		return err
-	}
-	rows, err := im.store.ImportRows(ctx, imp.ID)
+	added, err := im.store.ExtendImport(ctx, imp.ID, im.maxContacts)
 	if err != nil {
 		return err
 	}
-	if len(rows) == 0 {
+	// The rows are mapped as they are read, in the same pass that finds
+	// what budgetHold needs, so that the import's rows (each with every
+	// HubSpot property of its contact) are never all in memory at once. A
+	// separate query for the hold would save mapping an import that then
+	// waits, but holds come only when the day's budget runs low, while the
+	// query would cost every import a round trip and, as rows change under
+	// the claim between the two reads, could disagree with what is mapped.
+	set, err := im.contactsFor(ctx, imp.ID, imp.ContactCount+added)
+	if err != nil {
+		return err
+	}
+	if set.rows == 0 {
 		// Nothing is left under this claim; settle the import so that the
 		// sweep does not keep resuming it.
 		return im.store.FailImport(ctx, imp.ID, "no rows left under the claim")
 	}
-	lists := rows[0].Lists
+	lists := set.lists
 	listIDs, err := im.resolveLists(ctx, lists)
 	if err != nil {
 		return err
 	}
-	if wait := im.budgetHold(ctx, rows); wait > 0 {
+	if wait := im.budgetHold(ctx, set.rows, set.oldest); wait > 0 {
 		return &waitError{after: wait, reason: "today's CC budget is low; letting the import grow"}
 	}
-	contacts, owners, rejected := im.contactsFor(rows)
+	contacts, owners, rejected := set.contacts, set.owners, set.rejected
 	if err := im.store.RejectRows(ctx, imp.ID, rejected); err != nil {
 		return err
 	}
@@ -187,7 +195,7 @@ func (im *Importer) submit(ctx context.Context, imp *store.Import) error {
 	// over CC's own limit, which fails the row visibly.
 	keep := max(fitImport(contacts, listIDs, im.maxBytes, im.maxContacts), 1)
 	if keep < len(contacts) {
-		if err := im.release(ctx, imp, rows[0].Lists, owners[keep:]); err != nil {
+		if err := im.release(ctx, imp, lists, owners[keep:]); err != nil {
 			return err
 		}
 		contacts = contacts[:keep]
@@ -205,21 +213,16 @@ func (im *Importer) submit(ctx context.Context, imp *store.Import) error {
 	return im.enq.enqueueActivityPoll(ctx, imp.ID, im.pollInterval)
 }
 
-// budgetHold says how long a not yet full import should wait for more rows
-// because today's CC budget is running low, or 0 to send it now.
-func (im *Importer) budgetHold(ctx context.Context, rows []*store.Enrollment) time.Duration {
-	if im.budget == nil || len(rows) >= im.maxContacts {
+// budgetHold says how long a not yet full import of rows rows, the oldest
+// received at oldest, should wait for more rows because today's CC budget
+// is running low, or 0 to send it now.
+func (im *Importer) budgetHold(ctx context.Context, rows int, oldest time.Time) time.Duration {
+	if im.budget == nil || rows >= im.maxContacts {
 		return 0
 	}
 	remaining, err := im.budget.Remaining(ctx)
 	if err != nil || remaining*10 >= im.budget.Budget() {
 		return 0
-	}
-	oldest := rows[0].ReceivedAt
-	for _, r := range rows {
-		if r.ReceivedAt.Before(oldest) {
-			oldest = r.ReceivedAt
-		}
 	}
 	left := lowBudgetMaxAge - im.now().Sub(oldest)
 	if left <= 0 {
@@ -262,50 +265,86 @@ func fitImport(contacts []ccclient.ImportContact, listIDs []string, maxBytes, ma
 	return len(contacts)
 }
 
-// contactsFor maps enrollment rows to CC import contacts, with the rows
-// behind each contact. A row CC would refuse is rejected with its reason
-// instead of sent, since CC refuses a whole import for one bad contact;
-// nothing is cut short. The same email twice keeps the newest row's data
-// (rows come oldest first), since CC upserts by lower-cased email and the
-// last one would win there anyway; both rows share the contact's outcome.
-func (im *Importer) contactsFor(rows []*store.Enrollment) ([]ccclient.ImportContact, [][]int64, map[int64]string) {
-	index := make(map[string]int, len(rows))
-	out := make([]ccclient.ImportContact, 0, len(rows))
-	owners := make([][]int64, 0, len(rows))
-	source := make([]*store.Enrollment, 0, len(rows)) // the row whose data each contact carries
-	rejected := map[int64]string{}
-	for _, r := range rows {
+// contactSet is what an import keeps of its rows once they are mapped:
+// the contacts and the ids of the rows behind each, never the rows
+// themselves, whose properties can be a hundred times the contact's size.
+type contactSet struct {
+	lists    []string  // the first row's; every row of an import shares its list set
+	rows     int       // rows read, rejected ones included
+	oldest   time.Time // when the oldest row arrived
+	contacts []ccclient.ImportContact
+	owners   [][]int64        // the rows behind each contact
+	rejected map[int64]string // row id → why CC cannot take it
+}
+
+// rowAge is what newerRow compares of the row whose data a contact carries.
+type rowAge struct {
+	receivedAt time.Time
+	id         int64
+}
+
+// contactsFor streams an import's rows and maps each to a CC import
+// contact as it arrives; sizeHint (the import's row count, as far as it is
+// known) only presizes the result. A row CC would refuse is rejected with
+// its reason instead of sent, since CC refuses a whole import for one bad
+// contact; nothing is cut short. The same email twice keeps the newest
+// row's data, since CC upserts by lower-cased email and the last one would
+// win there anyway; both rows share the contact's outcome.
+func (im *Importer) contactsFor(ctx context.Context, importID int64, sizeHint int) (*contactSet, error) {
+	sizeHint = min(max(sizeHint, 0), max(im.maxContacts, 0))
+	set := &contactSet{
+		contacts: make([]ccclient.ImportContact, 0, sizeHint),
+		owners:   make([][]int64, 0, sizeHint),
+		rejected: map[int64]string{},
+	}
+	// index and source only serve the dedupe, so they live as long as the
+	// scan and are garbage before the body is encoded.
+	index := make(map[string]int, sizeHint)
+	source := make([]rowAge, 0, sizeHint) // of the row whose data each contact carries
+	err := im.store.EachImportRow(ctx, importID, func(r *store.Enrollment) error {
+		if set.rows == 0 {
+			set.lists = r.Lists
+		}
+		if set.rows == 0 || r.ReceivedAt.Before(set.oldest) {
+			set.oldest = r.ReceivedAt
+		}
+		set.rows++
 		c, reason := im.contact(r)
 		if reason != "" {
-			rejected[r.ID] = reason
-			continue
+			set.rejected[r.ID] = reason
+			return nil
 		}
+		age := rowAge{receivedAt: r.ReceivedAt, id: r.ID}
 		key := strings.ToLower(c.Email)
 		if i, ok := index[key]; ok {
 			// Rows come in claim order, which is not their age once
 			// ExtendImport has added older rows after the claimed ones, so
 			// the newer row is chosen by when it arrived.
-			if newerRow(r, source[i]) {
-				out[i], source[i] = c, r
+			if newerRow(age, source[i]) {
+				set.contacts[i], source[i] = c, age
 			}
-			owners[i] = append(owners[i], r.ID)
-			continue
+			set.owners[i] = append(set.owners[i], r.ID)
+			return nil
 		}
-		index[key] = len(out)
-		out = append(out, c)
-		owners = append(owners, []int64{r.ID})
-		source = append(source, r)
+		index[key] = len(set.contacts)
+		set.contacts = append(set.contacts, c)
+		set.owners = append(set.owners, []int64{r.ID})
+		source = append(source, age)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	return out, owners, rejected
+	return set, nil
 }
 
 // newerRow reports whether a arrived after b; ids break ties, since they
 // grow with arrival too.
-func newerRow(a, b *store.Enrollment) bool {
-	if !a.ReceivedAt.Equal(b.ReceivedAt) {
-		return a.ReceivedAt.After(b.ReceivedAt)
+func newerRow(a, b rowAge) bool {
+	if !a.receivedAt.Equal(b.receivedAt) {
+		return a.receivedAt.After(b.receivedAt)
 	}
-	return a.ID > b.ID
+	return a.id > b.id
 }
 
 func (im *Importer) contact(r *store.Enrollment) (ccclient.ImportContact, string) {
@@ -452,17 +491,19 @@ func (im *Importer) rejectUnsubscribed(ctx context.Context, imp *store.Import, a
 	if err != nil {
 		return false, err
 	}
-	rows, err := im.store.ImportRows(ctx, imp.ID)
-	if err != nil {
-		return false, err
-	}
 	rejected := map[int64]string{}
 	contacts := map[string]bool{}
-	for _, r := range rows {
+	// Only each row's id and email matter here, so the rows are streamed
+	// rather than all held with their properties.
+	err = im.store.EachImportRow(ctx, imp.ID, func(r *store.Enrollment) error {
 		if key := strings.ToLower(r.Email); unsub[key] {
 			rejected[r.ID] = "the contact is unsubscribed in Constant Contact, which does not add unsubscribed contacts to lists"
 			contacts[key] = true
 		}
+		return nil
+	})
+	if err != nil {
+		return false, err
 	}
 	if err := im.store.RejectRows(ctx, imp.ID, rejected); err != nil {
 		return false, err

@@ -4,11 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+	"weak"
 
 	"github.com/hibiken/asynq"
 
@@ -120,6 +123,22 @@ func TestMalformedPayloadsSkipRetry(t *testing.T) {
 	}
 }
 
+// rowsStore is a Store whose one import holds rows; it hands them out as
+// EachImportRow does and has no other method.
+type rowsStore struct {
+	Store
+	rows func() []*store.Enrollment
+}
+
+func (s rowsStore) EachImportRow(_ context.Context, _ int64, fn func(*store.Enrollment) error) error {
+	for _, r := range s.rows() {
+		if err := fn(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func TestContactsFor(t *testing.T) {
 	row := func(id int64, email, first string) *store.Enrollment {
 		return &store.Enrollment{ID: id, Email: email, FirstName: first, LastName: "Lee", Country: "United States"}
@@ -157,7 +176,39 @@ func TestContactsFor(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, _, rejected := (&Importer{}).contactsFor(tc.rows)
+			im := &Importer{store: rowsStore{rows: func() []*store.Enrollment { return tc.rows }}}
+			set, err := im.contactsFor(context.Background(), 1, len(tc.rows))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, rejected := set.contacts, set.rejected
+			// What budgetHold needs covers every row, rejected ones too.
+			oldest := tc.rows[0].ReceivedAt
+			for _, r := range tc.rows {
+				if r.ReceivedAt.Before(oldest) {
+					oldest = r.ReceivedAt
+				}
+			}
+			if set.rows != len(tc.rows) || !set.oldest.Equal(oldest) {
+				t.Errorf("%d rows, oldest %v; want %d, %v", set.rows, set.oldest, len(tc.rows), oldest)
+			}
+			// Every row is behind exactly one contact or rejected.
+			var owned []int64
+			for _, o := range set.owners {
+				owned = append(owned, o...)
+			}
+			for id := range rejected {
+				owned = append(owned, id)
+			}
+			slices.Sort(owned)
+			var all []int64
+			for _, r := range tc.rows {
+				all = append(all, r.ID)
+			}
+			slices.Sort(all)
+			if len(set.owners) != len(got) || !slices.Equal(owned, all) {
+				t.Errorf("owners %v and rejected %v, want each of rows %v once", set.owners, rejected, all)
+			}
 			var emails, firsts []string
 			for _, c := range got {
 				emails = append(emails, c.Email)
@@ -179,4 +230,52 @@ func TestContactsFor(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestContactsForKeepsNoRow: once an import's rows are mapped, nothing
+// holds on to them (each carries every HubSpot property of its contact),
+// only to the contacts made of them; the rows become garbage while the
+// result is still in use.
+func TestContactsForKeepsNoRow(t *testing.T) {
+	var handed []weak.Pointer[store.Enrollment]
+	rows := func() []*store.Enrollment {
+		var out []*store.Enrollment
+		for i := range 50 {
+			props := make(map[string]string, 60)
+			for k := range 60 {
+				props[fmt.Sprintf("property_%02d", k)] = strings.Repeat("v", 40)
+			}
+			// Every fifth row repeats an email and every seventh is
+			// rejected, so that each path of the mapping is taken.
+			email := fmt.Sprintf("agent%d@example.com", i-i%5/4)
+			first := "Ann"
+			if i%7 == 6 {
+				first = strings.Repeat("x", 51)
+			}
+			r := &store.Enrollment{ID: int64(i + 1), Email: email, FirstName: first, Properties: props,
+				Lists: []string{"Agents"}, ReceivedAt: time.Unix(int64(i), 0)}
+			handed = append(handed, weak.Make(r))
+			out = append(out, r)
+		}
+		return out
+	}
+	im := &Importer{store: rowsStore{rows: rows}, maxContacts: 100}
+	set, err := im.contactsFor(context.Background(), 1, 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runtime.GC()
+	kept := 0
+	for _, w := range handed {
+		if w.Value() != nil {
+			kept++
+		}
+	}
+	if kept > 0 {
+		t.Errorf("%d of %d rows still reachable after contactsFor returned", kept, len(handed))
+	}
+	if len(set.contacts) == 0 || len(set.rejected) == 0 || set.rows != 50 {
+		t.Errorf("%d contacts, %d rejected of %d rows; the rows did not take every path", len(set.contacts), len(set.rejected), set.rows)
+	}
+	runtime.KeepAlive(set)
 }
