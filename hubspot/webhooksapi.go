@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"maps"
 	"strconv"
 	"strings"
@@ -53,54 +52,111 @@ type Event struct {
 // other than objects, is ErrMalformed. An empty array is no error and yields
 // no events.
 func ParseWebhooksAPI(body []byte) ([]Event, error) {
-	if c, ok := firstByte(body); !ok || c != '[' {
+	start := skipSpace(body, 0)
+	if start == len(body) || body[start] != '[' {
 		return nil, fmt.Errorf("parse webhooks api: body is not a JSON array: %w", ErrMalformed)
 	}
-	d := json.NewDecoder(bytes.NewReader(body))
-	var raws []json.RawMessage
-	if err := d.Decode(&raws); err != nil {
-		return nil, fmt.Errorf("parse webhooks api: %w: %w", ErrMalformed, err)
+	if !json.Valid(body) {
+		return nil, arraySyntaxError(body)
 	}
-	if _, err := d.Token(); err != io.EOF {
-		return nil, fmt.Errorf("parse webhooks api: %w: data after the top-level array", ErrMalformed)
+	arr := body[start:]
+	n := 0
+	for it := elements(arr, 0); it.next(); n++ {
+		if it.peek() != '{' {
+			return nil, fmt.Errorf("parse webhooks api: event %d is not a JSON object: %w", n, ErrMalformed)
+		}
 	}
-	events := make([]Event, 0, len(raws))
-	for i, raw := range raws {
-		if c, _ := firstByte(raw); c != '{' {
-			return nil, fmt.Errorf("parse webhooks api: event %d is not a JSON object: %w", i, ErrMalformed)
-		}
-		obj, err := decodeObject(raw)
-		if err != nil {
-			return nil, fmt.Errorf("parse webhooks api: event %d: %w: %w", i, ErrMalformed, err)
-		}
-		events = append(events, eventFrom(obj, raw))
+	if n == 0 {
+		return []Event{}, nil
+	}
+	// One copy of the array backs every event's Raw, so that the events do
+	// not alias the caller's buffer, at one allocation instead of one per
+	// event. Each Raw is capped at its own end, so appending to one cannot
+	// overwrite the next.
+	arr = bytes.Clone(arr)
+	events := make([]Event, 0, n)
+	for it := elements(arr, 0); it.next(); {
+		raw := it.value()
+		events = append(events, eventFrom(raw[:len(raw):len(raw)]))
 	}
 	return events, nil
 }
 
-func eventFrom(obj map[string]any, raw json.RawMessage) Event {
-	text := func(key string) string {
-		s, _ := scalarText(obj[key])
+// arraySyntaxError returns the error for a body that starts like an array
+// but is not valid JSON. Its text is stored as the reason of the rejected
+// delivery, so it comes from json.Decoder as it always has rather than from
+// json.Valid, which gives none; only malformed bodies take this path.
+func arraySyntaxError(body []byte) error {
+	d := json.NewDecoder(bytes.NewReader(body))
+	var raws []json.RawMessage
+	if err := d.Decode(&raws); err != nil {
+		return fmt.Errorf("parse webhooks api: %w: %w", ErrMalformed, err)
+	}
+	return fmt.Errorf("parse webhooks api: %w: data after the top-level array", ErrMalformed)
+}
+
+// eventFrom reads the event object raw, which becomes the event's Raw.
+func eventFrom(raw []byte) Event {
+	// The raw value of the last occurrence of each member read, nil when
+	// absent.
+	var eventID, subscriptionID, portalID, appID, objectID, objectTypeID, subscriptionType, eventType,
+		propertyName, propertyValue, changeSource, changeFlag, sourceID, occurredAt, attemptNumber []byte
+	for it := members(raw, 0); it.next(); {
+		switch string(memberName(it.key)) {
+		case "eventId":
+			eventID = it.value()
+		case "subscriptionId":
+			subscriptionID = it.value()
+		case "portalId":
+			portalID = it.value()
+		case "appId":
+			appID = it.value()
+		case "objectId":
+			objectID = it.value()
+		case "objectTypeId":
+			objectTypeID = it.value()
+		case "subscriptionType":
+			subscriptionType = it.value()
+		case "eventType":
+			eventType = it.value()
+		case "propertyName":
+			propertyName = it.value()
+		case "propertyValue":
+			propertyValue = it.value()
+		case "changeSource":
+			changeSource = it.value()
+		case "changeFlag":
+			changeFlag = it.value()
+		case "sourceId":
+			sourceID = it.value()
+		case "occurredAt":
+			occurredAt = it.value()
+		case "attemptNumber":
+			attemptNumber = it.value()
+		}
+	}
+	text := func(v []byte) string {
+		s, _ := scalarText(v)
 		return s
 	}
 	ev := Event{
-		EventID:          int64(firstID(obj, "eventId")),
-		SubscriptionID:   int64(firstID(obj, "subscriptionId")),
-		PortalID:         int64(firstID(obj, "portalId")),
-		AppID:            int64(firstID(obj, "appId")),
-		ObjectID:         idText(firstID(obj, "objectId")),
-		ObjectTypeID:     text("objectTypeId"),
-		SubscriptionType: cmp.Or(text("subscriptionType"), text("eventType")),
-		PropertyName:     text("propertyName"),
-		ChangeSource:     text("changeSource"),
-		ChangeFlag:       text("changeFlag"),
-		SourceID:         text("sourceId"),
-		OccurredAt:       jsonMillis(obj["occurredAt"]),
+		EventID:          int64(jsonID(eventID)),
+		SubscriptionID:   int64(jsonID(subscriptionID)),
+		PortalID:         int64(jsonID(portalID)),
+		AppID:            int64(jsonID(appID)),
+		ObjectID:         idText(jsonID(objectID)),
+		ObjectTypeID:     text(objectTypeID),
+		SubscriptionType: cmp.Or(text(subscriptionType), text(eventType)),
+		PropertyName:     text(propertyName),
+		ChangeSource:     text(changeSource),
+		ChangeFlag:       text(changeFlag),
+		SourceID:         text(sourceID),
+		OccurredAt:       jsonMillis(occurredAt),
 		Raw:              raw,
 	}
-	ev.PropertyValue, ev.HasPropertyValue = scalarText(obj["propertyValue"])
-	if n, ok := obj["attemptNumber"].(json.Number); ok {
-		if a, err := strconv.ParseUint(n.String(), 10, 31); err == nil {
+	ev.PropertyValue, ev.HasPropertyValue = scalarText(propertyValue)
+	if isNumber(attemptNumber) {
+		if a, err := strconv.ParseUint(string(attemptNumber), 10, 31); err == nil {
 			ev.AttemptNumber = int(a)
 		}
 	}

@@ -336,3 +336,17 @@ func FuzzParseWebhooksAPI(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkParseWebhooksAPI(b *testing.B) {
+	body := []byte(`[` + strings.Repeat(`{"eventId":100,"subscriptionId":7,"portalId":62515,"occurredAt":1700000300000,`+
+		`"subscriptionType":"contact.propertyChange","attemptNumber":0,"objectId":101,"propertyName":"firstname",`+
+		`"propertyValue":"Ann","changeSource":"CRM_UI","sourceId":"userId:882761034","appId":54321},`, 9) +
+		`{"eventId":109,"portalId":62515,"occurredAt":1700000300009,"subscriptionType":"contact.creation","objectId":102}]`)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		if _, err := ParseWebhooksAPI(body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -9,8 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"maps"
 	"net/mail"
 	"slices"
 	"strconv"
@@ -97,33 +95,34 @@ type Enrollment struct {
 // properties. On ErrNoEmail the returned Enrollment is filled as far as the
 // body allowed, so the caller can record the rejection against its object.
 func ParseWorkflow(body []byte, names FieldNames) (Enrollment, error) {
-	switch c, ok := firstByte(body); {
-	case !ok:
+	start := skipSpace(body, 0)
+	switch {
+	case start == len(body):
 		return Enrollment{}, fmt.Errorf("parse workflow: empty body: %w", ErrMalformed)
-	case c == '{':
-	case c == '[':
+	case body[start] == '{':
+	case body[start] == '[':
 		return Enrollment{}, fmt.Errorf("parse workflow: %w", ErrWebhooksAPI)
 	default:
 		return Enrollment{}, fmt.Errorf("parse workflow: body is not a JSON object: %w", ErrMalformed)
 	}
-	top, err := decodeObject(body)
-	if err != nil {
-		return Enrollment{}, fmt.Errorf("parse workflow: %w: %w", ErrMalformed, err)
+	if !json.Valid(body) {
+		return Enrollment{}, fmt.Errorf("parse workflow: %w: %w", ErrMalformed, objectSyntaxError(body))
 	}
+	obj := body[start:]
+	top := readWorkflowTop(obj)
 
 	names = names.withDefaults()
-	e := Enrollment{PortalID: int64(firstID(top, "portal-id", "portalId", "portal_id", "hs_portal_id"))}
-	props, profile := top["properties"].(map[string]any)
+	e := Enrollment{PortalID: int64(firstID(top.portalID[:]...))}
+	profile := isObject(top.properties)
 	if profile {
-		e.Properties = profileProperties(props)
-		e.ObjectID = idText(firstID(top, "canonical-vid", "vid", "id"))
+		e.Properties, e.SourceUpdatedAt = top.props, top.newest
+		e.ObjectID = idText(firstID(top.canonicalVID, top.vid, top.id))
 		if e.ObjectID == "" {
 			e.ObjectID = idText(parseID(e.Properties["hs_object_id"]))
 		}
-		e.SourceUpdatedAt = newestVersion(props)
 	} else {
-		e.Properties = flatProperties(top)
-		e.ObjectID = idText(firstID(top, "hs_object_id", "objectId", "vid"))
+		e.Properties = flatProperties(obj)
+		e.ObjectID = idText(firstID(top.hsObjectID, top.objectID, top.vid))
 	}
 	if e.SourceUpdatedAt.IsZero() {
 		e.SourceUpdatedAt = lastModified(e.Properties)
@@ -134,7 +133,7 @@ func ParseWorkflow(body []byte, names FieldNames) (Enrollment, error) {
 	e.EnrolledAt = parseTime(e.Properties[names.EnrolledAt])
 	e.Email = strings.TrimSpace(e.Properties[names.Email])
 	if e.Email == "" && profile {
-		e.Email = strings.TrimSpace(identityEmail(top))
+		e.Email = strings.TrimSpace(identityEmail(top.identityProfiles))
 	}
 	if err := checkEmail(e.Email, names.Email); err != nil {
 		return e, fmt.Errorf("parse workflow: %w", err)
@@ -142,95 +141,227 @@ func ParseWorkflow(body []byte, names FieldNames) (Enrollment, error) {
 	return e, nil
 }
 
-// firstByte returns the first byte that is not JSON whitespace, and false
-// when there is none.
-func firstByte(b []byte) (byte, bool) {
-	for _, c := range b {
-		switch c {
-		case ' ', '\t', '\n', '\r':
-		default:
-			return c, true
-		}
-	}
-	return 0, false
-}
-
-// decodeObject parses body once into generic values. UseNumber keeps numbers
-// as their literal text, so that ids beyond 2^53 and epoch milliseconds are
-// neither rounded nor rendered with an exponent.
-func decodeObject(body []byte) (map[string]any, error) {
+// objectSyntaxError explains why a body that starts like an object is not
+// valid JSON. The explanation is stored as the reason of the rejected
+// delivery, and operators and tests match its text, so it comes from
+// json.Decoder as it always has rather than from json.Valid, which gives
+// none; only malformed bodies take this path.
+func objectSyntaxError(body []byte) error {
 	d := json.NewDecoder(bytes.NewReader(body))
 	d.UseNumber()
 	var top map[string]any
 	if err := d.Decode(&top); err != nil {
-		return nil, err
+		return err
 	}
-	if _, err := d.Token(); err != io.EOF {
-		return nil, errors.New("data after the top-level object")
-	}
-	return top, nil
+	return errors.New("data after the top-level object")
 }
 
-// profileProperties reads properties.<name>.value and ignores the value
-// history in versions. A property given as a bare value is taken as it is,
-// which is how the CRM v3 object API shapes records other than contacts.
-func profileProperties(props map[string]any) map[string]string {
-	out := make(map[string]string, len(props))
-	for name, p := range props {
-		v := p
-		if obj, ok := p.(map[string]any); ok {
-			v = obj["value"]
-		}
-		if s, ok := scalarText(v); ok {
-			out[name] = s
-		}
-	}
-	return out
+// workflowTop holds what ParseWorkflow reads from the top-level object by
+// name: raw values, each from the member's last occurrence as encoding/json
+// would keep it and nil when absent, and the profile's properties.
+type workflowTop struct {
+	properties, identityProfiles []byte
+	// portalID holds portal-id, portalId, portal_id and hs_portal_id, in
+	// the order they are preferred.
+	portalID                                    [4][]byte
+	canonicalVID, vid, id, hsObjectID, objectID []byte
+
+	// props and newest are read from properties when it is an object.
+	props  map[string]string
+	newest time.Time
 }
 
-// flatProperties takes every scalar value of a customised body. Nested
-// objects and arrays are skipped because a property value is never one.
-func flatProperties(top map[string]any) map[string]string {
-	out := make(map[string]string, len(top))
-	for name, v := range top {
-		if s, ok := scalarText(v); ok {
-			out[name] = s
+// readWorkflowTop walks the top-level object obj once, reading the
+// properties of a profile on the way instead of skipping over them first.
+func readWorkflowTop(obj []byte) workflowTop {
+	var top workflowTop
+	for it := members(obj, 0); it.next(); {
+		switch string(memberName(it.key)) {
+		case "properties":
+			start := it.i
+			if it.peek() == '{' {
+				var end int
+				top.props, top.newest, end = profileProperties(obj, start)
+				it.consumed(end)
+			} else {
+				it.value()
+			}
+			top.properties = obj[start:it.i]
+		case "identity-profiles":
+			top.identityProfiles = it.value()
+		case "portal-id":
+			top.portalID[0] = it.value()
+		case "portalId":
+			top.portalID[1] = it.value()
+		case "portal_id":
+			top.portalID[2] = it.value()
+		case "hs_portal_id":
+			top.portalID[3] = it.value()
+		case "canonical-vid":
+			top.canonicalVID = it.value()
+		case "vid":
+			top.vid = it.value()
+		case "id":
+			top.id = it.value()
+		case "hs_object_id":
+			top.hsObjectID = it.value()
+		case "objectId":
+			top.objectID = it.value()
 		}
 	}
-	return out
+	return top
 }
 
-// scalarText renders a JSON scalar as property text: strings as they are,
-// numbers in their literal form, booleans as "true" or "false". It reports
-// false for null, objects and arrays, which carry no property value.
-func scalarText(v any) (string, bool) {
-	switch v := v.(type) {
-	case string:
-		return v, true
-	case json.Number:
-		return v.String(), true
-	case bool:
-		return strconv.FormatBool(v), true
+// profileProperties reads properties.<name>.value from the object that
+// starts at b[i], and returns it with the newest versions[].timestamp of the
+// properties that are not bookkeeping and the index just past the object.
+// A property given as a bare value is taken as it is, which is how the CRM
+// v3 object API shapes records other than contacts.
+//
+// Bookkeeping properties are left out of the newest version for the reason
+// ContentHash skips them: HubSpot bumps them on a retry, and a retry must
+// not look newer than the change it repeats.
+func profileProperties(b []byte, i int) (map[string]string, time.Time, int) {
+	var text [1024]byte
+	var entries [32]propertyEntry
+	p := propertyTexts{text: text[:0], entries: entries[:0]}
+	it := members(b, i)
+	for it.next() {
+		if it.peek() != '{' {
+			p = p.add(it.key, it.value(), time.Time{})
+			continue
+		}
+		value, newest, end := propertyParts(b, it.i)
+		it.consumed(end)
+		p = p.add(it.key, value, newest)
 	}
-	return "", false
+	props, newest := p.properties()
+	return props, newest, it.i
 }
 
-// firstID returns the first positive integer id found under keys, as a JSON
-// number or as decimal text, or 0.
-func firstID(top map[string]any, keys ...string) uint64 {
-	for _, k := range keys {
-		var id uint64
-		switch v := top[k].(type) {
-		case json.Number:
-			id = parseID(string(v))
-		case string:
-			id = parseID(v)
-		}
-		if id > 0 {
-			return id
+// propertyTexts gathers properties in the order they appear, with the text
+// of every name and value in one buffer, so that properties can make the
+// map with one allocation for all the text and one for the map, instead of
+// one for each string and several more as the map grows. The callers start
+// it on arrays of their own, which hold most bodies without allocating.
+type propertyTexts struct {
+	text    []byte
+	entries []propertyEntry
+}
+
+// propertyEntry is one property: its name is text[start:nameEnd] and its
+// value text[nameEnd:end].
+type propertyEntry struct {
+	start, nameEnd, end int
+	scalar              bool      // false when the property has no value
+	newest              time.Time // the newest version of the property
+}
+
+// add appends the property with the quoted name key, the raw value, and
+// the newest version in its history. It takes and returns p by value
+// because escape analysis would move the callers' arrays to the heap if it
+// appended through a pointer.
+func (p propertyTexts) add(key, value []byte, newest time.Time) propertyTexts {
+	e := propertyEntry{start: len(p.text), newest: newest}
+	p.text = appendUnquoted(p.text, key)
+	e.nameEnd = len(p.text)
+	p.text, e.scalar = appendScalar(p.text, value)
+	e.end = len(p.text)
+	p.entries = append(p.entries, e)
+	return p
+}
+
+// properties returns the properties with a scalar value, and the newest
+// version of those that are not bookkeeping. Like encoding/json, it lets
+// the last occurrence of a name replace the earlier ones, value and history
+// alike.
+func (p propertyTexts) properties() (map[string]string, time.Time) {
+	text := string(p.text)
+	out := make(map[string]string, len(p.entries))
+	for _, e := range p.entries {
+		out[text[e.start:e.nameEnd]] = text[e.nameEnd:e.end]
+	}
+	// last is made only when a name occurs more than once, to tell its
+	// last occurrence from the others.
+	var last map[string]int
+	if len(out) < len(p.entries) {
+		last = make(map[string]int, len(out))
+		for i, e := range p.entries {
+			last[text[e.start:e.nameEnd]] = i
 		}
 	}
-	return 0
+	var newest time.Time
+	for i, e := range p.entries {
+		name := text[e.start:e.nameEnd]
+		if last != nil && last[name] != i {
+			continue
+		}
+		if !e.scalar {
+			delete(out, name)
+		}
+		if !volatileProperty(name) && e.newest.After(newest) {
+			newest = e.newest
+		}
+	}
+	return out, newest
+}
+
+// propertyParts reads the profile property object that starts at b[i]:
+// its value, the newest timestamp of its version history, and the index
+// just past it.
+func propertyParts(b []byte, i int) (value []byte, newest time.Time, end int) {
+	it := members(b, i)
+	for it.next() {
+		switch string(memberName(it.key)) {
+		case "value":
+			value = it.value()
+		case "versions":
+			newest, end = newestIn(b, it.i)
+			it.consumed(end)
+		}
+	}
+	return value, newest, it.i
+}
+
+// newestIn returns the newest timestamp in the version history that starts
+// at b[i], or the zero time, and the index just past the history.
+func newestIn(b []byte, i int) (time.Time, int) {
+	var newest time.Time
+	if b[i] != '[' {
+		return newest, skipValue(b, i)
+	}
+	vs := elements(b, i)
+	for vs.next() {
+		if vs.peek() != '{' {
+			continue
+		}
+		var ts []byte
+		v := members(b, vs.i)
+		for v.next() {
+			if string(memberName(v.key)) == "timestamp" {
+				ts = v.value()
+			}
+		}
+		vs.consumed(v.i)
+		if t := jsonMillis(ts); t.After(newest) {
+			newest = t
+		}
+	}
+	return newest, vs.i
+}
+
+// flatProperties takes every scalar member of a customised body. Nested
+// objects and arrays are skipped because a property value is never one; a
+// later member replaces an earlier one of the same name, whatever its kind.
+func flatProperties(obj []byte) map[string]string {
+	var text [1024]byte
+	var entries [32]propertyEntry
+	p := propertyTexts{text: text[:0], entries: entries[:0]}
+	for it := members(obj, 0); it.next(); {
+		p = p.add(it.key, it.value(), time.Time{})
+	}
+	props, _ := p.properties()
+	return props
 }
 
 // parseID parses a decimal id that fits in an int64, or returns 0.
@@ -250,25 +381,52 @@ func idText(id uint64) string {
 	return strconv.FormatUint(id, 10)
 }
 
-// identityEmail returns the EMAIL identity of a legacy contact profile,
-// preferring the primary one, for profiles whose email property is missing.
-func identityEmail(top map[string]any) string {
+// identityEmail returns the EMAIL identity of a legacy contact profile from
+// its identity-profiles member, preferring the primary one, for profiles
+// whose email property is missing.
+func identityEmail(profiles []byte) string {
 	var first string
-	profiles, _ := top["identity-profiles"].([]any)
-	for _, p := range profiles {
-		profile, _ := p.(map[string]any)
-		ids, _ := profile["identities"].([]any)
-		for _, id := range ids {
-			ident, _ := id.(map[string]any)
-			value, _ := ident["value"].(string)
-			if ident["type"] != "EMAIL" || strings.TrimSpace(value) == "" {
+	if !isArray(profiles) {
+		return first
+	}
+	for ps := elements(profiles, 0); ps.next(); {
+		p := ps.value()
+		if !isObject(p) {
+			continue
+		}
+		ids := lastMember(p, "identities")
+		if !isArray(ids) {
+			continue
+		}
+		for is := elements(ids, 0); is.next(); {
+			id := is.value()
+			if !isObject(id) {
 				continue
 			}
-			if ident["is-primary"] == true {
-				return value
+			var typ, value, primary []byte
+			for it := members(id, 0); it.next(); {
+				switch string(memberName(it.key)) {
+				case "type":
+					typ = it.value()
+				case "value":
+					value = it.value()
+				case "is-primary":
+					primary = it.value()
+				}
+			}
+			if len(typ) == 0 || typ[0] != '"' || unquote(typ) != "EMAIL" ||
+				len(value) == 0 || value[0] != '"' {
+				continue
+			}
+			v := unquote(value)
+			if strings.TrimSpace(v) == "" {
+				continue
+			}
+			if string(primary) == "true" {
+				return v
 			}
 			if first == "" {
-				first = value
+				first = v
 			}
 		}
 	}
@@ -283,6 +441,9 @@ func checkEmail(email, name string) error {
 	if email == "" {
 		return fmt.Errorf("%w: missing %q", ErrNoEmail, name)
 	}
+	if plainAddress(email) {
+		return nil
+	}
 	invalid := len(email) > maxEmailLen
 	if !invalid {
 		a, err := mail.ParseAddress(email)
@@ -292,6 +453,39 @@ func checkEmail(email, name string) error {
 		return fmt.Errorf("%w: invalid %.80q", ErrNoEmail, email)
 	}
 	return nil
+}
+
+// plainAddress reports whether email is an address of the common shape
+// local@domain, both dot-atoms of printable ASCII, no longer than
+// maxEmailLen. mail.ParseAddress accepts every such address as it is, so
+// checkEmail skips it for them and its five allocations with it; any other
+// shape, such as a quoted local part or a non-ASCII letter, is left to
+// mail.ParseAddress.
+func plainAddress(email string) bool {
+	if len(email) > maxEmailLen {
+		return false
+	}
+	at := strings.IndexByte(email, '@')
+	return at >= 0 && dotAtom(email[:at]) && dotAtom(email[at+1:])
+}
+
+// dotAtom reports whether s is a dot-atom of RFC 5322 §3.2.3 in ASCII:
+// atext characters in runs separated by single dots.
+func dotAtom(s string) bool {
+	if s == "" || s[0] == '.' || s[len(s)-1] == '.' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '.':
+			if s[i-1] == '.' {
+				return false
+			}
+		case c < '!' || c > '~' || strings.IndexByte(`"(),:;<>@[\]`, c) >= 0:
+			return false
+		}
+	}
+	return true
 }
 
 // parseTime reads a date property: epoch milliseconds (HubSpot's format),
@@ -331,47 +525,6 @@ func millisTime(ms int64) time.Time {
 	return time.UnixMilli(ms).UTC()
 }
 
-// jsonMillis reads epoch milliseconds given as a JSON number or as decimal
-// text, and returns the zero time for anything else.
-func jsonMillis(v any) time.Time {
-	var s string
-	switch v := v.(type) {
-	case json.Number:
-		s = v.String()
-	case string:
-		s = v
-	default:
-		return time.Time{}
-	}
-	ms, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
-	if err != nil {
-		return time.Time{}
-	}
-	return millisTime(ms)
-}
-
-// newestVersion returns the newest versions[].timestamp among the profile's
-// properties. Bookkeeping properties are skipped for the reason
-// ContentHash skips them: HubSpot bumps them on a retry, and a retry must
-// not look newer than the change it repeats.
-func newestVersion(props map[string]any) time.Time {
-	var newest time.Time
-	for name, p := range props {
-		if volatileProperty(name) {
-			continue
-		}
-		obj, _ := p.(map[string]any)
-		versions, _ := obj["versions"].([]any)
-		for _, v := range versions {
-			ver, _ := v.(map[string]any)
-			if t := jsonMillis(ver["timestamp"]); t.After(newest) {
-				newest = t
-			}
-		}
-	}
-	return newest
-}
-
 // lastModified returns the newer of the lastmodifieddate and
 // hs_lastmodifieddate properties, the only sign of age that a customised
 // body or a profile without versions may carry.
@@ -403,32 +556,53 @@ func volatileProperty(name string) bool {
 // ContentHash returns a stable hex SHA-256 over the enrollment's fields and
 // its non-volatile properties in name order, so that a retried delivery
 // hashes equal and a changed record does not. Every string is length-prefixed,
-// so no two different enrollments can encode to the same input.
+// so no two different enrollments can encode to the same input. The hash is
+// stored, so the encoding must never change.
 func (e Enrollment) ContentHash() string {
-	b := make([]byte, 0, 512)
-	b = appendField(b, "hs2cc-enrollment-v1")
-	b = appendField(b, strconv.FormatInt(e.PortalID, 10))
+	// The properties are sorted as pairs, on the stack for most profiles,
+	// so that the values need no second lookup in the map.
+	type property struct{ name, value string }
+	var pairs [64]property
+	props := pairs[:0]
+	for name, value := range e.Properties {
+		if !volatileProperty(name) {
+			props = append(props, property{name, value})
+		}
+	}
+	slices.SortFunc(props, func(a, b property) int { return strings.Compare(a.name, b.name) })
+
+	var buf [1024]byte
+	b := appendField(buf[:0], "hs2cc-enrollment-v1")
+	b = appendIntField(b, e.PortalID)
 	b = appendField(b, e.ObjectID)
 	b = appendField(b, e.Email)
 	b = appendField(b, e.FirstName)
 	b = appendField(b, e.LastName)
 	b = appendField(b, e.Country)
-	var enrolled string
-	if !e.EnrolledAt.IsZero() {
-		enrolled = strconv.FormatInt(e.EnrolledAt.UnixMilli(), 10)
+	if e.EnrolledAt.IsZero() {
+		b = appendField(b, "")
+	} else {
+		b = appendIntField(b, e.EnrolledAt.UnixMilli())
 	}
-	b = appendField(b, enrolled)
-	for _, name := range slices.Sorted(maps.Keys(e.Properties)) {
-		if !volatileProperty(name) {
-			b = appendField(appendField(b, name), e.Properties[name])
-		}
+	for _, p := range props {
+		b = appendField(appendField(b, p.name), p.value)
 	}
 	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
+	var hexSum [2 * sha256.Size]byte
+	hex.Encode(hexSum[:], sum[:])
+	return string(hexSum[:])
 }
 
 func appendField(b []byte, s string) []byte {
 	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
+}
+
+// appendIntField appends n in decimal as appendField would append its
+// text, without making the text a string first.
+func appendIntField(b []byte, n int64) []byte {
+	var digits [20]byte
+	d := strconv.AppendInt(digits[:0], n, 10)
+	return append(binary.AppendUvarint(b, uint64(len(d))), d...)
 }
 
 // ObjectKey returns the dedupe key of the enrollment within its portal: the

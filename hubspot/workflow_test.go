@@ -2,6 +2,7 @@ package hubspot
 
 import (
 	"errors"
+	"fmt"
 	"maps"
 	"os"
 	"strings"
@@ -294,6 +295,39 @@ func TestContentHash(t *testing.T) {
 	}
 }
 
+// TestContentHashGolden pins ContentHash to the values that the store
+// already holds: each was computed by the original map-based parser, and a
+// change of encoding would make every stored enrollment look changed.
+func TestContentHashGolden(t *testing.T) {
+	parse := func(body []byte, names FieldNames) Enrollment {
+		t.Helper()
+		e, err := ParseWorkflow(body, names)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	big := Enrollment{PortalID: -1, ObjectID: "9007199254740993", Email: "a@b.com", EnrolledAt: time.UnixMilli(-1),
+		Properties: map[string]string{"": "", "long": strings.Repeat("x", 3000)}}
+	for i := range 100 {
+		big.Properties[fmt.Sprintf("p%03d", i)] = strings.Repeat("é", i)
+	}
+	for _, tt := range []struct {
+		name string
+		e    Enrollment
+		want string
+	}{
+		{"contact profile", parse(readProfile(t), DefaultFieldNames()), "7499f1e15d2fdbf7bdff3b2da9de771ba88ca5a89eeea93218c164f4603ba51b"},
+		{"flat body", parse([]byte(flatBody), FieldNames{EnrolledAt: "enrolled_at"}), "4720f0f1bc6353526b0b9a54c82c6a68676880d8946c3b7d9662919be3820a08"},
+		{"zero", Enrollment{}, "d2240b9050007249ff5d76f9a162134abea1aaa83f044d5f6e351fa68f872bca"},
+		{"many long properties", big, "ca97a2168ea1f3aa2e5b578b3c4b215b93468ec2d4cc5c5aac47fb12aa7f9ecb"},
+	} {
+		if got := tt.e.ContentHash(); got != tt.want {
+			t.Errorf("%s: ContentHash = %s, want %s", tt.name, got, tt.want)
+		}
+	}
+}
+
 // TestContentHashFields covers fields that need not come from a property,
 // such as an email taken from the identity profiles.
 func TestContentHashFields(t *testing.T) {
@@ -398,4 +432,33 @@ func FuzzParseWorkflow(f *testing.F) {
 			t.Fatalf("unexpected error %v", err)
 		}
 	})
+}
+
+// flatBody is a customised workflow body of the size a configured "Send a
+// webhook" action sends.
+const flatBody = `{"hs_object_id":"101","portal_id":62515,"email":"agent@example.com","firstname":"Ann","lastname":"Lee",` +
+	`"agency_name":"Acme Travel","country":"US","enrolled_at":"1700000000000","lastmodifieddate":"1700000100000",` +
+	`"bridge_source":"wf-new-agents-v1"}`
+
+func BenchmarkParseWorkflowFlat(b *testing.B) {
+	body := []byte(flatBody)
+	names := FieldNames{EnrolledAt: "enrolled_at"}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		if _, err := ParseWorkflow(body, names); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkContentHash(b *testing.B) {
+	e, err := ParseWorkflow(readProfile(b), DefaultFieldNames())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = e.ContentHash()
+	}
 }
