@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -108,11 +109,13 @@ func runSimulate(ctx context.Context, args []string, getenv func(string) string,
 			return err
 		}
 	}
+	cpu0 := processCPU()
 	res, err := simulate(ctx, o)
 	if err != nil {
 		return err
 	}
 	sum := summarize(o, res)
+	sum.CPUS = (processCPU() - cpu0).Seconds()
 	if *untilImported {
 		// Every contact sent is distinct, so the run is done when the
 		// sandbox has received that many more rows in completed imports.
@@ -217,6 +220,15 @@ func awaitImported(ctx context.Context, base string, before ccsandbox.Stats, wan
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// processCPU is the CPU time this process has used so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func sandboxStats(ctx context.Context, base string) (ccsandbox.Stats, error) {
@@ -433,6 +445,10 @@ type simSummary struct {
 	P95Ms       float64 `json:"p95_ms"`
 	P99Ms       float64 `json:"p99_ms"`
 	MaxMs       float64 `json:"max_ms"`
+	// CPUS is the CPU time (user and system) this process spent sending:
+	// the load generator's share of the machine, or with --in-process the
+	// bridge's own code as well.
+	CPUS float64 `json:"cpu_s"`
 	// Listed is filled by --until-imported.
 	Listed *simListed `json:"listed,omitempty"`
 }
