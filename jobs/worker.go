@@ -20,9 +20,13 @@ type Config struct {
 	GroupGracePeriod time.Duration
 	// GroupMaxDelay bounds how long the first enrollment in a group waits.
 	GroupMaxDelay time.Duration
-	// GroupMaxSize is the most enrollments in one import. An import must stay
-	// under CC's 4 MB body limit; at a few hundred bytes a contact the
-	// default keeps a wide margin.
+	// GroupMaxSize is the most enrollment tasks asynq gathers into one
+	// batch. asynq aggregates at most one batch per group at each check
+	// (every min(GroupGracePeriod, 7 s)), so a small size drains a flood's
+	// tasks slower than they arrive: at 5,000, a 3,000/s burst left its
+	// last rows waiting about a minute for their tasks' turn. The import
+	// itself is bounded by CC's limits (40,000 contacts, 4 MB) whatever
+	// this is, and takes every other pending row of its lists up to them.
 	GroupMaxSize int
 	// PollInterval is the first and shortest wait between activity polls;
 	// PollMaxInterval the longest. An activity still not final after
@@ -59,7 +63,7 @@ func DefaultConfig() Config {
 		Concurrency:          10,
 		GroupGracePeriod:     10 * time.Second,
 		GroupMaxDelay:        60 * time.Second,
-		GroupMaxSize:         5000,
+		GroupMaxSize:         40000,
 		PollInterval:         2 * time.Second,
 		PollMaxInterval:      2 * time.Minute,
 		PollGiveUp:           6 * time.Hour,

@@ -58,7 +58,7 @@ var settings = []setting{
 	{"HS2CC_WORKER_CONCURRENCY", "10", "Tasks `work` runs at once."},
 	{"HS2CC_GROUP_GRACE_PERIOD", "10s", "How long a batch waits for one more enrollment before it is imported (minimum 1s)."},
 	{"HS2CC_GROUP_MAX_DELAY", "60s", "Longest wait of the first enrollment in a batch."},
-	{"HS2CC_GROUP_MAX_SIZE", "5000", "Most enrollments in one CC import."},
+	{"HS2CC_GROUP_MAX_SIZE", "40000", "Most enrollment tasks gathered into one batch. Each import also takes every other pending row of its lists, within CC's 40,000 contacts and 4 MB."},
 	{"HS2CC_SWEEP_INTERVAL", "1m", "How often the sweep re-enqueues enrollments and imports whose tasks Redis lost."},
 	{"HS2CC_SWEEP_AGE", "10m", "How long a row must have waited before the sweep counts it as lost."},
 	{"HS2CC_RETENTION", "720h", "How long raw delivery bodies (personal data) are kept; a periodic task empties older ones and keeps the rows. `0` keeps them."},
