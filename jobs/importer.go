@@ -373,6 +373,18 @@ func overCCLimits(r *store.Enrollment) string {
 	return ""
 }
 
+// knowLists adds list ids found elsewhere (work's start-up check) to the
+// cache, so that the first import does not spend CC calls finding them again.
+func (im *Importer) knowLists(ids map[string]string) {
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	for name, id := range ids {
+		if id != "" {
+			im.listIDs[name] = id
+		}
+	}
+}
+
 // resolveLists turns list names into CC list ids, caching them for the life
 // of the process; list ids never change once a list exists.
 func (im *Importer) resolveLists(ctx context.Context, names []string) ([]string, error) {

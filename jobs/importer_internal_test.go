@@ -88,3 +88,42 @@ func (e *importerEnv) rows(t *testing.T) []string {
 	}
 	return out
 }
+
+// Ids the start-up check already found are used as they are: an import
+// then costs its post and no list lookup, and a list it was not told of is
+// still looked up.
+func TestImportUsesKnownListIDs(t *testing.T) {
+	t.Parallel()
+	redisURL := storetest.RedisURL(t)
+	tests := []struct {
+		name        string
+		known       func(e *importerEnv) map[string]string
+		wantLookups int
+	}{
+		{"known", func(e *importerEnv) map[string]string {
+			ids := map[string]string{}
+			for _, l := range e.sb.Lists() {
+				ids[l.Name] = l.ListID
+			}
+			return ids
+		}, 0},
+		{"not known", func(*importerEnv) map[string]string { return nil }, 1},
+		{"an empty id is not an id", func(*importerEnv) map[string]string { return map[string]string{"Agents": ""} }, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newImporterEnv(t, redisURL, ccsandbox.Options{ActivityDelay: -1}, staticToken, nil, []string{"Agents"}, "ann@example.com")
+			e.im.knowLists(tc.known(e))
+			if err := e.run(t); err != nil {
+				t.Fatal(err)
+			}
+			reqs := e.sb.Stats().Requests
+			if got := reqs["GET /v3/contact_lists"]; got != tc.wantLookups {
+				t.Errorf("%d list lookups, want %d (requests %v)", got, tc.wantLookups, reqs)
+			}
+			if reqs[importRoute] != 1 {
+				t.Errorf("%d imports posted, want 1", reqs[importRoute])
+			}
+		})
+	}
+}

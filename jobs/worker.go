@@ -80,6 +80,7 @@ func DefaultConfig() Config {
 // Worker is the `hs2cc work` process: the asynq server with its handlers and
 // aggregator, and the scheduler for periodic tasks.
 type Worker struct {
+	importer  *Importer
 	server    *asynq.Server
 	leader    *leader
 	inspector *asynq.Inspector
@@ -139,7 +140,7 @@ func NewWorker(redisOpt asynq.RedisConnOpt, cfg Config, st Store, cc CC, enq *En
 	// The lease needs a plain Redis client; asynq's option makes one with
 	// the same address and credentials.
 	rdb, _ := redisOpt.MakeRedisClient().(redis.UniversalClient)
-	w := &Worker{server: server, inspector: inspector, redis: rdb, mux: mux, log: log}
+	w := &Worker{importer: im, server: server, inspector: inspector, redis: rdb, mux: mux, log: log}
 	startScheduler := func() (*asynq.Scheduler, error) {
 		s := asynq.NewScheduler(redisOpt, &asynq.SchedulerOpts{Logger: alog, LogLevel: asynq.WarnLevel, Location: time.UTC})
 		w.register(s, TypeEnrollmentSweep, cfg.SweepInterval)
@@ -193,6 +194,10 @@ func (w *Worker) register(s *asynq.Scheduler, taskType string, every time.Durati
 		w.log.Error("could not register periodic task", "type", taskType, "err", err)
 	}
 }
+
+// KnowLists gives the worker CC list ids by name, as `work` found them at
+// start-up, so that its first import does not look them up again.
+func (w *Worker) KnowLists(ids map[string]string) { w.importer.knowLists(ids) }
 
 // Start starts processing, and the bid for the scheduler's lease, without
 // blocking.

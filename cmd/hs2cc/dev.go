@@ -127,9 +127,11 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	defer closeWorker()
 	// The sandbox starts empty, so dev creates whatever lists the rules
 	// name, whether or not the rules allow it in production.
-	if err := checkLists(ctx, cc, cfg.Rules, true, log); err != nil {
+	ids, err := checkLists(ctx, cc, cfg.Rules, true, log)
+	if err != nil {
 		return fmt.Errorf("dev: create lists: %w", err)
 	}
+	w.KnowLists(ids)
 	if err := w.Start(); err != nil {
 		return err
 	}

@@ -51,39 +51,46 @@ var errMissingList = errors.New("CC list does not exist")
 // creating those that are missing when the rules allow it, so that a typo
 // in a list name stops start-up instead of failing imports one by one.
 // Before CC is connected there is nothing to check against; the first
-// import resolves the lists then.
-func checkLists(ctx context.Context, cc listResolver, rules *routing.Rules, create bool, log *slog.Logger) error {
+// import resolves the lists then. It returns the ids it found or made, by
+// name, for the worker to use instead of looking them up again.
+func checkLists(ctx context.Context, cc listResolver, rules *routing.Rules, create bool, log *slog.Logger) (map[string]string, error) {
+	ids := map[string]string{}
 	for _, name := range rules.AllLists() {
-		_, err := cc.ContactListByName(ctx, name)
+		l, err := cc.ContactListByName(ctx, name)
 		// CC's per-second throttle clears within a second (several workers
 		// starting together can meet it) and a 5xx is usually passing.
 		for try := 0; try < 10 && passing(err); try++ {
 			select {
 			case <-ctx.Done():
-				return ctx.Err()
+				return nil, ctx.Err()
 			case <-time.After(time.Second):
 			}
-			_, err = cc.ContactListByName(ctx, name)
+			l, err = cc.ContactListByName(ctx, name)
 		}
 		switch {
 		case err == nil:
+			ids[name] = l.ListID
 			continue
 		case errors.Is(err, jobs.ErrNotConnected):
 			log.Warn("CC is not connected yet, so the routing rules' lists were not checked", "lists", len(rules.AllLists()))
-			return nil
+			return ids, nil
 		case !errors.Is(err, ccclient.ErrNotFound):
-			return fmt.Errorf("check CC list %q: %w", name, err)
+			return nil, fmt.Errorf("check CC list %q: %w", name, err)
 		case !create:
-			return fmt.Errorf("%w: the routing rules name %q; create it in CC or set create_missing_lists: true", errMissingList, name)
+			return nil, fmt.Errorf("%w: the routing rules name %q; create it in CC or set create_missing_lists: true", errMissingList, name)
 		}
-		if _, err := cc.CreateContactList(ctx, name, "Created by hs2cc for its routing rules"); err != nil {
-			// A 409 means another worker created it a moment ago.
+		created, err := cc.CreateContactList(ctx, name, "Created by hs2cc for its routing rules")
+		if err == nil {
+			ids[name] = created.ListID
+		} else {
+			// A 409 means another worker created it a moment ago; the
+			// importer looks its id up when it first needs it.
 			var apiErr *ccclient.APIError
 			if !errors.As(err, &apiErr) || !apiErr.Conflict() {
-				return fmt.Errorf("create CC list %q: %w", name, err)
+				return nil, fmt.Errorf("create CC list %q: %w", name, err)
 			}
 		}
 		log.Info("created a CC list named by the routing rules", "list", name)
 	}
-	return nil
+	return ids, nil
 }

@@ -61,7 +61,7 @@ routes:
 			if err != nil {
 				t.Fatal(err)
 			}
-			err = checkLists(context.Background(), cc, rules, tc.create, slog.New(slog.DiscardHandler))
+			ids, err := checkLists(context.Background(), cc, rules, tc.create, slog.New(slog.DiscardHandler))
 			if tc.wantErr == "" && err != nil {
 				t.Fatalf("checkLists: %v", err)
 			}
@@ -75,6 +75,15 @@ routes:
 			slices.Sort(names)
 			if !slices.Equal(names, tc.wantLists) {
 				t.Errorf("sandbox lists %v, want %v", names, tc.wantLists)
+			}
+			// The ids found or made are handed to the worker, so that its
+			// first import does not look them up again.
+			if err == nil && tc.connected {
+				for _, l := range sb.Lists() {
+					if ids[l.Name] != l.ListID {
+						t.Errorf("ids[%q] = %q, want %q", l.Name, ids[l.Name], l.ListID)
+					}
+				}
 			}
 		})
 	}

@@ -228,9 +228,11 @@ func runWork(ctx context.Context, cfg config, log *slog.Logger) error {
 		return err
 	}
 	defer closeWorker()
-	if err := checkLists(ctx, cc, cfg.Rules, cfg.Rules.CreateMissing(), log); err != nil {
+	ids, err := checkLists(ctx, cc, cfg.Rules, cfg.Rules.CreateMissing(), log)
+	if err != nil {
 		return err
 	}
+	w.KnowLists(ids)
 	// work has no HTTP server of its own; its counters are served by a
 	// listener of their own when HS2CC_METRICS_ADDR asks for one. It
 	// listens before the worker starts, so that a taken port stops work
