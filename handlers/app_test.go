@@ -114,16 +114,25 @@ func start(t testing.TB, opts ...func(*setup)) *app {
 	t.Cleanup(func() { client.Close() })
 
 	e := handlers.New(s.cfg, s.db, jobs.NewEnqueuer(client))
+	a := serveApp(t, e, logs)
+	a.db = s.db
+	a.ins = ins
+	return a
+}
+
+// serveApp serves e for a test: redirects are answers to assert, never to
+// follow, and the service's log is shown when the test fails.
+func serveApp(t testing.TB, e http.Handler, logs *logBuffer) *app {
+	t.Helper()
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)
-	// Redirects are answers to assert, never to follow.
 	srv.Client().CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("service log:\n%s", logs)
 		}
 	})
-	return &app{db: s.db, ins: ins, srv: srv, echo: e, logs: logs}
+	return &app{srv: srv, echo: e, logs: logs}
 }
 
 // logBuffer collects the service's log for assertions and for failures.

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
@@ -91,15 +90,7 @@ func startHTTP(t testing.TB, conn *fakeConnector, opts ...func(*handlers.Config)
 		o(&cfg)
 	}
 	e := handlers.New(cfg, nil, nil)
-	srv := httptest.NewServer(e)
-	t.Cleanup(srv.Close)
-	srv.Client().CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("service log:\n%s", logs)
-		}
-	})
-	return &app{srv: srv, echo: e, logs: logs}
+	return serveApp(t, e, logs)
 }
 
 // wantPrivate checks the headers every OAuth answer carries.

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -165,15 +164,9 @@ func startOps(t testing.TB, opts ...func(*handlers.Config)) *app {
 		o(&cfg)
 	}
 	e := handlers.New(cfg, nil, nil)
-	srv := httptest.NewServer(e)
-	t.Cleanup(srv.Close)
-	srv.Client().CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("service log:\n%s", logs)
-		}
-	})
-	return &app{ins: ins, srv: srv, echo: e, logs: logs}
+	a := serveApp(t, e, logs)
+	a.ins = ins
+	return a
 }
 
 // as sends a request with a basic-auth login; none when user and password

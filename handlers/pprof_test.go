@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -31,16 +30,7 @@ func startPprof(t testing.TB, opts ...func(*handlers.Config)) *app {
 		o(&cfg)
 	}
 	e := handlers.New(cfg, nil, nil)
-	srv := httptest.NewServer(e)
-	t.Cleanup(srv.Close)
-	// Redirects are answers to assert, never to follow.
-	srv.Client().CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("service log:\n%s", logs)
-		}
-	})
-	return &app{srv: srv, echo: e, logs: logs}
+	return serveApp(t, e, logs)
 }
 
 // pprofPaths are every profile route. The timed ones ask for one second so
