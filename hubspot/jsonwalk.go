@@ -102,15 +102,38 @@ func skipValue(b []byte, i int) int {
 // value left untouched is skipped by the following next. Once next reports
 // false, i is just past the object's closing brace.
 type objectIter struct {
+	cursor
+	key []byte // the current member's quoted name
+}
+
+// cursor is what objectIter and arrayIter share: where they are in b, and
+// how to read or skip the value there.
+type cursor struct {
 	b       []byte
 	i       int
-	key     []byte // the current member's quoted name
-	pending bool   // the current value has not been passed yet
+	pending bool // the current value has not been passed yet
+}
+
+// peek returns the first byte of the current value.
+func (c *cursor) peek() byte { return c.b[c.i] }
+
+// value returns the current value and moves past it.
+func (c *cursor) value() []byte {
+	start := c.i
+	c.i = skipValue(c.b, start)
+	c.pending = false
+	return c.b[start:c.i]
+}
+
+// consumed moves past a value that the caller has read up to end.
+func (c *cursor) consumed(end int) {
+	c.i = end
+	c.pending = false
 }
 
 // members returns an iterator over the object that starts at b[i].
 func members(b []byte, i int) objectIter {
-	return objectIter{b: b, i: i + 1}
+	return objectIter{cursor: cursor{b: b, i: i + 1}}
 }
 
 // next moves to the next member and reports whether there is one.
@@ -134,34 +157,15 @@ func (it *objectIter) next() bool {
 	return it.pending
 }
 
-// peek returns the first byte of the current value.
-func (it *objectIter) peek() byte { return it.b[it.i] }
-
-// value returns the current member's raw value and moves past it.
-func (it *objectIter) value() []byte {
-	start := it.i
-	it.i = skipValue(it.b, start)
-	it.pending = false
-	return it.b[start:it.i]
-}
-
-// consumed moves past a value that the caller has read up to end.
-func (it *objectIter) consumed(end int) {
-	it.i = end
-	it.pending = false
-}
-
 // arrayIter walks the elements of a JSON array the way objectIter walks
 // members: after next, i is where the element starts.
 type arrayIter struct {
-	b       []byte
-	i       int
-	pending bool
+	cursor
 }
 
 // elements returns an iterator over the array that starts at b[i].
 func elements(b []byte, i int) arrayIter {
-	return arrayIter{b: b, i: i + 1}
+	return arrayIter{cursor{b: b, i: i + 1}}
 }
 
 // next moves to the next element and reports whether there is one.
@@ -180,23 +184,6 @@ func (it *arrayIter) next() bool {
 	it.i = i
 	it.pending = true
 	return true
-}
-
-// peek returns the first byte of the current element.
-func (it *arrayIter) peek() byte { return it.b[it.i] }
-
-// value returns the current element and moves past it.
-func (it *arrayIter) value() []byte {
-	start := it.i
-	it.i = skipValue(it.b, start)
-	it.pending = false
-	return it.b[start:it.i]
-}
-
-// consumed moves past an element that the caller has read up to end.
-func (it *arrayIter) consumed(end int) {
-	it.i = end
-	it.pending = false
 }
 
 // isObject and isArray report the kind of a raw value; nil, the value of a
