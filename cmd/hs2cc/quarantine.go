@@ -12,11 +12,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/hibiken/asynq"
-
 	"github.com/hs2cc/hs2cc/handlers"
 	"github.com/hs2cc/hs2cc/hubspot"
-	"github.com/hs2cc/hs2cc/jobs"
 	"github.com/hs2cc/hs2cc/store"
 )
 
@@ -165,16 +162,14 @@ func runQuarantineReplay(ctx context.Context, cfg config, args []string, stdout,
 		return err
 	}
 	defer d.close()
-	client := asynq.NewClient(asynqOpt(d.redisOpt))
-	defer client.Close()
+	// The same configuration serve gives the webhook, so that a replay
+	// parses and routes as a request verified on arrival would be.
+	in, closeIngester := newIngester(cfg, d, log)
+	defer closeIngester()
 	r := &replayer{
-		db:       d.db,
-		verifier: &hubspot.Verifier{Secrets: cfg.HubSpotSecrets, RequireV3: cfg.RequireV3},
-		// The same configuration serve gives the webhook, so that a replay
-		// parses and routes as a request verified on arrival would be.
-		ingester: handlers.NewIngester(handlers.Config{
-			Fields: cfg.Fields, Lists: cfg.Lists, Router: cfg.Rules, Logger: log,
-		}, d.db, jobs.NewEnqueuer(client)),
+		db:        d.db,
+		verifier:  &hubspot.Verifier{Secrets: cfg.HubSpotSecrets, RequireV3: cfg.RequireV3},
+		ingester:  in,
 		publicURL: cfg.PublicURL,
 		dryRun:    *dryRun,
 		out:       stdout,

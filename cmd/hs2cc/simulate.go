@@ -19,12 +19,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/hibiken/asynq"
-
 	"github.com/hs2cc/hs2cc/ccclient/ccsandbox"
-	"github.com/hs2cc/hs2cc/handlers"
 	"github.com/hs2cc/hs2cc/hubspot"
-	"github.com/hs2cc/hs2cc/jobs"
 )
 
 // simOptions drive one simulate run.
@@ -179,14 +175,12 @@ func inProcessDelivery(ctx context.Context, getenv func(string) string) (func(co
 	if err != nil {
 		return nil, nil, err
 	}
-	client := asynq.NewClient(asynqOpt(d.redisOpt))
-	in := handlers.NewIngester(handlers.Config{Fields: cfg.Fields, Lists: cfg.Lists, Router: cfg.Rules,
-		Logger: newLogger(io.Discard, "text", "error")}, d.db, jobs.NewEnqueuer(client))
+	in, closeIngester := newIngester(cfg, d, newLogger(io.Discard, "text", "error"))
 	deliver := func(ctx context.Context, body []byte) (int, error) {
 		got, err := in.Ingest(ctx, body, hubspot.V3, time.Time{})
 		return got.Status, err
 	}
-	return deliver, func() { client.Close(); d.close() }, nil
+	return deliver, func() { closeIngester(); d.close() }, nil
 }
 
 // simListed is how an --until-imported run ended at the sandbox.

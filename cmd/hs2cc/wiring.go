@@ -54,6 +54,17 @@ func connect(ctx context.Context, cfg config) (*deps, error) {
 	return &deps{db: db, redisOpt: opt, rdb: rdb, cache: store.NewCache(rdb)}, nil
 }
 
+// newIngester builds the webhook's code after the signature, configured as
+// serve configures it, for the commands that store bodies without HTTP
+// (quarantine and delivery replays, simulate --in-process). The returned
+// func closes its asynq client.
+func newIngester(cfg config, d *deps, log *slog.Logger) (*handlers.Ingester, func()) {
+	client := asynq.NewClient(asynqOpt(d.redisOpt))
+	in := handlers.NewIngester(handlers.Config{Fields: cfg.Fields, Lists: cfg.Lists, Router: cfg.Rules, Logger: log},
+		d.db, jobs.NewEnqueuer(client))
+	return in, func() { client.Close() }
+}
+
 // oauthConfig describes the CC app for the connect flow and refreshes.
 func (c config) oauthConfig() ccclient.OAuthConfig {
 	return ccclient.OAuthConfig{ClientID: c.CCClientID, ClientSecret: c.CCClientSecret, AuthURL: c.CCAuthURL,
