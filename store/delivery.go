@@ -83,6 +83,27 @@ func (s *DB) GetDelivery(ctx context.Context, id int64) (*Delivery, error) {
 	return &d, nil
 }
 
+// DeliveriesToReplay returns up to limit workflow deliveries with this
+// verdict, received at or after since, whose bodies are still kept, in id
+// order after afterID, so that a caller pages through them with the last
+// id it saw.
+func (s *DB) DeliveriesToReplay(ctx context.Context, verdict string, since time.Time, afterID int64, limit int) ([]*Delivery, error) {
+	out, err := queryAll(ctx, s.db, func(r rowScanner) (*Delivery, error) {
+		var d Delivery
+		var enr sql.NullInt64
+		err := r.Scan(&d.ID, &d.ReceivedAt, &d.Kind, &d.SignatureVersion, &d.Verdict, &d.Reason, &enr, &d.Body)
+		d.EnrollmentID = enr.Int64
+		return &d, err
+	}, `SELECT id, received_at, kind, signature_version, verdict, reason, enrollment_id, body
+	    FROM deliveries
+	    WHERE kind = ? AND verdict = ? AND received_at >= ? AND id > ? AND purged_at IS NULL
+	    ORDER BY id LIMIT ?`, KindWorkflow, verdict, since.UTC(), afterID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("store: deliveries to replay: %w", err)
+	}
+	return out, nil
+}
+
 // CountDeliveries returns how many deliveries carry each verdict.
 func (s *DB) CountDeliveries(ctx context.Context) (map[string]int, error) {
 	counts, err := countBy(ctx, s.db, `SELECT verdict, COUNT(*) FROM deliveries GROUP BY verdict`)

@@ -44,6 +44,7 @@ Commands:
   keygen     print a new HS2CC_TOKEN_KEY
   backfill   queue again every enrollment of a window that is not imported (--since 24h)
   replay     queue again enrollments of a status (--status failed [--since T] [--list NAME] [--dry-run])
+  deliveries replay stored deliveries refused for the rules or fields (replay --verdict no_route [--since 72h] [--dry-run])
   sandbox    run the Constant Contact sandbox (a faithful in-memory CC)
   dev        the whole bridge in one process on embedded MySQL, Redis and sandbox
   simulate   send signed, realistic HubSpot webhooks and report latency
@@ -66,7 +67,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "keygen":
 		fmt.Fprintln(stdout, store.NewTokenKey())
 		return nil
-	case "serve", "work", "migrate", "connect", "status", "quarantine", "backfill", "replay":
+	case "serve", "work", "migrate", "connect", "status", "quarantine", "backfill", "replay", "deliveries":
 		cfg, err := loadConfig(getenv)
 		if err != nil {
 			return err
@@ -87,6 +88,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return runStatus(ctx, cfg, stdout, time.Now())
 		case "quarantine":
 			return runQuarantine(ctx, cfg, rest, stdout, stderr, log)
+		case "deliveries":
+			return runDeliveries(ctx, cfg, rest, stdout, stderr, log)
 		default:
 			return runMigrate(ctx, cfg, stdout)
 		}
