@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/hs2cc/hs2cc/store"
-	"github.com/hs2cc/hs2cc/store/storetest"
 )
 
 // TestDeliveriesReplay: deliveries refused for the rules (no_route) come
@@ -18,18 +17,7 @@ import (
 // purged bodies and other verdicts are left alone.
 func TestDeliveriesReplay(t *testing.T) {
 	ctx := context.Background()
-	dsn, redisURL := storetest.MySQLDSN(t), storetest.RedisURL(t)
-	env := map[string]string{"HS2CC_MYSQL_DSN": dsn, "HS2CC_REDIS_URL": redisURL}
-	getenv := func(k string) string { return env[k] }
-	var out bytes.Buffer
-	if err := run(ctx, []string{"migrate"}, getenv, &out, &out); err != nil {
-		t.Fatal(err)
-	}
-	db, err := store.Open(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	getenv, db := migratedStore(t)
 	now := time.Now().UTC()
 	stored := []struct {
 		vid     int64

@@ -15,22 +15,30 @@ import (
 	"github.com/hs2cc/hs2cc/store/storetest"
 )
 
+// migratedStore gives a command environment on a fresh migrated MySQL
+// database and Redis, and the store on that database.
+func migratedStore(t *testing.T) (getenv func(string) string, db *store.DB) {
+	t.Helper()
+	dsn := storetest.MySQLDSN(t)
+	env := map[string]string{"HS2CC_MYSQL_DSN": dsn, "HS2CC_REDIS_URL": storetest.RedisURL(t)}
+	getenv = func(k string) string { return env[k] }
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"migrate"}, getenv, &out, &out); err != nil {
+		t.Fatalf("migrate: %v\n%s", err, out.String())
+	}
+	db, err := store.Open(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return getenv, db
+}
+
 // TestBackfillAndReplay: the commands queue exactly the rows their flags
 // pick, a dry run only counts, and queued rows are pending with a task.
 func TestBackfillAndReplay(t *testing.T) {
 	ctx := context.Background()
-	dsn, redisURL := storetest.MySQLDSN(t), storetest.RedisURL(t)
-	env := map[string]string{"HS2CC_MYSQL_DSN": dsn, "HS2CC_REDIS_URL": redisURL}
-	getenv := func(k string) string { return env[k] }
-	var out bytes.Buffer
-	if err := run(ctx, []string{"migrate"}, getenv, &out, &out); err != nil {
-		t.Fatal(err)
-	}
-	db, err := store.Open(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	getenv, db := migratedStore(t)
 	// Rows 0–2 failed (0 on "Gold Agents"), 3 rejected, 4 imported; row 2
 	// failed two days ago.
 	statuses := []string{store.StatusFailed, store.StatusFailed, store.StatusFailed, store.StatusRejected, store.StatusImported}
@@ -53,7 +61,7 @@ func TestBackfillAndReplay(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	opt, _ := asynq.ParseRedisURI(redisURL)
+	opt, _ := asynq.ParseRedisURI(getenv("HS2CC_REDIS_URL"))
 	ins := asynq.NewInspector(opt)
 	defer ins.Close()
 	queued := func() int {
