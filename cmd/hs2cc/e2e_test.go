@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -69,73 +70,116 @@ func waitFor(t *testing.T, what string, timeout time.Duration, ok func() bool) {
 	}
 }
 
-// TestEndToEnd drives the real serve and work code (through run, as main
-// does) against real MariaDB and Redis and the CC sandbox: 1,000 signed
-// webhooks plus repeats must end as 1,000 contacts on the sandbox list, in
-// at most 3 contacts_json_import calls, with no secret in any log line.
-func TestEndToEnd(t *testing.T) {
-	dsn := storetest.MySQLDSN(t)
-	redisURL := storetest.RedisURL(t)
+// bridgeRun is serve and work run as main runs them, through run(), on a
+// fresh MySQL database and Redis, with CC (a sandbox) already connected.
+type bridgeRun struct {
+	env               map[string]string
+	getenv            func(string) string
+	db                *store.DB
+	addr              string // where serve listens
+	secret            string // the HubSpot signing secret
+	access, refresh   string // the CC token pair stored before start
+	ctx               context.Context
+	cancel            context.CancelFunc
+	done              chan error
+	serveLog, workLog syncBuffer
+}
 
-	sb := ccsandbox.New(ccsandbox.Options{ActivityDelay: 300 * time.Millisecond})
-	cc := httptest.NewServer(ccspec.New(t).Wrap(sb))
-	defer cc.Close()
-	sb.CreateList("New Agents")
-	access, refresh := sb.IssueToken("contact_data offline_access")
-
-	addr := freeAddr(t)
-	secret := "e2e-secret-" + randomHex(6)
-	env := map[string]string{
-		"HS2CC_MYSQL_DSN":             dsn,
-		"HS2CC_REDIS_URL":             redisURL,
-		"HS2CC_ADDR":                  addr,
+// startBridge starts serve and work against cc, serving sb, with the common
+// settings overridden or added to by extra, and waits until /readyz passes.
+// Their logs are shown when the test fails.
+func startBridge(t *testing.T, cc *httptest.Server, sb *ccsandbox.Server, extra map[string]string) *bridgeRun {
+	t.Helper()
+	b := &bridgeRun{addr: freeAddr(t), secret: "e2e-secret-" + randomHex(6), done: make(chan error, 2)}
+	b.access, b.refresh = sb.IssueToken("contact_data offline_access")
+	b.env = map[string]string{
+		"HS2CC_MYSQL_DSN":             storetest.MySQLDSN(t),
+		"HS2CC_REDIS_URL":             storetest.RedisURL(t),
+		"HS2CC_ADDR":                  b.addr,
 		"HS2CC_PUBLIC_URL":            "https://hooks.example.com",
-		"HS2CC_HUBSPOT_CLIENT_SECRET": secret,
+		"HS2CC_HUBSPOT_CLIENT_SECRET": b.secret,
 		"HS2CC_CC_API_URL":            cc.URL + "/v3",
 		"HS2CC_CC_AUTH_URL":           cc.URL + "/oauth2/default/v1",
 		"HS2CC_CC_CLIENT_ID":          ccsandbox.DefaultClientID,
 		"HS2CC_CC_CLIENT_SECRET":      ccsandbox.DefaultClientSecret,
-		"HS2CC_GROUP_GRACE_PERIOD":    "2s",
-		"HS2CC_GROUP_MAX_DELAY":       "20s",
-		"HS2CC_OPS_USER":              "ops",
-		"HS2CC_OPS_PASSWORD":          "ops-password-" + randomHex(4),
 		"HS2CC_LOG_FORMAT":            "json",
 		"HS2CC_TOKEN_KEY":             store.NewTokenKey(),
 	}
-	getenv := func(k string) string { return env[k] }
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	maps.Copy(b.env, extra)
+	b.getenv = func(k string) string { return b.env[k] }
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	t.Cleanup(b.cancel)
 
 	var out syncBuffer
-	if err := run(ctx, []string{"migrate"}, getenv, &out, &out); err != nil {
+	if err := run(b.ctx, []string{"migrate"}, b.getenv, &out, &out); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
-	db, err := store.Open(ctx, dsn)
+	db, err := store.Open(b.ctx, b.env["HS2CC_MYSQL_DSN"])
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
-	keys, err := store.ParseTokenKeys(env["HS2CC_TOKEN_KEY"])
+	t.Cleanup(func() { db.Close() })
+	keys, err := store.ParseTokenKeys(b.env["HS2CC_TOKEN_KEY"])
 	if err != nil {
 		t.Fatal(err)
 	}
 	db.SetTokenKeys(keys)
-	if _, err := db.SaveToken(ctx, store.Token{AccessToken: access, RefreshToken: refresh, ExpiresAt: time.Now().Add(24 * time.Hour)}, 0); err != nil {
+	if _, err := db.SaveToken(b.ctx, store.Token{AccessToken: b.access, RefreshToken: b.refresh, ExpiresAt: time.Now().Add(24 * time.Hour)}, 0); err != nil {
 		t.Fatal(err)
 	}
+	b.db = db
 
-	var serveLog, workLog syncBuffer
-	done := make(chan error, 2)
-	go func() { done <- run(ctx, []string{"serve"}, getenv, &serveLog, &serveLog) }()
-	go func() { done <- run(ctx, []string{"work"}, getenv, &workLog, &workLog) }()
-	waitFor(t, "/readyz", 15*time.Second, func() bool {
-		resp, err := http.Get("http://" + addr + "/readyz")
+	go func() { b.done <- run(b.ctx, []string{"serve"}, b.getenv, &b.serveLog, &b.serveLog) }()
+	go func() { b.done <- run(b.ctx, []string{"work"}, b.getenv, &b.workLog, &b.workLog) }()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("serve log:\n%s\nwork log:\n%s", b.serveLog.String(), b.workLog.String())
+		}
+	})
+	waitFor(t, "/readyz", 30*time.Second, func() bool {
+		resp, err := http.Get("http://" + b.addr + "/readyz")
 		if err != nil {
 			return false
 		}
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	})
+	return b
+}
+
+// stop ends serve and work as a signal would, and fails the test unless
+// both return cleanly within 30 s.
+func (b *bridgeRun) stop(t *testing.T) {
+	t.Helper()
+	b.cancel()
+	for range 2 {
+		select {
+		case err := <-b.done:
+			if err != nil {
+				t.Errorf("process returned %v on shutdown", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("serve or work did not shut down within 30s")
+		}
+	}
+}
+
+// TestEndToEnd drives the real serve and work code (through run, as main
+// does) against real MariaDB and Redis and the CC sandbox: 1,000 signed
+// webhooks plus repeats must end as 1,000 contacts on the sandbox list, in
+// at most 3 contacts_json_import calls, with no secret in any log line.
+func TestEndToEnd(t *testing.T) {
+	sb := ccsandbox.New(ccsandbox.Options{ActivityDelay: 300 * time.Millisecond})
+	cc := httptest.NewServer(ccspec.New(t).Wrap(sb))
+	defer cc.Close()
+	sb.CreateList("New Agents")
+	br := startBridge(t, cc, sb, map[string]string{
+		"HS2CC_GROUP_GRACE_PERIOD": "2s",
+		"HS2CC_GROUP_MAX_DELAY":    "20s",
+		"HS2CC_OPS_USER":           "ops",
+		"HS2CC_OPS_PASSWORD":       "ops-password-" + randomHex(4),
+	})
+	ctx, db, addr, secret, getenv := br.ctx, br.db, br.addr, br.secret, br.getenv
 
 	// HubSpot calls the public URL; the proxy in front of us forwards to the
 	// internal address. simulate signs the public URL and we send to addr.
@@ -199,19 +243,9 @@ func TestEndToEnd(t *testing.T) {
 		t.Errorf("%d contacts on the list after the in-process run, want 1200", n)
 	}
 
-	cancel()
-	for i := 0; i < 2; i++ {
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("process returned %v on shutdown", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Fatal("serve or work did not shut down within 30s")
-		}
-	}
-	for name, logs := range map[string]string{"serve": serveLog.String(), "work": workLog.String()} {
-		for _, s := range []string{secret, access, refresh, env["HS2CC_OPS_PASSWORD"], ccsandbox.DefaultClientSecret, env["HS2CC_TOKEN_KEY"]} {
+	br.stop(t)
+	for name, logs := range map[string]string{"serve": br.serveLog.String(), "work": br.workLog.String()} {
+		for _, s := range []string{secret, br.access, br.refresh, br.env["HS2CC_OPS_PASSWORD"], ccsandbox.DefaultClientSecret, br.env["HS2CC_TOKEN_KEY"]} {
 			if strings.Contains(logs, s) {
 				t.Errorf("%s log contains a secret (%.6s…)", name, s)
 			}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -15,8 +14,6 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/hs2cc/hs2cc/ccclient/ccsandbox"
-	"github.com/hs2cc/hs2cc/store"
-	"github.com/hs2cc/hs2cc/store/storetest"
 )
 
 // TestOpsAndMetricsEndToEnd runs serve and work as main does, with a viewer
@@ -24,79 +21,25 @@ import (
 // they are imported, and reads the outcome where ops would: the figures
 // behind the viewer's login and both processes' /metrics behind the token.
 func TestOpsAndMetricsEndToEnd(t *testing.T) {
-	dsn := storetest.MySQLDSN(t)
-	redisURL := storetest.RedisURL(t)
-
 	sb := ccsandbox.New(ccsandbox.Options{ActivityDelay: 200 * time.Millisecond})
 	cc := httptest.NewServer(sb)
 	defer cc.Close()
 	sb.CreateList("New Agents")
-	access, refresh := sb.IssueToken("contact_data offline_access")
 
 	const viewer, viewerPassword, metricsToken = "vera", "vera's passphrase", "scrape-token-e2e"
 	hash, err := bcrypt.GenerateFromPassword([]byte(viewerPassword), bcrypt.DefaultCost)
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr, metricsAddr := freeAddr(t), freeAddr(t)
-	secret := "ops-e2e-secret-" + randomHex(6)
-	env := map[string]string{
-		"HS2CC_MYSQL_DSN":             dsn,
-		"HS2CC_REDIS_URL":             redisURL,
-		"HS2CC_ADDR":                  addr,
-		"HS2CC_PUBLIC_URL":            "https://hooks.example.com",
-		"HS2CC_HUBSPOT_CLIENT_SECRET": secret,
-		"HS2CC_CC_API_URL":            cc.URL + "/v3",
-		"HS2CC_CC_AUTH_URL":           cc.URL + "/oauth2/default/v1",
-		"HS2CC_CC_CLIENT_ID":          ccsandbox.DefaultClientID,
-		"HS2CC_CC_CLIENT_SECRET":      ccsandbox.DefaultClientSecret,
-		"HS2CC_GROUP_GRACE_PERIOD":    "1s",
-		"HS2CC_GROUP_MAX_DELAY":       "5s",
-		"HS2CC_OPS_USERS":             viewer + ":viewer:" + string(hash),
-		"HS2CC_METRICS_TOKEN":         metricsToken,
-		"HS2CC_METRICS_ADDR":          metricsAddr,
-		"HS2CC_LOG_FORMAT":            "json",
-		"HS2CC_TOKEN_KEY":             store.NewTokenKey(),
-	}
-	getenv := func(k string) string { return env[k] }
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-
-	var out syncBuffer
-	if err := run(ctx, []string{"migrate"}, getenv, &out, &out); err != nil {
-		t.Fatalf("migrate: %v", err)
-	}
-	db, err := store.Open(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	keys, err := store.ParseTokenKeys(env["HS2CC_TOKEN_KEY"])
-	if err != nil {
-		t.Fatal(err)
-	}
-	db.SetTokenKeys(keys)
-	if _, err := db.SaveToken(ctx, store.Token{AccessToken: access, RefreshToken: refresh, ExpiresAt: time.Now().Add(24 * time.Hour)}, 0); err != nil {
-		t.Fatal(err)
-	}
-
-	var serveLog, workLog syncBuffer
-	done := make(chan error, 2)
-	go func() { done <- run(ctx, []string{"serve"}, getenv, &serveLog, &serveLog) }()
-	go func() { done <- run(ctx, []string{"work"}, getenv, &workLog, &workLog) }()
-	defer func() {
-		if t.Failed() {
-			t.Logf("serve log:\n%s\nwork log:\n%s", serveLog.String(), workLog.String())
-		}
-	}()
-	waitFor(t, "/readyz", 30*time.Second, func() bool {
-		resp, err := http.Get("http://" + addr + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
+	metricsAddr := freeAddr(t)
+	br := startBridge(t, cc, sb, map[string]string{
+		"HS2CC_GROUP_GRACE_PERIOD": "1s",
+		"HS2CC_GROUP_MAX_DELAY":    "5s",
+		"HS2CC_OPS_USERS":          viewer + ":viewer:" + string(hash),
+		"HS2CC_METRICS_TOKEN":      metricsToken,
+		"HS2CC_METRICS_ADDR":       metricsAddr,
 	})
+	ctx, addr, secret := br.ctx, br.addr, br.secret
 
 	const n, repeats = 20, 5
 	res, err := simulate(ctx, simOptions{
@@ -211,19 +154,9 @@ func TestOpsAndMetricsEndToEnd(t *testing.T) {
 		t.Errorf("each process must export only its own counters")
 	}
 
-	cancel()
-	for range 2 {
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("process returned %v on shutdown", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Fatal("serve or work did not shut down within 30s")
-		}
-	}
-	for name, logs := range map[string]string{"serve": serveLog.String(), "work": workLog.String()} {
-		for _, s := range []string{viewerPassword, string(hash), metricsToken, access, refresh} {
+	br.stop(t)
+	for name, logs := range map[string]string{"serve": br.serveLog.String(), "work": br.workLog.String()} {
+		for _, s := range []string{viewerPassword, string(hash), metricsToken, br.access, br.refresh} {
 			if strings.Contains(logs, s) {
 				t.Errorf("%s log contains a secret (%.6s…)", name, s)
 			}
