@@ -31,15 +31,8 @@ type deps struct {
 
 // connect opens MySQL and Redis and refuses an old schema.
 func connect(ctx context.Context, cfg config) (*deps, error) {
-	if err := cfg.requireMySQL(); err != nil {
-		return nil, err
-	}
-	db, err := store.Open(ctx, cfg.MySQLDSN)
+	db, err := openStore(ctx, cfg)
 	if err != nil {
-		return nil, err
-	}
-	if err := db.CheckSchema(ctx); err != nil {
-		db.Close()
 		return nil, err
 	}
 	opt, err := store.ParseRedisURL(cfg.RedisURL)
