@@ -280,29 +280,25 @@ func wantError(t testing.TB, r reply, status int, code string) {
 // deliveries returns every stored delivery, oldest first.
 func (a *app) deliveries(t testing.TB) []*store.Delivery {
 	t.Helper()
-	ctx := context.Background()
-	var out []*store.Delivery
-	for _, id := range ids(t, a.db, "SELECT id FROM deliveries ORDER BY id") {
-		d, err := a.db.GetDelivery(ctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, d)
-	}
-	return out
+	return loadAll(t, a.db, "deliveries", a.db.GetDelivery)
 }
 
 // enrollments returns every stored enrollment, oldest first.
 func (a *app) enrollments(t testing.TB) []*store.Enrollment {
 	t.Helper()
-	ctx := context.Background()
-	var out []*store.Enrollment
-	for _, id := range ids(t, a.db, "SELECT id FROM enrollments ORDER BY id") {
-		e, err := a.db.GetEnrollment(ctx, id)
+	return loadAll(t, a.db, "enrollments", a.db.GetEnrollment)
+}
+
+// loadAll loads every row of table, by id, oldest first, through get.
+func loadAll[T any](t testing.TB, db *store.DB, table string, get func(context.Context, int64) (T, error)) []T {
+	t.Helper()
+	var out []T
+	for _, id := range ids(t, db, "SELECT id FROM "+table+" ORDER BY id") {
+		v, err := get(context.Background(), id)
 		if err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, e)
+		out = append(out, v)
 	}
 	return out
 }

@@ -22,16 +22,7 @@ import (
 // quarantined returns every quarantined request whole, oldest first.
 func (a *app) quarantined(t testing.TB) []*store.Quarantined {
 	t.Helper()
-	ctx := context.Background()
-	var out []*store.Quarantined
-	for _, id := range ids(t, a.db, "SELECT id FROM quarantine ORDER BY id") {
-		q, err := a.db.GetQuarantined(ctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, q)
-	}
-	return out
+	return loadAll(t, a.db, "quarantine", a.db.GetQuarantined)
 }
 
 // otherSecret is the secret HubSpot signs with after a rotation the
