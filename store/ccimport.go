@@ -429,3 +429,68 @@ func (s *DB) ReleaseRows(ctx context.Context, importID int64, ids []int64) error
 	}
 	return nil
 }
+
+// ImportLists returns the CC list names of the rows an import holds (every
+// row of an import shares its list set), or nil when it holds none. The
+// importer resolves them before it takes more rows or maps any.
+func (s *DB) ImportLists(ctx context.Context, importID int64) ([]string, error) {
+	var raw string
+	err := s.db.QueryRowContext(ctx,
+		`SELECT lists FROM enrollments WHERE import_id = ? AND status = ? LIMIT 1`, importID, StatusImporting).Scan(&raw)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: lists of import %d: %w", importID, err)
+	}
+	var lists []string
+	if err := json.Unmarshal([]byte(raw), &lists); err != nil {
+		return nil, fmt.Errorf("store: lists of import %d: %w", importID, err)
+	}
+	return lists, nil
+}
+
+// AbandonImport gives every row of an import CC never accepted back to
+// pending and deletes the import: its lists cannot be used yet (a list is
+// missing, CC is not connected), and the rows wait, untouched and with no
+// failure, for a later import. Only a claimed import can be abandoned: one
+// with an activity id is CC's, and a settled one is the record of what
+// happened to its rows. It returns how many rows went back.
+func (s *DB) AbandonImport(ctx context.Context, importID int64) (int, error) {
+	now := s.utcNow()
+	released := 0
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		var activityID sql.NullString
+		var state string
+		if err := tx.QueryRowContext(ctx, `SELECT activity_id, state FROM cc_imports WHERE id = ? FOR UPDATE`, importID).
+			Scan(&activityID, &state); err != nil {
+			if errors.Is(err, sql.ErrNoRows) {
+				return nil
+			}
+			return err
+		}
+		if activityID.Valid && activityID.String != "" {
+			return fmt.Errorf("import %d was accepted by CC as activity %s", importID, activityID.String)
+		}
+		if state != ImportClaimed {
+			return fmt.Errorf("import %d is %s, not claimed", importID, state)
+		}
+		r, err := tx.ExecContext(ctx,
+			`UPDATE enrollments SET status = ?, import_id = NULL, updated_at = ? WHERE import_id = ? AND status = ?`,
+			StatusPending, now, importID, StatusImporting)
+		if err != nil {
+			return err
+		}
+		n, err := r.RowsAffected()
+		if err != nil {
+			return err
+		}
+		released = int(n)
+		_, err = tx.ExecContext(ctx, `DELETE FROM cc_imports WHERE id = ?`, importID)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store: abandon import %d: %w", importID, err)
+	}
+	return released, nil
+}

@@ -83,10 +83,19 @@ func (l *CCLimits) Wait(ctx context.Context) error {
 		uncount()
 		return &BudgetExhaustedError{Budget: l.budget, Reset: nextUTCMidnight(now)}
 	}
+	if err := waitSlot(ctx, l.limiter, keyCCRate, l.limit); err != nil {
+		uncount()
+		return err
+	}
+	return nil
+}
+
+// waitSlot waits for a slot of limit under key, shared by every process
+// through Redis.
+func waitSlot(ctx context.Context, limiter *redis_rate.Limiter, key string, limit redis_rate.Limit) error {
 	for {
-		res, err := l.limiter.Allow(ctx, keyCCRate, l.limit)
+		res, err := limiter.Allow(ctx, key, limit)
 		if err != nil {
-			uncount()
 			return fmt.Errorf("store: CC rate limiter: %w", err)
 		}
 		if res.Allowed > 0 {
@@ -94,11 +103,35 @@ func (l *CCLimits) Wait(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			uncount()
 			return ctx.Err()
 		case <-time.After(res.RetryAfter):
 		}
 	}
+}
+
+const keyCCTokenRate = "hs2cc:cc:token-rate"
+
+// tokenEndpointPeriod spaces calls to CC's token endpoint, which allows one
+// request a second per app: a little over a second, so that CC's bucket and
+// ours, which never see the same instant, do not meet at its edge.
+const tokenEndpointPeriod = 1100 * time.Millisecond
+
+// TokenEndpointLimiter paces every call to CC's token endpoint (code
+// exchanges and refreshes) across every process of the bridge, since CC
+// counts them per app. It is a ccclient.Limiter.
+type TokenEndpointLimiter struct {
+	limiter *redis_rate.Limiter
+}
+
+// NewTokenEndpointLimiter shares one token-endpoint call per
+// tokenEndpointPeriod across every process using rdb.
+func NewTokenEndpointLimiter(rdb redis.UniversalClient) *TokenEndpointLimiter {
+	return &TokenEndpointLimiter{limiter: redis_rate.NewLimiter(rdb)}
+}
+
+// Wait returns when one more call to the token endpoint may be made.
+func (l *TokenEndpointLimiter) Wait(ctx context.Context) error {
+	return waitSlot(ctx, l.limiter, keyCCTokenRate, redis_rate.Limit{Rate: 1, Burst: 1, Period: tokenEndpointPeriod})
 }
 
 // Used returns how many CC calls were counted today.

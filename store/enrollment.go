@@ -377,6 +377,52 @@ func (s *DB) StalePending(ctx context.Context, before time.Time, limit int) ([]P
 	return refs, nil
 }
 
+// PendingCursor is where a walk over pending enrollments stands: the
+// update time and id of the last row seen.
+type PendingCursor struct {
+	UpdatedAt time.Time
+	ID        int64
+}
+
+// PendingPage returns up to limit pending enrollments after the cursor, in
+// the order of their last update (the index StalePending uses), and the
+// cursor of the last one. A row that changes while the walk goes on moves
+// behind the cursor and may be returned twice, never skipped for good; the
+// callers enqueue by task id, so a repeat is harmless.
+func (s *DB) PendingPage(ctx context.Context, after PendingCursor, limit int) ([]PendingRef, PendingCursor, error) {
+	next := after
+	refs, err := queryAll(ctx, s.db, func(r rowScanner) (PendingRef, error) {
+		var p PendingRef
+		var lists string
+		if err := r.Scan(&p.ID, &p.Version, &lists, &next.UpdatedAt); err != nil {
+			return p, err
+		}
+		next.ID = p.ID
+		return p, json.Unmarshal([]byte(lists), &p.Lists)
+	}, `SELECT id, version, lists, updated_at FROM enrollments
+	    WHERE status = ? AND (updated_at > ? OR (updated_at = ? AND id > ?))
+	    ORDER BY updated_at, id LIMIT ?`,
+		StatusPending, after.UpdatedAt.UTC(), after.UpdatedAt.UTC(), after.ID, limit)
+	if err != nil {
+		return nil, after, fmt.Errorf("store: pending page: %w", err)
+	}
+	return refs, next, nil
+}
+
+// PendingIDs returns up to limit ids of pending enrollments bound for the
+// list set listKey, above afterID, in id order.
+func (s *DB) PendingIDs(ctx context.Context, listKey string, afterID int64, limit int) ([]int64, error) {
+	ids, err := queryAll(ctx, s.db, func(r rowScanner) (int64, error) {
+		var id int64
+		return id, r.Scan(&id)
+	}, `SELECT id FROM enrollments WHERE status = ? AND list_key = ? AND id > ? ORDER BY id LIMIT ?`,
+		StatusPending, listKey, afterID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("store: pending ids: %w", err)
+	}
+	return ids, nil
+}
+
 func nonNilMap(m map[string]string) map[string]string {
 	if m == nil {
 		return map[string]string{}

@@ -112,6 +112,39 @@ func (c *Cache) Lock(ctx context.Context, name string, ttl time.Duration) (func(
 	return release, true, nil
 }
 
+// keyEpoch marks a Redis that has been seen by the bridge. It has no
+// expiry, so it is gone only when Redis lost its data: a FLUSHDB, a restart
+// without persistence, a failover to an empty replica.
+const keyEpoch = "hs2cc:epoch"
+
+// MarkEpoch sets the marker when it is absent, and returns when the marker
+// was set and whether this call set it: true means Redis is new or has
+// lost its data since, and this caller, the only one to see true for that
+// loss, should queue again what MySQL knows to be waiting. A marker that
+// vanishes between the two commands is set again at the next call.
+func (c *Cache) MarkEpoch(ctx context.Context) (time.Time, bool, error) {
+	now := time.Now().UTC()
+	ok, err := c.rdb.SetNX(ctx, keyEpoch, now.Format(time.RFC3339Nano), 0).Result()
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("store: mark redis epoch: %w", err)
+	}
+	if ok {
+		return now, true, nil
+	}
+	v, err := c.rdb.Get(ctx, keyEpoch).Result()
+	if errors.Is(err, redis.Nil) {
+		return now, false, nil
+	}
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("store: read redis epoch: %w", err)
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("store: redis epoch %q: %w", v, err)
+	}
+	return t, false, nil
+}
+
 // keyOAuthStatePrefix holds a pending OAuth authorization: the state value
 // names it and the PKCE verifier is its content.
 const keyOAuthStatePrefix = "hs2cc:oauth:state:"
