@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -216,6 +218,12 @@ func (c *Client) linkURL(href string) (string, error) {
 // retries once with a fresh token if the TokenSource is a TokenInvalidator.
 func (c *Client) do(req *http.Request, pattern string, v any) error {
 	ctx := req.Context()
+	// The slot comes before the token: a wait for the rate (several tasks
+	// share four calls a second) must not age a short-lived token toward
+	// its expiry before it is sent.
+	if err := c.wait(ctx); err != nil {
+		return err
+	}
 	tok, err := c.ts.Token(ctx)
 	if err != nil {
 		return fmt.Errorf("token: %w", err)
@@ -247,15 +255,21 @@ func (c *Client) do(req *http.Request, pattern string, v any) error {
 			return fmt.Errorf("replay body: %w", err)
 		}
 	}
+	if err := c.wait(ctx); err != nil {
+		return err
+	}
 	return c.send(retry, pattern, fresh, v)
 }
 
-func (c *Client) send(req *http.Request, pattern, token string, v any) error {
-	if c.limiter != nil {
-		if err := c.limiter.Wait(req.Context()); err != nil {
-			return err
-		}
+// wait takes a slot from the limiter, when there is one.
+func (c *Client) wait(ctx context.Context) error {
+	if c.limiter == nil {
+		return nil
 	}
+	return c.limiter.Wait(ctx)
+}
+
+func (c *Client) send(req *http.Request, pattern, token string, v any) error {
 	req.Header.Set("Authorization", "Bearer "+token)
 	start := time.Now()
 	resp, err := c.httpClient.Do(req)
@@ -455,6 +469,37 @@ func (e *APIError) Unauthorized() bool { return e.StatusCode == http.StatusUnaut
 
 // Conflict reports a 409, e.g. a list name that already exists.
 func (e *APIError) Conflict() bool { return e.StatusCode == http.StatusConflict }
+
+// Transient reports a CC fault that passes by itself: the per-second
+// throttle, a 5xx from the API or the token endpoint, a 429 from the token
+// endpoint, or no answer at all (a network error, a timeout, a connection
+// cut mid-answer). Asking again a little later is the remedy; nothing about
+// the request is wrong. The daily quota and the queued-activities cap are
+// not transient in this sense: they last minutes to hours. A cancelled
+// context is the caller's decision, not a fault.
+func Transient(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return false
+	}
+	var apiErr *APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.Throttled() || apiErr.StatusCode >= 500
+	}
+	var oe *OAuthError
+	if errors.As(err, &oe) {
+		return oe.Temporary()
+	}
+	// http.Client wraps every failure in a *url.Error, a bad certificate
+	// or an unsupported scheme too, which no wait mends; what passes is a
+	// timeout or a failure of the connection itself.
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	var opErr *net.OpError
+	return errors.As(err, &opErr) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED)
+}
 
 // Temporary reports a 429 or 5xx, which a later attempt may not get.
 func (e *APIError) Temporary() bool {

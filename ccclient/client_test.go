@@ -3,14 +3,21 @@ package ccclient
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -649,6 +656,56 @@ func TestEmptySuccessBody(t *testing.T) {
 	_, err := c.ImportContacts(context.Background(), &ImportRequest{ImportData: []ImportContact{{Email: "a@b.c"}}, ListIDs: []string{"l"}})
 	if err == nil || !strings.Contains(err.Error(), "no activity_id") {
 		t.Errorf("err = %v, want a missing activity_id error", err)
+	}
+}
+
+// TestTransient: the faults worth asking again about a little later are
+// CC's throttle, its 5xx, the token endpoint's 429 and 5xx, and no answer
+// at all; a request CC refuses for what it is, the daily quota, and a
+// cancelled context are not, however they are wrapped on the way up.
+func TestTransient(t *testing.T) {
+	wrap := func(err error) error { return fmt.Errorf("ccclient: get activity: %w", err) }
+	dial := &url.Error{Op: "Post", URL: "https://api.cc.email/v3/activities/contacts_json_import",
+		Err: &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}}
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"throttled 429", &APIError{StatusCode: 429, Key: "throttled"}, true},
+		{"throttled 429, wrapped", wrap(&APIError{StatusCode: 429, Key: "throttled"}), true},
+		{"quota_exceeded 429", &APIError{StatusCode: 429, Key: "quota_exceeded"}, false},
+		{"quota_exceeded 429, wrapped", wrap(&APIError{StatusCode: 429, Key: "quota_exceeded"}), false},
+		{"500", &APIError{StatusCode: 500}, true},
+		{"503, wrapped", wrap(&APIError{StatusCode: 503, Message: "Service Unavailable"}), true},
+		{"400", &APIError{StatusCode: 400, Key: "contacts.api.validation.error"}, false},
+		{"401", wrap(&APIError{StatusCode: 401, Key: "unauthorized"}), false},
+		{"404", wrap(&APIError{StatusCode: 404, Key: "not.found"}), false},
+		{"oauth 429", fmt.Errorf("ccclient: oauth refresh: %w", &OAuthError{StatusCode: 429}), true},
+		{"oauth 503", fmt.Errorf("ccclient: oauth refresh: %w", &OAuthError{StatusCode: 503}), true},
+		{"oauth invalid_grant 400", fmt.Errorf("ccclient: oauth refresh: %w", &OAuthError{StatusCode: 400, Code: "invalid_grant"}), false},
+		{"a dial error", dial, true},
+		{"a dial error, wrapped", wrap(dial), true},
+		{"a connection cut mid-answer", wrap(fmt.Errorf("decode 200 response: %w", io.ErrUnexpectedEOF)), true},
+		{"io.ErrUnexpectedEOF", io.ErrUnexpectedEOF, true},
+		{"context.Canceled", context.Canceled, false},
+		{"context.Canceled in a *url.Error", wrap(&url.Error{Op: "Get", URL: "https://api.cc.email/v3/contact_lists", Err: context.Canceled}), false},
+		{"a timeout", wrap(&url.Error{Op: "Get", URL: "https://api.cc.email/v3/contact_lists", Err: context.DeadlineExceeded}), true},
+		{"a connection reset", wrap(&url.Error{Op: "Post", URL: "https://api.cc.email/v3/x", Err: syscall.ECONNRESET}), true},
+		// No wait mends a certificate the bridge does not trust or a bad
+		// URL, so they are failures a person must see, not waits.
+		{"an untrusted certificate", wrap(&url.Error{Op: "Get", URL: "https://api.cc.email/v3/contact_lists",
+			Err: &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}}), false},
+		{"an unsupported scheme", &url.Error{Op: "Get", URL: "ftp2://x/", Err: errors.New(`unsupported protocol scheme "ftp2"`)}, false},
+		{"nil", nil, false},
+		{"a plain error", errors.New("something else"), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Transient(tt.err); got != tt.want {
+				t.Errorf("Transient(%v) = %v, want %v", tt.err, got, tt.want)
+			}
+		})
 	}
 }
 

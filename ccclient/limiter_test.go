@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -153,5 +155,135 @@ func TestLimiterWaitsForEveryPage(t *testing.T) {
 	got := lim.waits()
 	if len(got) != 3 || got[0] != 0 || got[1] != 1 || got[2] != 2 {
 		t.Errorf("waits came after %v requests, want [0 1 2]", got)
+	}
+}
+
+// callLog records, in order, the steps of one call across the fakes that
+// take part in it.
+type callLog struct {
+	mu    sync.Mutex
+	steps []string
+}
+
+func (l *callLog) add(step string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.steps = append(l.steps, step)
+}
+
+func (l *callLog) get() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.steps...)
+}
+
+// orderLimiter logs each Wait and answers err.
+type orderLimiter struct {
+	log *callLog
+	err error
+}
+
+func (l *orderLimiter) Wait(context.Context) error {
+	l.log.add("wait")
+	return l.err
+}
+
+// orderSource logs each Token and Invalidate; it hands out tokens[0], then
+// the next after each Invalidate while there is one.
+type orderSource struct {
+	log    *callLog
+	mu     sync.Mutex
+	tokens []string
+	i      int
+}
+
+func (s *orderSource) Token(context.Context) (string, error) {
+	s.log.add("token")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tokens[s.i], nil
+}
+
+func (s *orderSource) Invalidate(context.Context, string) error {
+	s.log.add("invalidate")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.i < len(s.tokens)-1 {
+		s.i++
+	}
+	return nil
+}
+
+// TestLimiterWaitsBeforeToken: a call waits for its rate slot before it
+// takes a token, so that a long wait (tasks share four calls a second) does
+// not age a short-lived token before it is sent; the retry after a 401 gets
+// its fresh token first, then waits, then sends. A refused wait takes no
+// token at all, and a 401 with no newer token spends no second slot.
+func TestLimiterWaitsBeforeToken(t *testing.T) {
+	errBudget := errors.New("budget spent")
+	tests := []struct {
+		name     string
+		tokens   []string
+		statuses []int // the server's answers, in order
+		limitErr error
+		wantErr  bool
+		want     []string
+	}{
+		{
+			name:     "a call",
+			tokens:   []string{"tok-1"},
+			statuses: []int{200},
+			want:     []string{"wait", "token", "send tok-1"},
+		},
+		{
+			name:     "a retry after a 401",
+			tokens:   []string{"tok-old", "tok-new"},
+			statuses: []int{401, 200},
+			want:     []string{"wait", "token", "send tok-old", "invalidate", "token", "wait", "send tok-new"},
+		},
+		{
+			name:     "a 401 with no newer token",
+			tokens:   []string{"tok-only"},
+			statuses: []int{401},
+			wantErr:  true,
+			want:     []string{"wait", "token", "send tok-only", "invalidate", "token"},
+		},
+		{
+			name:     "a refused wait",
+			tokens:   []string{"tok-1"},
+			statuses: []int{200},
+			limitErr: errBudget,
+			wantErr:  true,
+			want:     []string{"wait"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			log := &callLog{}
+			src := &orderSource{log: log, tokens: tt.tokens}
+			c, mux, _ := setup(t, src, WithLimiter(&orderLimiter{log: log, err: tt.limitErr}))
+			var served atomic.Int32
+			mux.HandleFunc("GET /v3/activities/a1", func(w http.ResponseWriter, r *http.Request) {
+				n := served.Add(1)
+				log.add("send " + strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "))
+				if tt.statuses[n-1] == 401 {
+					writeJSON(w, 401, `{"error_key":"unauthorized","error_message":"Unauthorized"}`)
+					return
+				}
+				writeJSON(w, 200, `{"activity_id":"a1","state":"completed"}`)
+			})
+			_, err := c.GetActivity(context.Background(), "a1")
+			switch {
+			case tt.wantErr && err == nil:
+				t.Error("GetActivity succeeded, want an error")
+			case !tt.wantErr && err != nil:
+				t.Errorf("GetActivity: %v", err)
+			case tt.limitErr != nil && !errors.Is(err, tt.limitErr):
+				t.Errorf("GetActivity error %v, want the limiter's %v", err, tt.limitErr)
+			}
+			if got := log.get(); !slices.Equal(got, tt.want) {
+				t.Errorf("steps %q, want %q", got, tt.want)
+			}
+		})
 	}
 }

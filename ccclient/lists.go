@@ -129,3 +129,24 @@ func (c *Client) CreateContactList(ctx context.Context, name, description string
 	}
 	return &l, nil
 }
+
+// DeleteContactList deletes a list and its memberships; the contacts stay.
+// CC answers 202 and finishes the deletion later, so the list may still
+// show in ContactLists for a while after this returns. An unknown list_id
+// gives an error that matches ErrNotFound.
+func (c *Client) DeleteContactList(ctx context.Context, listID string) error {
+	const op = "ccclient: delete contact list"
+	if blank(listID) {
+		return fmt.Errorf("%s: empty list id", op)
+	}
+	req, err := c.newRequest(ctx, "DELETE", "contact_lists/"+url.PathEscape(listID), nil)
+	if err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	// The 202 body is the deletion's activity; nothing the bridge does
+	// waits for it, so it is not decoded.
+	if err := c.do(req, "/contact_lists/{list_id}", nil); err != nil {
+		return fmt.Errorf("%s %s: %w", op, listID, err)
+	}
+	return nil
+}

@@ -186,3 +186,73 @@ func TestCreateContactList(t *testing.T) {
 		t.Error("blank name accepted")
 	}
 }
+
+func TestDeleteContactList(t *testing.T) {
+	const id = "06526938-56dd-11e9-932a-fa163ea075fa"
+	tests := []struct {
+		name          string
+		listID        string
+		status        int
+		body          string
+		wantErr       bool
+		wantNotFound  bool
+		wantTemporary bool
+		wantRequest   bool
+	}{
+		{name: "accepted", listID: id, status: 202, wantRequest: true,
+			body: `{"activity_id":"04fe9a97-a579-43c5-bb1a-58ed29bf0a6a","state":"initialized","_links":{"self":{"href":"/v3/activities/04fe9a97-a579-43c5-bb1a-58ed29bf0a6a"}}}`},
+		{name: "accepted without a body", listID: id, status: 202, wantRequest: true},
+		{name: "unknown list", listID: id, status: 404, wantRequest: true, wantErr: true, wantNotFound: true,
+			body: `[{"error_key":"contacts.api.not.found","error_message":"Resource not found for the list_id provided"}]`},
+		{name: "unavailable", listID: id, status: 503, wantRequest: true, wantErr: true, wantTemporary: true,
+			body: `[{"error_key":"service_unavailable","error_message":"try later"}]`},
+		{name: "blank id", listID: " ", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, mux, _ := setup(t, nil)
+			var (
+				mu    sync.Mutex
+				calls int
+			)
+			mux.HandleFunc("/v3/contact_lists/", func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				calls++
+				mu.Unlock()
+				if r.Method != http.MethodDelete || r.URL.Path != "/v3/contact_lists/"+tt.listID {
+					t.Errorf("request %s %s, want DELETE /v3/contact_lists/%s", r.Method, r.URL.Path, tt.listID)
+				}
+				testHeader(t, r, "Authorization", "Bearer "+testToken)
+				testHeader(t, r, "Content-Type", "")
+				if tt.body == "" {
+					w.WriteHeader(tt.status)
+					return
+				}
+				writeJSON(w, tt.status, tt.body)
+			})
+			err := c.DeleteContactList(context.Background(), tt.listID)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err = %v, want error %v", err, tt.wantErr)
+			}
+			mu.Lock()
+			n := calls
+			mu.Unlock()
+			if got := n == 1; got != tt.wantRequest {
+				t.Errorf("%d requests, want a request: %v", n, tt.wantRequest)
+			}
+			if err == nil {
+				return
+			}
+			if !strings.HasPrefix(err.Error(), "ccclient: delete contact list") {
+				t.Errorf("err = %q, want the op name first", err)
+			}
+			if got := errors.Is(err, ErrNotFound); got != tt.wantNotFound {
+				t.Errorf("errors.Is(%v, ErrNotFound) = %v, want %v", err, got, tt.wantNotFound)
+			}
+			var e *APIError
+			if got := errors.As(err, &e) && e.Temporary(); got != tt.wantTemporary {
+				t.Errorf("temporary *APIError: %v, want %v (err %v)", got, tt.wantTemporary, err)
+			}
+		})
+	}
+}

@@ -36,6 +36,18 @@ type OAuthConfig struct {
 	// HTTPClient is used for the token endpoint; nil means a client with a
 	// 30 s timeout.
 	HTTPClient *http.Client
+	// Limiter, when set, is waited for before every call to the token
+	// endpoint, which CC allows once a second per app; a limiter shared by
+	// every process (store.TokenEndpointLimiter) keeps them all inside it.
+	Limiter Limiter
+}
+
+// wait takes a slot from the token endpoint's limiter, when there is one.
+func (c OAuthConfig) wait(ctx context.Context) error {
+	if c.Limiter == nil {
+		return nil
+	}
+	return c.Limiter.Wait(ctx)
 }
 
 // Token is a CC token pair. Its String, GoString and LogValue methods
@@ -191,6 +203,9 @@ func (c OAuthConfig) Exchange(ctx context.Context, code, verifier string) (*Toke
 	if verifier != "" {
 		opts = append(opts, oauth2.VerifierOption(verifier))
 	}
+	if err := c.wait(ctx); err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
 	t, err := c.config().Exchange(c.ctx(ctx), code, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, oauthError(err))
@@ -212,6 +227,9 @@ func (c OAuthConfig) Refresh(ctx context.Context, refreshToken string) (*Token, 
 	// that has no access token, refreshes exactly once and caches nothing
 	// between calls.
 	expired := &oauth2.Token{RefreshToken: refreshToken, Expiry: time.Unix(1, 0)}
+	if err := c.wait(ctx); err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
 	t, err := c.config().TokenSource(c.ctx(ctx), expired).Token()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, oauthError(err))

@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -383,5 +384,79 @@ func TestTokenRedaction(t *testing.T) {
 	}
 	if !strings.Contains(s, "contact_data") || !strings.Contains(s, "2026-01-01") {
 		t.Errorf("redacted form lost the non-secret fields: %s", s)
+	}
+}
+
+// TestOAuthWaitsForLimiter: CC's token endpoint allows one request a
+// second per app, so Exchange and Refresh each take a slot from the
+// configured limiter before they call it; a refused or abandoned wait
+// calls nothing and returns the limiter's error, and an empty code or
+// refresh token spends no slot.
+func TestOAuthWaitsForLimiter(t *testing.T) {
+	errLimit := errors.New("token endpoint limiter unavailable")
+	tests := []struct {
+		name      string
+		limitErr  error
+		block     bool // every Wait blocks until the context ends
+		timeout   time.Duration
+		empty     bool // call with an empty code or refresh token
+		wantErr   error
+		wantCalls int32
+		wantWaits []int32 // token endpoint calls made by each Wait
+	}{
+		{name: "waits, then calls", wantCalls: 1, wantWaits: []int32{0}},
+		{name: "a refused wait calls nothing", limitErr: errLimit, wantErr: errLimit, wantCalls: 0, wantWaits: []int32{0}},
+		{
+			name: "a wait cut short by the context calls nothing", block: true, timeout: 50 * time.Millisecond,
+			wantErr: context.DeadlineExceeded, wantCalls: 0, wantWaits: []int32{0},
+		},
+		{name: "empty input spends no slot", empty: true, wantCalls: 0, wantWaits: nil},
+	}
+	for _, tt := range tests {
+		for _, call := range []string{"exchange", "refresh"} {
+			t.Run(tt.name+"/"+call, func(t *testing.T) {
+				cfg, calls := oauthSetup(t, func(w http.ResponseWriter, r *http.Request) {
+					writeJSON(w, 200, `{"access_token":"new-access","token_type":"Bearer","expires_in":86400,"refresh_token":"rt-2"}`)
+				})
+				lim := &countingLimiter{served: calls, err: tt.limitErr, block: tt.block}
+				cfg.Limiter = lim
+				ctx := context.Background()
+				if tt.timeout > 0 {
+					var cancel context.CancelFunc
+					ctx, cancel = context.WithTimeout(ctx, tt.timeout)
+					defer cancel()
+				}
+				secret := "code-1"
+				if call == "refresh" {
+					secret = "rt-1"
+				}
+				if tt.empty {
+					secret = ""
+				}
+				var tok *Token
+				var err error
+				if call == "refresh" {
+					tok, err = cfg.Refresh(ctx, secret)
+				} else {
+					tok, err = cfg.Exchange(ctx, secret, "verifier-1")
+				}
+				switch {
+				case tt.empty && err == nil:
+					t.Errorf("%s with empty input succeeded", call)
+				case tt.wantErr != nil && !errors.Is(err, tt.wantErr):
+					t.Errorf("%s error %v, want %v", call, err, tt.wantErr)
+				case tt.wantErr != nil && !strings.HasPrefix(err.Error(), "ccclient: oauth "+call+": "):
+					t.Errorf("%s error %q lacks the operation prefix", call, err)
+				case !tt.empty && tt.wantErr == nil && (err != nil || tok.AccessToken != "new-access"):
+					t.Errorf("%s = %v, %v; want the new token", call, tok, err)
+				}
+				if n := calls.Load(); n != tt.wantCalls {
+					t.Errorf("token endpoint called %d times, want %d", n, tt.wantCalls)
+				}
+				if got := lim.waits(); !slices.Equal(got, tt.wantWaits) {
+					t.Errorf("waits came after %v endpoint calls, want %v", got, tt.wantWaits)
+				}
+			})
+		}
 	}
 }

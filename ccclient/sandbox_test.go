@@ -149,6 +149,96 @@ func TestSandboxContactLists(t *testing.T) {
 	}
 }
 
+// TestSandboxDeleteContactList deletes a list whose id the client cached, as
+// a person might in CC's UI behind the bridge's back, and checks what the
+// client sees afterwards.
+func TestSandboxDeleteContactList(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	sb, ts := startSandbox(t, ccsandbox.Options{ActivityDelay: -1})
+	access, _ := sb.IssueToken("contact_data offline_access")
+	c := newClient(t, ts, ccclient.StaticToken(access))
+
+	var lists []*ccclient.ContactList
+	for _, name := range []string{"Agents", "Brokers"} {
+		l, err := c.CreateContactList(ctx, name, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lists = append(lists, l)
+	}
+	agents, brokers := lists[0], lists[1]
+	amy := []ccclient.ImportContact{{Email: "amy@example.com"}}
+	if _, err := c.ImportContacts(ctx, &ccclient.ImportRequest{ImportData: amy, ListIDs: []string{agents.ListID, brokers.ListID}}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Refused deletions first; each must leave Agents in place.
+	refused := []struct {
+		name   string
+		client *ccclient.Client
+		listID string
+		check  func(error) bool
+	}{
+		{"unknown list", c, "04fe9a97-a579-43c5-bb1a-58ed29bf0a6a", func(err error) bool { return errors.Is(err, ccclient.ErrNotFound) }},
+		{"invalid token", newClient(t, ts, ccclient.StaticToken("not-a-token")), agents.ListID, func(err error) bool {
+			var ae *ccclient.APIError
+			return errors.As(err, &ae) && ae.Unauthorized() && !errors.Is(err, ccclient.ErrNotFound)
+		}},
+	}
+	for _, tt := range refused {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := tt.client.DeleteContactList(ctx, tt.listID); !tt.check(err) {
+				t.Errorf("DeleteContactList(%s) = %v: wrong error", tt.listID, err)
+			}
+			if l, err := c.ContactListByName(ctx, "Agents"); err != nil || l.ListID != agents.ListID {
+				t.Errorf("Agents after a refused delete: %+v, %v", l, err)
+			}
+		})
+	}
+
+	if err := c.DeleteContactList(ctx, agents.ListID); err != nil {
+		t.Fatalf("DeleteContactList: %v", err)
+	}
+	if l, err := c.ContactListByName(ctx, "Agents"); !errors.Is(err, ccclient.ErrNotFound) {
+		t.Errorf("ContactListByName(Agents) after the delete = %+v, %v; want ErrNotFound", l, err)
+	}
+	all, err := c.ContactLists(ctx)
+	if err != nil || len(all) != 1 || all[0].ListID != brokers.ListID {
+		t.Errorf("ContactLists after the delete = %+v, %v; want Brokers alone", all, err)
+	}
+	got, err := c.Contacts(ctx, []string{brokers.ListID})
+	if err != nil || len(got) != 1 || !slices.Equal(got[0].ListMemberships, []string{brokers.ListID}) {
+		t.Errorf("Contacts after the delete = %+v, %v; want amy on Brokers alone", got, err)
+	}
+	for _, sc := range sb.Contacts() {
+		if slices.Contains(sc.ListIDs, agents.ListID) {
+			t.Errorf("sandbox contact %s is still on the deleted list", sc.Email)
+		}
+	}
+
+	// The cached id is now worthless: imports naming it are refused, and
+	// deleting it again is a 404.
+	_, err = c.ImportContacts(ctx, &ccclient.ImportRequest{ImportData: amy, ListIDs: []string{agents.ListID}})
+	if ae := apiError(t, err); ae.StatusCode != http.StatusBadRequest {
+		t.Errorf("import naming the deleted list: %v, want a 400", err)
+	}
+	if err := c.DeleteContactList(ctx, agents.ListID); !errors.Is(err, ccclient.ErrNotFound) {
+		t.Errorf("second delete: %v, want ErrNotFound", err)
+	}
+
+	again, err := c.CreateContactList(ctx, "Agents", "")
+	if err != nil || !uuidRE.MatchString(again.ListID) || again.ListID == agents.ListID {
+		t.Errorf("Agents created again = %+v, %v; want a new list_id (the deleted one was %s)", again, err, agents.ListID)
+	}
+	if got := sb.Stats().Requests["DELETE /v3/contact_lists/{list_id}"]; got != 4 {
+		t.Errorf("%d delete requests reached the sandbox, want 4", got)
+	}
+	if got := sb.Stats().Requests["unmatched"]; got != 0 {
+		t.Errorf("the client called %d routes the sandbox does not serve", got)
+	}
+}
+
 // TestSandboxImportRoundTrip imports contacts with every kind of field the
 // bridge sends, follows the activity to completion, and reads the contacts
 // back through the client and from the sandbox.

@@ -14,6 +14,7 @@
 //	POST /oauth2/default/v1/token              authorization_code (+PKCE), refresh_token, device_code
 //	POST /oauth2/default/v1/device/authorize   device codes, approved at once
 //	GET  /v3/contact_lists, POST /v3/contact_lists
+//	DELETE /v3/contact_lists/{list_id}         202; gone at once, where CC takes a while
 //	GET  /v3/contact_custom_fields, POST /v3/contact_custom_fields
 //	POST /v3/activities/contacts_json_import
 //	GET  /v3/activities/{id}, GET /v3/activities

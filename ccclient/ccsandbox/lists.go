@@ -154,8 +154,9 @@ func (s *Server) getLists(w http.ResponseWriter, r *http.Request) {
 	s.settleLocked(s.nowLocked())
 	name, hasName := q["name"]
 	var matched []*contactList
-	// The sandbox never deletes lists and holds only email lists, so a
-	// request for deleted-only or SMS lists matches nothing.
+	// The sandbox forgets a list as soon as it is deleted (CC keeps it for
+	// status=deleted) and holds only email lists, so a request for
+	// deleted-only or SMS lists matches nothing.
 	onlyDeleted := len(status) > 0 && !slices.Contains(status, "all") && !slices.Contains(status, "active")
 	onlySMS := len(channel) > 0 && !slices.Contains(channel, "email")
 	if !onlyDeleted && !onlySMS {
@@ -259,4 +260,98 @@ func (s *Server) postList(w http.ResponseWriter, r *http.Request) {
 		s.log.Info("ccsandbox: list created", "list_id", l.id, "name", l.name)
 		writeJSON(w, status, l.json())
 	}
+}
+
+// deleteListJSON is CC's ActivityDeleteListResponse, the 202 body of a list
+// deletion. It is the activity as CC has just queued it, like the import's
+// 201, even though the sandbox has already done the work.
+type deleteListJSON struct {
+	ActivityID     string    `json:"activity_id"`
+	State          string    `json:"state"`
+	CreatedAt      string    `json:"created_at"`
+	UpdatedAt      string    `json:"updated_at"`
+	PercentDone    int       `json:"percent_done"`
+	ActivityErrors []string  `json:"activity_errors"`
+	Links          selfLinks `json:"_links"`
+}
+
+// deleteList is DELETE /v3/contact_lists/{list_id}. CC deletes a list and
+// its memberships asynchronously and answers 202 with an activity to poll.
+// The sandbox deletes the list before it answers, so that a test which
+// deletes a list behind a client's back (say, after the client cached its
+// id) meets the deletion on the very next call, with no clock to move.
+func (s *Server) deleteList(w http.ResponseWriter, r *http.Request) {
+	// An id that is not a UUID is no list's id, so it gets the same 404 as
+	// an unknown one, as GET /v3/activities/{id} does.
+	id := strings.ToLower(r.PathValue("list_id"))
+	s.mu.Lock()
+	now := s.nowLocked()
+	// Imports that are due have happened before the deletion, so their
+	// memberships go with the list rather than outliving it.
+	s.settleLocked(now)
+	l := s.listByID[id]
+	var a *activity
+	if l != nil {
+		s.removeListLocked(l)
+		a = s.addDeleteActivityLocked(now)
+	}
+	s.mu.Unlock()
+	if l == nil {
+		writeError(w, http.StatusNotFound, keyNotFound, "Resource not found for the list_id provided")
+		return
+	}
+	s.log.Info("ccsandbox: list deleted", "list_id", l.id, "name", l.name, "activity_id", a.id)
+	href := "/v3/activities/" + a.id
+	// The spec gives Location no form; it holds the same relative link as
+	// _links.self, which RFC 9110 allows and which resolves against any
+	// address the sandbox is served on.
+	w.Header().Set("Location", href)
+	writeJSON(w, http.StatusAccepted, deleteListJSON{
+		ActivityID:     a.id,
+		State:          stateInitialized,
+		CreatedAt:      stamp(a.createdAt),
+		UpdatedAt:      stamp(a.createdAt),
+		ActivityErrors: []string{},
+		Links:          selfLinks{Self: link{Href: href}},
+	})
+}
+
+// removeListLocked forgets l: it leaves the listings and the id index, so
+// that imports naming it get the 400 of an unknown list_id, its name is free
+// for a new list, and every contact leaves it. Imports still pending lose it
+// too, or they would put contacts back on a list that no longer exists when
+// they complete.
+func (s *Server) removeListLocked(l *contactList) {
+	s.lists = slices.DeleteFunc(s.lists, func(x *contactList) bool { return x == l })
+	delete(s.listByID, l.id)
+	isL := func(id string) bool { return id == l.id }
+	for _, c := range s.contacts {
+		c.lists = slices.DeleteFunc(c.lists, isL)
+	}
+	for _, a := range s.pending {
+		if a.req != nil {
+			a.req.listIDs = slices.DeleteFunc(a.req.listIDs, isL)
+		}
+	}
+}
+
+// addDeleteActivityLocked records the activity of a list deletion, so that
+// GET /v3/activities/{id} and GET /v3/activities show it as CC would. The
+// activity model is built for imports, but an activity that is completed
+// from the start, has no rows and is never pending fits it unchanged:
+// settleLocked only ages it out after activityRetention, and its status
+// counters stay zero. Faults.ImportOutcome does not apply to it.
+func (s *Server) addDeleteActivityLocked(now time.Time) *activity {
+	a := &activity{
+		id:          newUUID(),
+		createdAt:   now,
+		startAt:     now,
+		doneAt:      now,
+		completedAt: now,
+		outcome:     stateCompleted,
+		state:       stateCompleted,
+	}
+	s.activities = append(s.activities, a)
+	s.activityByID[a.id] = a
+	return a
 }

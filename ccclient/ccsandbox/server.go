@@ -266,6 +266,7 @@ func (s *Server) routes() {
 
 	s.handleAPI("GET /v3/contact_lists", s.getLists)
 	s.handleAPI("POST /v3/contact_lists", s.postList)
+	s.handleAPI("DELETE /v3/contact_lists/{list_id}", s.deleteList)
 	s.handleAPI("GET /v3/contact_custom_fields", s.getCustomFields)
 	s.handleAPI("POST /v3/contact_custom_fields", s.postCustomField)
 	s.handleAPI("POST /v3/activities/contacts_json_import", s.postImport)
