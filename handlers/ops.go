@@ -30,6 +30,12 @@ type OpsData interface {
 	// TokenState returns the CC token's state, store.ErrNotFound before the
 	// first connection. It never holds a token.
 	TokenState(ctx context.Context) (*store.TokenState, error)
+	// ListAttention returns the states that stop work until a person acts,
+	// such as a CC list the rules name that does not exist.
+	ListAttention(ctx context.Context) ([]*store.Attention, error)
+	// CountWaitingFor counts the enrollments not yet imported that are
+	// bound for the CC list named list.
+	CountWaitingFor(ctx context.Context, list string) (int, error)
 }
 
 // OldestEnrollment names the enrollment that has waited longest.
@@ -63,7 +69,10 @@ const opsTimeout = 5 * time.Second
 // could not be read is left out and named in Errors; the cause goes to the
 // log, not to the page.
 type opsReport struct {
-	GeneratedAt      time.Time         `json:"generated_at"`
+	GeneratedAt time.Time `json:"generated_at"`
+	// Attention lists what stops work until a person acts, first on the
+	// page: CC not connected, a missing list. Empty when all is well.
+	Attention        []attentionReport `json:"attention"`
 	Enrollments      map[string]int    `json:"enrollments,omitempty"`
 	OldestUnimported *oldestReport     `json:"oldest_unimported"`
 	Imports          []importReport    `json:"recent_imports"`
@@ -72,6 +81,23 @@ type opsReport struct {
 	Quarantine       *quarantineReport `json:"quarantine"`
 	Errors           map[string]string `json:"errors,omitempty"`
 }
+
+// attentionReport is one state that stops work: its kind (missing_list,
+// cc_not_connected, cc_needs_reconnect), its subject, what to do, since
+// when, and how many enrollments wait on it where that is known.
+type attentionReport struct {
+	Kind    string    `json:"kind"`
+	Subject string    `json:"subject"`
+	Detail  string    `json:"detail"`
+	Since   time.Time `json:"since,omitzero"`
+	Waiting *int      `json:"waiting,omitempty"`
+}
+
+// Attention kinds /ops adds from the token's state to the stored ones.
+const (
+	attentionNotConnected   = "cc_not_connected"
+	attentionNeedsReconnect = "cc_needs_reconnect"
+)
 
 type oldestReport struct {
 	ID         int64     `json:"id"`
@@ -170,16 +196,39 @@ func collectOps(ctx context.Context, cfg Config) opsReport {
 			r.CCCalls = &ccCallsReport{Used: used, Budget: cfg.CCBudget.Budget()}
 		}
 	}
+	r.Attention = []attentionReport{}
 	switch st, err := cfg.Ops.TokenState(ctx); {
 	case errors.Is(err, store.ErrNotFound):
 		r.Token = &tokenReport{Status: "not_connected"}
+		r.Attention = append(r.Attention, attentionReport{Kind: attentionNotConnected, Subject: "Constant Contact",
+			Detail: "not connected: connect it at /oauth/connect or with `hs2cc connect`; enrollments wait until then"})
 	case err != nil:
 		fail("cc_token", err)
 	default:
+		if st.Status == store.TokenNeedsReconnect {
+			r.Attention = append(r.Attention, attentionReport{Kind: attentionNeedsReconnect, Subject: "Constant Contact",
+				Detail: "CC refused the refresh token (" + st.StatusReason + "): connect it again at /oauth/connect or with `hs2cc connect`",
+				Since:  st.StatusAt.UTC()})
+		}
 		in := int64(st.ExpiresAt.Sub(now).Seconds())
 		r.Token = &tokenReport{Status: st.Status, Reason: st.StatusReason, StatusAt: timePtr(st.StatusAt),
 			ExpiresAt: timePtr(st.ExpiresAt), ExpiresInSeconds: &in,
 			ConnectedAt: timePtr(st.ConnectedAt), RefreshedAt: timePtr(st.RefreshedAt)}
+	}
+	if items, err := cfg.Ops.ListAttention(ctx); err != nil {
+		fail("attention", err)
+	} else {
+		for _, a := range items {
+			ar := attentionReport{Kind: a.Kind, Subject: a.Subject, Detail: a.Detail, Since: a.Since.UTC()}
+			if a.Kind == store.AttentionMissingList {
+				if n, err := cfg.Ops.CountWaitingFor(ctx, a.Subject); err != nil {
+					fail("attention_waiting", err)
+				} else {
+					ar.Waiting = &n
+				}
+			}
+			r.Attention = append(r.Attention, ar)
+		}
 	}
 	if cfg.Quarantine != nil {
 		if rows, n, err := cfg.Quarantine.QuarantineSize(ctx); err != nil {
@@ -236,7 +285,8 @@ const opsCSS = `body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}
 h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.6em}
 table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}
 td.n{text-align:right;font-variant-numeric:tabular-nums}.bad{color:#a00;font-weight:bold}.muted{color:#777}
-nav a{margin-right:1em}code{font-size:.95em}`
+nav a{margin-right:1em}code{font-size:.95em}
+.attention{border:2px solid #a00;background:#fff4f4;padding:.2em 1em;margin:1em 0}.attention h2{color:#a00;margin-top:.4em}`
 
 var opsCSP = func() string {
 	sum := sha256.Sum256([]byte(opsCSS))
@@ -274,6 +324,16 @@ var opsTemplate = template.Must(template.New("ops").Funcs(template.FuncMap{
 </nav>
 {{- with .Errors}}
 <p class="bad">Could not read: {{range $k, $v := .}}{{$k}} ({{$v}}) {{end}}— see the log.</p>
+{{- end}}
+{{- with .Attention}}
+<section class="attention">
+<h2>Needs attention</h2>
+<ul>
+{{- range .}}
+<li><strong>{{.Subject}}</strong>: {{.Detail}}{{if not .Since.IsZero}} (since {{stamp .Since}}){{end}}{{with .Waiting}}. {{.}} enrollments wait for it{{end}}.</li>
+{{- end}}
+</ul>
+</section>
 {{- end}}
 
 <h2>Enrollments</h2>

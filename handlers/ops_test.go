@@ -64,6 +64,8 @@ type fakeOps struct {
 	importsErr error
 	token      *store.TokenState
 	tokenErr   error
+	attention  []*store.Attention
+	waiting    map[string]int
 }
 
 func (f *fakeOps) CountEnrollments(context.Context) (map[string]int, error) {
@@ -82,6 +84,12 @@ func (f *fakeOps) RecentImports(_ context.Context, limit int) ([]*store.Import, 
 }
 
 func (f *fakeOps) TokenState(context.Context) (*store.TokenState, error) { return f.token, f.tokenErr }
+
+func (f *fakeOps) ListAttention(context.Context) ([]*store.Attention, error) { return f.attention, nil }
+
+func (f *fakeOps) CountWaitingFor(_ context.Context, list string) (int, error) {
+	return f.waiting[list], nil
+}
 
 type fakeBudget struct {
 	used, budget int
@@ -414,7 +422,14 @@ func TestOpsPage(t *testing.T) {
 
 // opsStatus is /ops/status.json, decoded strictly.
 type opsStatus struct {
-	GeneratedAt      time.Time      `json:"generated_at"`
+	GeneratedAt time.Time `json:"generated_at"`
+	Attention   []struct {
+		Kind    string    `json:"kind"`
+		Subject string    `json:"subject"`
+		Detail  string    `json:"detail"`
+		Since   time.Time `json:"since"`
+		Waiting *int      `json:"waiting"`
+	} `json:"attention"`
 	Enrollments      map[string]int `json:"enrollments"`
 	OldestUnimported *struct {
 		ID         int64     `json:"id"`
@@ -489,6 +504,9 @@ func TestOpsStatusJSON(t *testing.T) {
 		if got.Errors != nil {
 			t.Errorf("errors %v, want none", got.Errors)
 		}
+		if got.Attention == nil || len(got.Attention) != 0 {
+			t.Errorf("attention %+v, want an empty list", got.Attention)
+		}
 		if r.header.Get("Cache-Control") != "no-store" {
 			t.Errorf("Cache-Control %q", r.header.Get("Cache-Control"))
 		}
@@ -507,6 +525,38 @@ func TestOpsStatusJSON(t *testing.T) {
 		}
 		if len(got.Errors) != 1 || got.Errors["enrollments"] != "unavailable" {
 			t.Errorf("errors %v, want enrollments alone", got.Errors)
+		}
+		if len(got.Attention) != 1 || got.Attention[0].Kind != "cc_not_connected" || !strings.Contains(got.Attention[0].Detail, "/oauth/connect") {
+			t.Errorf("attention %+v, want CC not connected with what to do", got.Attention)
+		}
+	})
+	t.Run("what stops work comes first, by name", func(t *testing.T) {
+		since := opsNow.Add(-2 * time.Hour)
+		a := startOps(t, func(c *handlers.Config) {
+			f := newFakeOps()
+			f.token = &store.TokenState{Status: store.TokenNeedsReconnect, StatusReason: "oauth invalid_grant", StatusAt: since,
+				ExpiresAt: opsNow.Add(time.Hour)}
+			f.attention = []*store.Attention{{Kind: store.AttentionMissingList, Subject: "New <Agents>",
+				Detail: `CC list "New <Agents>" does not exist: create it`, Since: since, CheckedAt: opsNow}}
+			f.waiting = map[string]int{"New <Agents>": 42}
+			c.Ops = f
+		})
+		var got opsStatus
+		decodeJSON(t, a.as(t, http.MethodGet, "/ops/status.json", viewerName, viewerPass), &got)
+		if len(got.Attention) != 2 || got.Attention[0].Kind != "cc_needs_reconnect" || !got.Attention[0].Since.Equal(since) ||
+			got.Attention[1].Kind != store.AttentionMissingList || got.Attention[1].Subject != "New <Agents>" ||
+			got.Attention[1].Waiting == nil || *got.Attention[1].Waiting != 42 {
+			t.Errorf("attention %+v, want the reconnect and the missing list with 42 waiting", got.Attention)
+		}
+		page := string(a.as(t, http.MethodGet, "/ops", viewerName, viewerPass).body)
+		top, rest, ok := strings.Cut(page, "<h2>Enrollments")
+		if !ok || !strings.Contains(top, "Needs attention") || strings.Contains(rest, "Needs attention") {
+			t.Fatalf("the attention section is not at the top of /ops:\n%s", page)
+		}
+		for _, want := range []string{"<strong>New &lt;Agents&gt;</strong>", "42 enrollments wait for it", "oauth invalid_grant"} {
+			if !strings.Contains(top, want) {
+				t.Errorf("the attention section lacks %q:\n%s", want, top)
+			}
 		}
 	})
 }

@@ -17,14 +17,27 @@
 //	enrollment:sweep   {}  periodic: re-enqueues enrollments that have waited in
 //	                   pending too long because Redis lost or never got their task,
 //	                   and resumes imports whose task was lost.
+//	cc:import-wait     {"lists":[…]}  one per list set whose rows were parked
+//	                   because CC is not connected or a list is missing that the
+//	                   rules may not create. TaskID "cc:import-wait:<group>". It
+//	                   waits, spending no retry, until the lists resolve, then
+//	                   queues the set's pending rows as imports.
+//	cc:lists-check     {}  checks (and, when the rules allow it, creates) every
+//	                   list the rules name: queued when CC gets connected (TaskID
+//	                   "cc:lists-check:connected") and periodic. A missing list is
+//	                   recorded as attention.
 //	cc:token-refresh   {}  periodic: refreshes the CC token before it expires.
 //	retention:purge    {}  periodic: empties raw delivery bodies older than the
 //	                   retention (personal data), keeping the rows.
 //
 // Periodic tasks are enqueued by one work process at a time: the holder of
-// the scheduler lease (leader.go).
+// the scheduler lease (leader.go). Every work process also checks the
+// rules' lists when it starts, and watches Redis for a loss of its data
+// (sweep.go), queuing again from MySQL what waited.
 //
 // Retries: a wait that is nobody's fault (an activity still running, CC's
 // 4 requests/s throttle, the daily quota) is not counted as a failure and
-// does not spend the task's retries; see retryDelay and isFailure.
+// does not spend the task's retries; see retryDelay and isFailure. A state
+// only a person can clear (CC not connected, a missing list) parks the rows
+// as pending behind one cc:import-wait; see blocked.
 package jobs

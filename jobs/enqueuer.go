@@ -92,6 +92,41 @@ func (e *Enqueuer) enqueueImport(ctx context.Context, group string, ids []int64)
 	return nil
 }
 
+// enqueueImportWait queues the waiting task of the list set lists unless it
+// is queued already. It waits without a retry limit of its own: waitErrors
+// spend none.
+func (e *Enqueuer) enqueueImportWait(ctx context.Context, lists []string) error {
+	payload, err := json.Marshal(importWaitPayload{Lists: lists})
+	if err != nil {
+		return err
+	}
+	_, err = e.client.EnqueueContext(ctx, asynq.NewTask(TypeImportWait, payload),
+		asynq.Queue(Queue),
+		asynq.TaskID(importWaitTaskID(GroupKey(lists))),
+		asynq.ProcessIn(importWaitPoll),
+		asynq.MaxRetry(25),
+	)
+	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		return fmt.Errorf("jobs: enqueue the wait of lists %v: %w", lists, err)
+	}
+	return nil
+}
+
+// listsCheckTaskID dedupes the checks asked for by connections: several
+// connects in a row need one check.
+const listsCheckTaskID = "cc:lists-check:connected"
+
+// EnqueueListsCheck asks a worker to check the routing rules' CC lists now;
+// Tokens.OnConnect calls it when CC gets connected, wherever that happens.
+func (e *Enqueuer) EnqueueListsCheck(ctx context.Context) error {
+	_, err := e.client.EnqueueContext(ctx, asynq.NewTask(TypeListsCheck, nil),
+		asynq.Queue(Queue), asynq.TaskID(listsCheckTaskID), asynq.MaxRetry(25))
+	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		return fmt.Errorf("jobs: enqueue the CC lists check: %w", err)
+	}
+	return nil
+}
+
 // aggregate is the asynq GroupAggregator: one group's enrollment tasks become
 // one cc:import task. It gets no TaskID on purpose: asynq keeps a group's set
 // when the enqueue fails and would retry a conflicting id forever; duplicate

@@ -6,9 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sort"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -20,9 +18,9 @@ import (
 
 // CC is the part of the Constant Contact client the worker uses.
 type CC interface {
+	ListAPI
 	ImportContacts(ctx context.Context, req *ccclient.ImportRequest) (*ccclient.Activity, error)
 	GetActivity(ctx context.Context, id string) (*ccclient.Activity, error)
-	ContactListByName(ctx context.Context, name string) (*ccclient.ContactList, error)
 	UnsubscribedEmails(ctx context.Context, maxPages int) (map[string]bool, bool, error)
 }
 
@@ -40,6 +38,7 @@ type Budget interface {
 
 // Store is the part of the store the worker uses.
 type Store interface {
+	AttentionStore
 	ClaimImport(ctx context.Context, taskID, listKey string, ids []int64) (*store.Import, error)
 	EachImportRow(ctx context.Context, importID int64, fn func(*store.Enrollment) error) error
 	SubmitImport(ctx context.Context, importID int64, lists, listIDs []string, activityID, state string) error
@@ -48,6 +47,10 @@ type Store interface {
 	FailImport(ctx context.Context, importID int64, reason string) error
 	ExtendImport(ctx context.Context, importID int64, max int) (int, error)
 	ReleaseRows(ctx context.Context, importID int64, ids []int64) error
+	ImportLists(ctx context.Context, importID int64) ([]string, error)
+	AbandonImport(ctx context.Context, importID int64) (int, error)
+	PendingIDs(ctx context.Context, listKey string, afterID int64, limit int) ([]int64, error)
+	PendingPage(ctx context.Context, after store.PendingCursor, limit int) ([]store.PendingRef, store.PendingCursor, error)
 	GetImport(ctx context.Context, id int64) (*store.Import, error)
 	StalePending(ctx context.Context, before time.Time, limit int) ([]store.PendingRef, error)
 	StaleImports(ctx context.Context, before time.Time, limit int) ([]*store.Import, error)
@@ -68,15 +71,20 @@ type Importer struct {
 	budget       Budget
 	metrics      Metrics
 	now          func() time.Time
-
-	mu      sync.Mutex
-	listIDs map[string]string // list name → CC list id, cached for the process
+	// lists turns list names into ids; every import asks it.
+	lists *ListResolver
+	// tokens, when set, tells a waiting list set whether CC is connected
+	// before it sends rows to an import that would only find it is not.
+	tokens ccclient.TokenSource
 }
 
+// newImporter builds the importer; its list resolver knows no list policy
+// until the worker gives it one (WithLists), and then creates nothing.
 func newImporter(st Store, cc CC, enq *Enqueuer, log *slog.Logger, cfg Config) *Importer {
 	return &Importer{store: st, cc: cc, enq: enq, log: log, pollInterval: cfg.PollInterval, pollMax: cfg.PollMaxInterval,
 		pollGiveUp: cfg.PollGiveUp, maxContacts: cmp.Or(cfg.ImportMaxContacts, ccclient.MaxImportContacts),
-		maxBytes: cmp.Or(cfg.ImportMaxBytes, importBodyLimit), now: time.Now, listIDs: map[string]string{}}
+		maxBytes: cmp.Or(cfg.ImportMaxBytes, importBodyLimit), now: time.Now,
+		lists: NewListResolver(cc, st, ListPolicy{}, log)}
 }
 
 // importBodyLimit keeps an import body clear of CC's 4 MB: CC silently drops
@@ -137,6 +145,9 @@ func (im *Importer) importBatch(ctx context.Context, group string, ids []int64) 
 	if err == nil {
 		return nil
 	}
+	if blocked(err) {
+		return im.park(ctx, imp, err)
+	}
 	if permanent(err) || lastAttempt(ctx) {
 		if ferr := im.store.FailImport(ctx, imp.ID, err.Error()); ferr != nil {
 			return errors.Join(err, ferr)
@@ -149,6 +160,22 @@ func (im *Importer) importBatch(ctx context.Context, group string, ids []int64) 
 }
 
 func (im *Importer) submit(ctx context.Context, imp *store.Import) error {
+	// The lists come first: while one is missing or CC is not connected
+	// the rows go back to wait (park), and neither taking more rows nor
+	// mapping them would serve anything.
+	lists, err := im.store.ImportLists(ctx, imp.ID)
+	if err != nil {
+		return err
+	}
+	if lists == nil {
+		// Nothing is left under this claim; settle the import so that the
+		// sweep does not keep resuming it.
+		return im.store.FailImport(ctx, imp.ID, "no rows left under the claim")
+	}
+	listIDs, err := im.lists.Resolve(ctx, lists)
+	if err != nil {
+		return err
+	}
 	// Take along every row already waiting for the same lists, up to one
 	// import's worth: however asynq grouped the tasks, one call carries it.
 	added, err := im.store.ExtendImport(ctx, imp.ID, im.maxContacts)
@@ -170,11 +197,6 @@ func (im *Importer) submit(ctx context.Context, imp *store.Import) error {
 		// Nothing is left under this claim; settle the import so that the
 		// sweep does not keep resuming it.
 		return im.store.FailImport(ctx, imp.ID, "no rows left under the claim")
-	}
-	lists := set.lists
-	listIDs, err := im.resolveLists(ctx, lists)
-	if err != nil {
-		return err
 	}
 	if wait := im.budgetHold(ctx, set.rows, set.oldest); wait > 0 {
 		return &waitError{after: wait, reason: "today's CC budget is low; letting the import grow"}
@@ -203,6 +225,17 @@ func (im *Importer) submit(ctx context.Context, imp *store.Import) error {
 	req := &ccclient.ImportRequest{ImportData: contacts, ListIDs: listIDs}
 	act, err := im.cc.ImportContacts(ctx, req)
 	if err != nil {
+		if permanent(err) {
+			// A list deleted (or replaced) in CC after its id was cached
+			// makes CC refuse the import: post again with the ids CC knows
+			// now, or wait for the list if it is gone for good.
+			switch changed, lerr := im.listsChanged(ctx, lists, listIDs); {
+			case blocked(lerr):
+				return lerr
+			case changed:
+				return &waitError{after: time.Second, reason: "a CC list changed since its id was cached; posting again"}
+			}
+		}
 		return fmt.Errorf("import %d: %w", imp.ID, err)
 	}
 	if err := im.store.SubmitImport(ctx, imp.ID, lists, listIDs, act.ActivityID, act.State); err != nil {
@@ -371,43 +404,6 @@ func overCCLimits(r *store.Enrollment) string {
 		}
 	}
 	return ""
-}
-
-// knowLists adds list ids found elsewhere (work's start-up check) to the
-// cache, so that the first import does not spend CC calls finding them again.
-func (im *Importer) knowLists(ids map[string]string) {
-	im.mu.Lock()
-	defer im.mu.Unlock()
-	for name, id := range ids {
-		if id != "" {
-			im.listIDs[name] = id
-		}
-	}
-}
-
-// resolveLists turns list names into CC list ids, caching them for the life
-// of the process; list ids never change once a list exists.
-func (im *Importer) resolveLists(ctx context.Context, names []string) ([]string, error) {
-	sorted := append([]string(nil), names...)
-	sort.Strings(sorted)
-	ids := make([]string, 0, len(sorted))
-	for _, name := range sorted {
-		im.mu.Lock()
-		id, ok := im.listIDs[name]
-		im.mu.Unlock()
-		if !ok {
-			l, err := im.cc.ContactListByName(ctx, name)
-			if err != nil {
-				return nil, fmt.Errorf("resolve CC list %q: %w", name, err)
-			}
-			id = l.ListID
-			im.mu.Lock()
-			im.listIDs[name] = id
-			im.mu.Unlock()
-		}
-		ids = append(ids, id)
-	}
-	return ids, nil
 }
 
 // handleActivity polls one import's activity.

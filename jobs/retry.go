@@ -38,6 +38,24 @@ func isFailure(err error) bool {
 	return !errors.Is(err, ErrNotConnected)
 }
 
+// passing reports a fault worth waiting out in seconds: CC throttling or
+// failing for a moment (ccclient.Transient), or a wait another part asked
+// for (the token endpoint busy, another process refreshing).
+func passing(err error) bool {
+	var w *waitError
+	return ccclient.Transient(err) || errors.As(err, &w)
+}
+
+// blocked reports a state that stops CC work until a person acts: CC not
+// connected (or needing a reconnect), or a list the rules name that does
+// not exist and may not be created. Work blocked this way waits with its
+// rows pending, spending no retry, and resumes by itself once the state
+// clears.
+func blocked(err error) bool {
+	var m *MissingListError
+	return errors.Is(err, ErrNotConnected) || errors.As(err, &m)
+}
+
 // retryDelay picks the next attempt by the class of error: CC's per-second
 // throttle clears in a second, its daily quota at 00:00 UTC, a missing CC
 // connection when a person reconnects; everything else backs off as asynq

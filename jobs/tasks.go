@@ -17,6 +17,8 @@ const (
 	TypeEnrollmentSweep = "enrollment:sweep"
 	TypeTokenRefresh    = "cc:token-refresh"
 	TypeRetentionPurge  = "retention:purge"
+	TypeImportWait      = "cc:import-wait"
+	TypeListsCheck      = "cc:lists-check"
 )
 
 // Queue is the one asynq queue the bridge uses. Aggregated tasks are always
@@ -33,6 +35,12 @@ type importPayload struct {
 	// enrollment imported alone.
 	Group         string  `json:"group,omitempty"`
 	EnrollmentIDs []int64 `json:"enrollment_ids"`
+}
+
+type importWaitPayload struct {
+	// Lists are the CC list names of the waiting set; its group key is
+	// made from them.
+	Lists []string `json:"lists"`
 }
 
 type activityPayload struct {
@@ -56,3 +64,7 @@ func decode[T any](t *asynq.Task) (T, error) {
 	}
 	return p, nil
 }
+
+// importWaitTaskID names the one waiting task of a list set, so that however
+// many imports of the set park, one task waits for it.
+func importWaitTaskID(listKey string) string { return "cc:import-wait:" + listKey }

@@ -56,7 +56,17 @@ type Tokens struct {
 	// from MySQL before the refreshed pair is saved.
 	mu   sync.Mutex
 	dead map[string]time.Time
+
+	// onConnect runs after a person connected CC; see OnConnect.
+	onConnect func(ctx context.Context) error
 }
+
+// OnConnect registers fn to run after every connection is saved: a person's
+// consent through /oauth/callback or `hs2cc connect`, a reconnect after
+// needs_reconnect included. Connecting is the moment the rules' lists can
+// first be checked, so the caller queues that check; a failure of fn is
+// logged and the connection stands.
+func (t *Tokens) OnConnect(fn func(ctx context.Context) error) { t.onConnect = fn }
 
 // NewTokens builds the shared token source. margin is how long before expiry
 // a token counts as due for refresh.
@@ -168,7 +178,7 @@ func (t *Tokens) load(ctx context.Context) (*store.Token, error) {
 // is the only copy, so the save outlives the caller's context and retries
 // passing faults.
 func (t *Tokens) Connect(ctx context.Context, tok *ccclient.Token) error {
-	saved := store.Token{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, ExpiresAt: tok.ExpiresAt}
+	saved := t.toSave(tok)
 	if err := t.saveRefreshed(ctx, saved, 0); err != nil {
 		return err
 	}
@@ -179,17 +189,50 @@ func (t *Tokens) Connect(ctx context.Context, tok *ccclient.Token) error {
 	}
 	t.cacheToken(ctx, &saved)
 	t.log.Info("CC connected", "expires_at", saved.ExpiresAt)
+	if t.onConnect != nil {
+		if err := t.onConnect(context.WithoutCancel(ctx)); err != nil {
+			t.log.Warn("CC is connected, but the check of the rules' lists could not be queued; the workers check them at their next start or import", "err", err)
+		}
+	}
 	return nil
 }
 
+// assumedLifetime is the life given to an access token CC sent without
+// expires_in: CC documents 24 h. A 401 sooner triggers a refresh anyway.
+const assumedLifetime = 24 * time.Hour
+
+// toSave is the stored form of a pair CC just issued, stamped with when it
+// was received, which marginFor reads as the start of its life.
+func (t *Tokens) toSave(tok *ccclient.Token) store.Token {
+	now := t.now()
+	saved := store.Token{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, ExpiresAt: tok.ExpiresAt, UpdatedAt: now}
+	if saved.ExpiresAt.IsZero() {
+		saved.ExpiresAt = now.Add(assumedLifetime)
+	}
+	return saved
+}
+
+// marginFor is how long before its expiry tok counts as due for refresh:
+// the configured margin, but never more than a third of the life CC
+// granted (from when the pair was saved to its expiry). A margin longer
+// than the token's life would refresh at every call, and CC's token
+// endpoint allows one request a second; a third keeps each token in use for
+// two thirds of its life, whatever lifetime CC grants.
+func (t *Tokens) marginFor(tok *store.Token) time.Duration {
+	if life := tok.ExpiresAt.Sub(tok.UpdatedAt); !tok.UpdatedAt.IsZero() && life > 0 && life/3 < t.margin {
+		return life / 3
+	}
+	return t.margin
+}
+
 func (t *Tokens) fresh(tok *store.Token) bool {
-	return tok.AccessToken != "" && tok.ExpiresAt.Sub(t.now()) > t.margin && !t.isDead(tok.AccessToken)
+	return tok.AccessToken != "" && tok.ExpiresAt.Sub(t.now()) > t.marginFor(tok) && !t.isDead(tok.AccessToken)
 }
 
 func (t *Tokens) cacheToken(ctx context.Context, tok *store.Token) {
 	// Cache a little under the real expiry so that no process hands out a
 	// token in its last seconds.
-	ttl := tok.ExpiresAt.Sub(t.now()) - t.margin/2
+	ttl := tok.ExpiresAt.Sub(t.now()) - t.marginFor(tok)/2
 	if err := t.cache.SetAccessToken(ctx, tok.AccessToken, ttl); err != nil {
 		t.log.Warn("could not cache the CC access token", "err", err)
 	}
@@ -275,7 +318,7 @@ func (t *Tokens) refreshLocked(ctx context.Context, bad string) (string, error) 
 		}
 		return "", fmt.Errorf("jobs: refresh CC token: %w", err)
 	}
-	saved := store.Token{AccessToken: next.AccessToken, RefreshToken: next.RefreshToken, ExpiresAt: next.ExpiresAt}
+	saved := t.toSave(next)
 	if saved.RefreshToken == "" {
 		saved.RefreshToken = stored.RefreshToken
 	}

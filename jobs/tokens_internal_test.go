@@ -111,3 +111,73 @@ func TestTokensRefreshErrorsByClass(t *testing.T) {
 		})
 	}
 }
+
+// TestTokensRefreshPointFitsTheToken: a token is due for refresh within
+// the configured margin, or within a third of the life CC granted it when
+// that is shorter, so that a short-lived token is used for two thirds of
+// its life instead of refreshed at every call (CC's token endpoint allows
+// one request a second).
+func TestTokensRefreshPointFitsTheToken(t *testing.T) {
+	t.Parallel()
+	issued := time.Date(2026, 12, 2, 9, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name    string
+		life    time.Duration // from the save to the expiry; 0 with unknownStart
+		margin  time.Duration
+		elapsed time.Duration // since the save
+		noStart bool          // the pair's save time is unknown
+		wantDue bool
+	}{
+		{name: "a day-long token with the 2h margin, 2h01m left", life: 24 * time.Hour, margin: 2 * time.Hour, elapsed: 21*time.Hour + 59*time.Minute},
+		{name: "a day-long token with the 2h margin, 1h59m left", life: 24 * time.Hour, margin: 2 * time.Hour, elapsed: 22*time.Hour + time.Minute, wantDue: true},
+		{name: "a 3s token after 1.9s", life: 3 * time.Second, margin: 2 * time.Hour, elapsed: 1900 * time.Millisecond},
+		{name: "a 3s token after 2.1s", life: 3 * time.Second, margin: 2 * time.Hour, elapsed: 2100 * time.Millisecond, wantDue: true},
+		{name: "a 90s token and a 1m margin: a third is 30s", life: 90 * time.Second, margin: time.Minute, elapsed: 59 * time.Second},
+		{name: "a 90s token and a 1m margin, 29s left", life: 90 * time.Second, margin: time.Minute, elapsed: 61 * time.Second, wantDue: true},
+		{name: "an unknown start keeps the margin", life: 3 * time.Second, margin: 2 * time.Hour, noStart: true, wantDue: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tokens := NewTokens(nil, nopCache{}, nil, slog.New(slog.DiscardHandler), tc.margin)
+			tokens.now = func() time.Time { return issued.Add(tc.elapsed) }
+			tok := &store.Token{AccessToken: "a", ExpiresAt: issued.Add(tc.life), UpdatedAt: issued}
+			if tc.noStart {
+				tok.UpdatedAt = time.Time{}
+			}
+			if due := !tokens.fresh(tok); due != tc.wantDue {
+				t.Errorf("due = %v, want %v (margin %s)", due, tc.wantDue, tokens.marginFor(tok))
+			}
+		})
+	}
+	t.Run("a pair CC sent without expires_in lives the documented 24h", func(t *testing.T) {
+		tokens := NewTokens(nil, nopCache{}, nil, slog.New(slog.DiscardHandler), 2*time.Hour)
+		tokens.now = func() time.Time { return issued }
+		saved := tokens.toSave(&ccclient.Token{AccessToken: "a", RefreshToken: "r"})
+		if !saved.ExpiresAt.Equal(issued.Add(24*time.Hour)) || !saved.UpdatedAt.Equal(issued) {
+			t.Errorf("saved %v / %v, want an expiry 24h after %v", saved.ExpiresAt, saved.UpdatedAt, issued)
+		}
+	})
+}
+
+// TestConnectQueuesTheListsCheck: every connection runs the hook that
+// queues the check of the rules' lists, and a hook that fails does not
+// undo the connection, which is the only copy of the pair.
+func TestConnectQueuesTheListsCheck(t *testing.T) {
+	t.Parallel()
+	for _, hookErr := range []error{nil, errors.New("redis down")} {
+		ctx := context.Background()
+		db := storetest.MySQL(t)
+		tokens := NewTokens(db, nopCache{}, nil, slog.New(slog.DiscardHandler), time.Hour)
+		calls := 0
+		tokens.OnConnect(func(context.Context) error { calls++; return hookErr })
+		if err := tokens.Connect(ctx, &ccclient.Token{AccessToken: "a", RefreshToken: "r", ExpiresAt: time.Now().Add(time.Hour)}); err != nil {
+			t.Fatalf("Connect with a hook answering %v: %v", hookErr, err)
+		}
+		if calls != 1 {
+			t.Errorf("hook called %d times, want 1", calls)
+		}
+		if st, err := db.TokenState(ctx); err != nil || st.Status != store.TokenConnected {
+			t.Errorf("token state %+v, %v; want connected", st, err)
+		}
+	}
+}

@@ -113,8 +113,13 @@ func (te *tokenEnv) connect(expires time.Time) (access, refresh string) {
 	return access, refresh
 }
 
+// save stores tok as if CC had issued it with its usual 24 h life: the
+// refresh point depends on when the pair was saved, and a pair due within
+// minutes was issued nearly a day ago.
 func (te *tokenEnv) save(tok store.Token) {
 	te.t.Helper()
+	te.db.SetClock(func() time.Time { return tok.ExpiresAt.Add(-24 * time.Hour) })
+	defer te.db.SetClock(time.Now)
 	if _, err := te.db.SaveToken(context.Background(), tok, 0); err != nil {
 		te.t.Fatal(err)
 	}

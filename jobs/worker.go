@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -55,6 +56,10 @@ type Config struct {
 	// this (the lease expires, the next bid comes within a third of it, and
 	// the winner waits half of it before starting).
 	LeaderLease time.Duration
+	// ListsCheckInterval is how often the rules' CC lists are checked
+	// again, so that a missing list that appeared in CC leaves /ops even
+	// when no enrollment waits for it. Lists already found cost no call.
+	ListsCheckInterval time.Duration
 }
 
 // DefaultConfig returns production settings.
@@ -74,6 +79,7 @@ func DefaultConfig() Config {
 		TokenRefreshInterval: 10 * time.Minute,
 		ShutdownTimeout:      20 * time.Second,
 		LeaderLease:          30 * time.Second,
+		ListsCheckInterval:   5 * time.Minute,
 	}
 }
 
@@ -81,18 +87,27 @@ func DefaultConfig() Config {
 // aggregator, and the scheduler for periodic tasks.
 type Worker struct {
 	importer  *Importer
+	sweeper   *Sweeper
 	server    *asynq.Server
 	leader    *leader
 	inspector *asynq.Inspector
 	redis     redis.UniversalClient
 	mux       *asynq.ServeMux
 	log       *slog.Logger
+
+	// stop ends the goroutines Start began beside asynq's (the start-up
+	// check of the lists, the watch on Redis); done closes when they have.
+	stop context.CancelFunc
+	done sync.WaitGroup
 }
 
 // NewWorker wires the handlers. redisOpt is the asynq connection; tokens is
 // refreshed by the periodic task (nil skips that task).
 func NewWorker(redisOpt asynq.RedisConnOpt, cfg Config, st Store, cc CC, enq *Enqueuer, tokens *Tokens, log *slog.Logger, opts ...Option) *Worker {
 	im := newImporter(st, cc, enq, log, cfg)
+	if tokens != nil {
+		im.tokens = tokens
+	}
 	for _, o := range opts {
 		o(im)
 	}
@@ -102,8 +117,10 @@ func NewWorker(redisOpt asynq.RedisConnOpt, cfg Config, st Store, cc CC, enq *En
 	mux := asynq.NewServeMux()
 	mux.HandleFunc(TypeEnrollmentSync, im.handleEnrollment)
 	mux.HandleFunc(TypeCCImport, im.handleImport)
+	mux.HandleFunc(TypeImportWait, im.handleImportWait)
 	mux.HandleFunc(TypeCCActivity, im.handleActivity)
 	mux.HandleFunc(TypeEnrollmentSweep, sw.handle)
+	mux.HandleFunc(TypeListsCheck, im.handleListsCheck)
 	if p, ok := st.(BodyPurger); ok && cfg.Retention > 0 {
 		mux.HandleFunc(TypeRetentionPurge, purgeHandler(p, cfg.Retention, log))
 	}
@@ -140,7 +157,7 @@ func NewWorker(redisOpt asynq.RedisConnOpt, cfg Config, st Store, cc CC, enq *En
 	// The lease needs a plain Redis client; asynq's option makes one with
 	// the same address and credentials.
 	rdb, _ := redisOpt.MakeRedisClient().(redis.UniversalClient)
-	w := &Worker{importer: im, server: server, inspector: inspector, redis: rdb, mux: mux, log: log}
+	w := &Worker{importer: im, sweeper: sw, server: server, inspector: inspector, redis: rdb, mux: mux, log: log}
 	startScheduler := func() (*asynq.Scheduler, error) {
 		s := asynq.NewScheduler(redisOpt, &asynq.SchedulerOpts{Logger: alog, LogLevel: asynq.WarnLevel, Location: time.UTC})
 		w.register(s, TypeEnrollmentSweep, cfg.SweepInterval)
@@ -150,6 +167,7 @@ func NewWorker(redisOpt asynq.RedisConnOpt, cfg Config, st Store, cc CC, enq *En
 		if tokens != nil {
 			w.register(s, TypeTokenRefresh, cfg.TokenRefreshInterval)
 		}
+		w.register(s, TypeListsCheck, cfg.ListsCheckInterval)
 		return s, s.Start()
 	}
 	lease := cfg.LeaderLease
@@ -169,6 +187,11 @@ type Option func(*Importer)
 // WithMapper sets how enrollments become CC contacts (routing's field
 // mapping); without it email, names and country are sent.
 func WithMapper(m Mapper) Option { return func(im *Importer) { im.mapper = m } }
+
+// WithLists sets what the routing rules say about CC lists: the names to
+// check at start-up, when CC gets connected and periodically, and whether
+// a missing one may be created.
+func WithLists(p ListPolicy) Option { return func(im *Importer) { im.lists.policy = p } }
 
 // WithBudget lets imports grow instead of spending calls when today's CC
 // budget runs low.
@@ -195,17 +218,32 @@ func (w *Worker) register(s *asynq.Scheduler, taskType string, every time.Durati
 	}
 }
 
-// KnowLists gives the worker CC list ids by name, as `work` found them at
-// start-up, so that its first import does not look them up again.
-func (w *Worker) KnowLists(ids map[string]string) { w.importer.knowLists(ids) }
+// Lists is the worker's list resolver: what it knows, for `dev`'s banner
+// and for tests.
+func (w *Worker) Lists() *ListResolver { return w.importer.lists }
 
-// Start starts processing, and the bid for the scheduler's lease, without
-// blocking.
+// Start starts processing, the bid for the scheduler's lease, the check of
+// the rules' lists and the watch on Redis, without blocking. Nothing CC
+// answers can make it fail: the lists are checked in the background, CC's
+// faults waited out, and a missing list becomes attention, not an exit.
 func (w *Worker) Start() error {
 	if err := w.server.Start(w.mux); err != nil {
 		return fmt.Errorf("jobs: start server: %w", err)
 	}
 	w.leader.Start()
+	ctx, cancel := context.WithCancel(context.Background())
+	w.stop = cancel
+	w.done.Add(2)
+	go func() {
+		defer w.done.Done()
+		w.checkListsAtStart(ctx)
+	}()
+	go func() {
+		defer w.done.Done()
+		if w.redis != nil {
+			w.sweeper.watch(ctx, store.NewCache(w.redis))
+		}
+	}()
 	return nil
 }
 
@@ -213,6 +251,10 @@ func (w *Worker) Start() error {
 // tasks finish within the configured timeout; unfinished tasks go back to
 // the queue.
 func (w *Worker) Shutdown() {
+	if w.stop != nil {
+		w.stop()
+		w.done.Wait()
+	}
 	w.leader.Stop()
 	w.server.Shutdown()
 	w.inspector.Close()

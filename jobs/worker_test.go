@@ -437,9 +437,13 @@ func TestWorkerRejectsRowsOverCCLimits(t *testing.T) {
 	}
 }
 
-// TestWorkerSweepReenqueuesLostTasks loses every queued task (Redis flushed)
-// and checks that the periodic sweep brings stale pending rows back, while a
-// row that has not waited long enough stays pending.
+// TestWorkerSweepReenqueuesLostTasks: rows whose tasks never reached Redis
+// (serve stored them while Redis was down, and Redis came back with its
+// data) are brought back by the periodic sweep once they are stale, while a
+// row that has not waited long enough stays pending. The epoch marker is
+// set first, so that the worker sees a Redis that kept its data and only
+// the sweep acts; TestWorkerRecoversFromRedisFlush covers a Redis that
+// lost it.
 func TestWorkerSweepReenqueuesLostTasks(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, unlimited)
@@ -456,15 +460,8 @@ func TestWorkerSweepReenqueuesLostTasks(t *testing.T) {
 	// its age, so only a row for other lists shows what the sweep leaves.
 	freshPerson := people("fresh", 1, "Newsletter")
 	fresh := e.ingest(freshPerson)
-	e.enqueue(stale)
-	e.enqueue(fresh)
-	if err := e.rdb.FlushDB(ctx).Err(); err != nil {
+	if _, _, err := store.NewCache(e.rdb).MarkEpoch(ctx); err != nil {
 		t.Fatal(err)
-	}
-	for _, lists := range [][]string{{"Agents"}, {"Newsletter"}} {
-		if agg, _ := e.insp.ListAggregatingTasks(jobs.Queue, jobs.GroupKey(lists)); len(agg) != 0 {
-			t.Fatalf("%d tasks for %v survived the flush", len(agg), lists)
-		}
 	}
 
 	cfg := testConfig()
@@ -493,5 +490,43 @@ func TestWorkerSweepReenqueuesLostTasks(t *testing.T) {
 	}
 	if got := e.sb.Stats().Requests[importRoute]; got != 1 {
 		t.Errorf("contacts_json_import called %d times, want 1", got)
+	}
+}
+
+// TestWorkerRecoversFromRedisFlush: when Redis loses its data under a
+// running worker, every row that was waiting is queued again from MySQL
+// within seconds, on the default sweep age (10 minutes), and imported once.
+func TestWorkerRecoversFromRedisFlush(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, unlimited)
+	e.sb.CreateList("Agents")
+	ctx := context.Background()
+	cfg := testConfig()
+	cfg.SweepAge = jobs.DefaultConfig().SweepAge
+	// A grace longer than the test's flush takes keeps the tasks in their
+	// group until Redis loses them.
+	cfg.GroupGracePeriod, cfg.GroupMaxDelay = 5*time.Second, 10*time.Second
+	e.startWorker(cfg)
+	waitFor(t, 10*time.Second, func() (bool, string) {
+		n, err := e.rdb.Exists(ctx, "hs2cc:epoch").Result()
+		return err == nil && n == 1, "the worker has not marked Redis yet"
+	})
+	rows := e.ingest(people("flushed", 30, "Agents"))
+	e.enqueue(rows)
+	if err := e.rdb.FlushDB(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for _, r := range e.waitSettled(ids(rows), 30*time.Second) {
+		if r.Status != store.StatusImported {
+			t.Errorf("row %s: %q %q, want imported", r.Email, r.Status, r.StatusReason)
+		}
+	}
+	t.Logf("all rows imported %s after the flush", time.Since(start).Round(time.Millisecond))
+	if got := len(e.contactsByEmail()); got != len(rows) {
+		t.Errorf("sandbox holds %d contacts, want %d", got, len(rows))
+	}
+	if got := e.sb.Stats().ImportRows; got != len(rows) {
+		t.Errorf("CC received %d rows, want %d: a row was sent twice or not at all", got, len(rows))
 	}
 }

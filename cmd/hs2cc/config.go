@@ -47,7 +47,7 @@ var settings = []setting{
 	{"HS2CC_CC_CLIENT_ID", "", "Constant Contact API key (OAuth client id)."},
 	{"HS2CC_CC_CLIENT_SECRET", "", "Constant Contact OAuth client secret."},
 	{"HS2CC_CC_REDIRECT_URL", "", "OAuth redirect URI registered for the CC app; unset, `HS2CC_PUBLIC_URL` + `/oauth/callback`. `hs2cc connect` listens on it when its host is loopback."},
-	{"HS2CC_CC_REFRESH_MARGIN", "2h", "Refresh the CC access token when it expires within this."},
+	{"HS2CC_CC_REFRESH_MARGIN", "2h", "Refresh the CC access token when it expires within this, or within a third of the life CC granted it when that is shorter."},
 	{"HS2CC_TOKEN_REFRESH_INTERVAL", "10m", "How often the worker checks whether the CC token is due for refresh."},
 	{"HS2CC_TOKEN_KEY", "", "AES-256 key sealing the CC tokens in MySQL: 32 bytes as base64 or hex (`hs2cc keygen` makes one). During a rotation give `new,old`. Required by serve, work and connect; `dev` makes a throwaway one."},
 	{"HS2CC_OPS_USER", "", "Basic-auth user of the simple admin login to /ops, /ops/queues (Asynqmon) and /oauth/connect; /ops is off unless this and the password, or `HS2CC_OPS_USERS`, are set."},

@@ -75,7 +75,7 @@ func runConnect(ctx context.Context, cfg config, args []string, stdout, stderr i
 	}
 	defer d.close()
 	log := newLogger(stderr, cfg.LogFormat, cfg.LogLevel)
-	oauth := cfg.oauthConfig()
+	oauth := d.oauthConfig(cfg)
 	oauth.RedirectURL = *redirect
 
 	ctx, cancel := context.WithTimeout(ctx, *timeout)

@@ -53,8 +53,7 @@ func runDeliveries(ctx context.Context, cfg config, args []string, stdout, stder
 		return err
 	}
 	defer d.close()
-	in, closeIngester := newIngester(cfg, d, log)
-	defer closeIngester()
+	in := newIngester(cfg, d, log)
 
 	from := time.Now().Add(-*since)
 	outcomes := map[string]int{}

@@ -115,27 +115,25 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	}
 	go func() { errc <- serveListener(ctx, ln, app, log) }()
 
-	// Connect CC the way a person does in production, through the bridge's
-	// own /oauth/connect; the sandbox approves at once.
-	if err := connectThroughBridge(ctx, "http://"+ln.Addr().String(), cfg.OpsUser, cfg.OpsPassword); err != nil {
-		return fmt.Errorf("dev: connect CC sandbox: %w", err)
-	}
-	w, cc, closeWorker, err := newWorker(cfg, d, log, reg)
+	// The sandbox starts empty, so dev creates whatever lists the rules
+	// name, whether or not the rules allow it in production.
+	policy := rulesPolicy(cfg)
+	policy.Create = true
+	w, err := newWorker(cfg, d, log, reg, policy)
 	if err != nil {
 		return err
 	}
-	defer closeWorker()
-	// The sandbox starts empty, so dev creates whatever lists the rules
-	// name, whether or not the rules allow it in production.
-	ids, err := checkLists(ctx, cc, cfg.Rules, true, log)
-	if err != nil {
-		return fmt.Errorf("dev: create lists: %w", err)
-	}
-	w.KnowLists(ids)
 	if err := w.Start(); err != nil {
 		return err
 	}
 	defer w.Shutdown()
+	// Connect CC the way a person does in production, after the worker
+	// runs and through the bridge's own /oauth/connect; the sandbox
+	// approves at once, and the connection queues the lists' check. A
+	// failure leaves dev running for a person to connect by hand.
+	if err := connectThroughBridge(ctx, "http://"+ln.Addr().String(), cfg.OpsUser, cfg.OpsPassword); err != nil {
+		log.Error("dev: could not connect the CC sandbox; open /oauth/connect with the ops login to connect it", "err", err)
+	}
 
 	base := "http://" + ln.Addr().String()
 	fmt.Fprintf(stdout, `

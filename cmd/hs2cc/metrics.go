@@ -37,8 +37,9 @@ func promHandler(reg *prometheus.Registry, token string) http.Handler {
 }
 
 // registerServeMetrics adds the shared-state figures `serve` exports.
-func registerServeMetrics(reg prometheus.Registerer, st tokenStater, budget handlers.CCBudget, ins *asynq.Inspector) {
-	reg.MustRegister(newTokenCollector(st, time.Now), newBudgetCollector(budget), newQueueCollector(ins, time.Now))
+func registerServeMetrics(reg prometheus.Registerer, db *store.DB, budget handlers.CCBudget, ins *asynq.Inspector) {
+	reg.MustRegister(newTokenCollector(db, time.Now), newAttentionCollector(db), newBudgetCollector(budget),
+		newQueueCollector(ins, time.Now))
 }
 
 // budgetCollector exports today's CC calls against the daily budget, read

@@ -164,8 +164,7 @@ func runQuarantineReplay(ctx context.Context, cfg config, args []string, stdout,
 	defer d.close()
 	// The same configuration serve gives the webhook, so that a replay
 	// parses and routes as a request verified on arrival would be.
-	in, closeIngester := newIngester(cfg, d, log)
-	defer closeIngester()
+	in := newIngester(cfg, d, log)
 	r := &replayer{
 		db:        d.db,
 		verifier:  &hubspot.Verifier{Secrets: cfg.HubSpotSecrets, RequireV3: cfg.RequireV3},

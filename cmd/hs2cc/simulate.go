@@ -175,12 +175,12 @@ func inProcessDelivery(ctx context.Context, getenv func(string) string) (func(co
 	if err != nil {
 		return nil, nil, err
 	}
-	in, closeIngester := newIngester(cfg, d, newLogger(io.Discard, "text", "error"))
+	in := newIngester(cfg, d, newLogger(io.Discard, "text", "error"))
 	deliver := func(ctx context.Context, body []byte) (int, error) {
 		got, err := in.Ingest(ctx, body, hubspot.V3, time.Time{})
 		return got.Status, err
 	}
-	return deliver, func() { closeIngester(); d.close() }, nil
+	return deliver, d.close, nil
 }
 
 // simListed is how an --until-imported run ended at the sandbox.

@@ -10,12 +10,17 @@ import (
 	"github.com/hs2cc/hs2cc/store"
 )
 
-// errNeedsReconnect makes `hs2cc status` exit non-zero, so that a cron job or
-// a person's shell notices what the output says.
-var errNeedsReconnect = errors.New("Constant Contact needs reconnecting")
+// errNeedsReconnect and errNeedsAttention make `hs2cc status` exit
+// non-zero, so that a cron job or a person's shell notices what the output
+// says.
+var (
+	errNeedsReconnect = errors.New("Constant Contact needs reconnecting")
+	errNeedsAttention = errors.New("something stops the bridge's work until a person acts")
+)
 
-// runStatus prints the bridge's state from MySQL: the CC connection and the
-// enrollments by status. It needs no token key: it never opens the tokens.
+// runStatus prints the bridge's state from MySQL: the CC connection, every
+// state that stops work (a missing list) and the enrollments by status. It
+// needs no token key: it never opens the tokens.
 func runStatus(ctx context.Context, cfg config, stdout io.Writer, now time.Time) error {
 	if err := cfg.requireMySQL(); err != nil {
 		return err
@@ -45,6 +50,23 @@ func runStatus(ctx context.Context, cfg config, stdout io.Writer, now time.Time)
 			st.ExpiresAt.UTC().Format(time.RFC3339), st.ExpiresAt.Sub(now).Round(time.Second))
 		fmt.Fprintf(stdout, "  connected %s, last refreshed %s, sealed under key %s\n",
 			stamp(st.ConnectedAt), stamp(st.RefreshedAt), orDash(st.KeyID))
+	}
+	items, err := db.ListAttention(ctx)
+	if err != nil {
+		return err
+	}
+	for _, a := range items {
+		fmt.Fprintf(stdout, "NEEDS ATTENTION since %s: %s.\n", a.Since.UTC().Format(time.RFC3339), a.Detail)
+		if a.Kind == store.AttentionMissingList {
+			n, err := db.CountWaitingFor(ctx, a.Subject)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "  %d enrollments wait for it; they go on by themselves within a minute of the list existing.\n", n)
+		}
+		if result == nil {
+			result = errNeedsAttention
+		}
 	}
 	counts, err := db.CountEnrollments(ctx)
 	if err != nil {

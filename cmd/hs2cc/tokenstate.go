@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,15 +16,18 @@ type tokenStater interface {
 	TokenState(ctx context.Context) (*store.TokenState, error)
 }
 
-// expiredGrace is how long past its expiry an access token may sit before
-// readiness fails: the worker refreshes well before expiry, so a token this
-// stale means no worker is refreshing.
+// expiredGrace is how long past its expiry, beyond one period of the
+// periodic refresh check, an access token may sit before readiness fails.
+// A token shorter-lived than that period is refreshed when work needs it
+// and otherwise at the next check, so an idle bridge holds an expired one
+// for up to a period; longer than that means no worker is refreshing.
 const expiredGrace = 5 * time.Minute
 
 // tokenReady is the cc_token readiness check: the bridge is not ready to
-// deliver while CC is unconnected or needs reconnecting. The error text is
-// what ops read in /readyz, so it says what to do.
-func tokenReady(st tokenStater, now func() time.Time) func(context.Context) error {
+// deliver while CC is unconnected or needs reconnecting, or while no worker
+// refreshes the token (refreshEvery is how often workers check it). The
+// error text is what ops read in /readyz, so it says what to do.
+func tokenReady(st tokenStater, now func() time.Time, refreshEvery time.Duration) func(context.Context) error {
 	return func(ctx context.Context) error {
 		s, err := st.TokenState(ctx)
 		if errors.Is(err, store.ErrNotFound) {
@@ -38,7 +40,7 @@ func tokenReady(st tokenStater, now func() time.Time) func(context.Context) erro
 			return fmt.Errorf("needs reconnect since %s (%s): connect Constant Contact again at /oauth/connect or with `hs2cc connect`",
 				s.StatusAt.UTC().Format(time.RFC3339), s.StatusReason)
 		}
-		if late := now().Sub(s.ExpiresAt); late > expiredGrace {
+		if late := now().Sub(s.ExpiresAt); late > refreshEvery+expiredGrace {
 			return fmt.Errorf("access token expired %s ago and was not refreshed: is a worker running?", late.Round(time.Second))
 		}
 		return nil
@@ -105,13 +107,4 @@ func boolFloat(b bool) float64 {
 		return 1
 	}
 	return 0
-}
-
-// metricsHandler serves the metrics of every process plus the token's
-// state alone; serve exports the token's state with its other figures
-// (registerServeMetrics).
-func metricsHandler(st tokenStater) http.Handler {
-	reg := newRegistry()
-	reg.MustRegister(newTokenCollector(st, time.Now))
-	return promHandler(reg, "")
 }

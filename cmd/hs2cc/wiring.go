@@ -27,6 +27,10 @@ type deps struct {
 	redisOpt *redis.Options
 	rdb      *redis.Client
 	cache    *store.Cache
+	// aq is the process's one asynq client, behind enq; every producer of
+	// tasks in the process uses it.
+	aq  *asynq.Client
+	enq *jobs.Enqueuer
 }
 
 // connect opens MySQL and Redis and refuses an old schema.
@@ -44,32 +48,37 @@ func connect(ctx context.Context, cfg config) (*deps, error) {
 		db.SetTokenKeys(cfg.TokenKeys)
 	}
 	rdb := redis.NewClient(opt)
-	return &deps{db: db, redisOpt: opt, rdb: rdb, cache: store.NewCache(rdb)}, nil
+	aq := asynq.NewClient(asynqOpt(opt))
+	return &deps{db: db, redisOpt: opt, rdb: rdb, cache: store.NewCache(rdb), aq: aq, enq: jobs.NewEnqueuer(aq)}, nil
 }
 
 // newIngester builds the webhook's code after the signature, configured as
 // serve configures it, for the commands that store bodies without HTTP
-// (quarantine and delivery replays, simulate --in-process). The returned
-// func closes its asynq client.
-func newIngester(cfg config, d *deps, log *slog.Logger) (*handlers.Ingester, func()) {
-	client := asynq.NewClient(asynqOpt(d.redisOpt))
-	in := handlers.NewIngester(handlers.Config{Fields: cfg.Fields, Lists: cfg.Lists, Router: cfg.Rules, Logger: log},
-		d.db, jobs.NewEnqueuer(client))
-	return in, func() { client.Close() }
+// (quarantine and delivery replays, simulate --in-process).
+func newIngester(cfg config, d *deps, log *slog.Logger) *handlers.Ingester {
+	return handlers.NewIngester(handlers.Config{Fields: cfg.Fields, Lists: cfg.Lists, Router: cfg.Rules, Logger: log},
+		d.db, d.enq)
 }
 
 // oauthConfig describes the CC app for the connect flow and refreshes.
-func (c config) oauthConfig() ccclient.OAuthConfig {
-	return ccclient.OAuthConfig{ClientID: c.CCClientID, ClientSecret: c.CCClientSecret, AuthURL: c.CCAuthURL,
-		RedirectURL: c.CCRedirectURL}
+// Every call to CC's token endpoint, which allows one request a second per
+// app, waits for a slot shared in Redis by every process.
+func (d *deps) oauthConfig(cfg config) ccclient.OAuthConfig {
+	return ccclient.OAuthConfig{ClientID: cfg.CCClientID, ClientSecret: cfg.CCClientSecret, AuthURL: cfg.CCAuthURL,
+		RedirectURL: cfg.CCRedirectURL, Limiter: store.NewTokenEndpointLimiter(d.rdb)}
 }
 
-// tokens builds the shared CC token source of one process.
+// tokens builds the shared CC token source of one process. A connection
+// made through it (the callback, `hs2cc connect`, a reconnect) queues a
+// check of the rules' lists, which a worker runs at once.
 func (d *deps) tokens(cfg config, log *slog.Logger) *jobs.Tokens {
-	return jobs.NewTokens(d.db, d.cache, cfg.oauthConfig(), log, cfg.CCRefreshMargin)
+	t := jobs.NewTokens(d.db, d.cache, d.oauthConfig(cfg), log, cfg.CCRefreshMargin)
+	t.OnConnect(d.enq.EnqueueListsCheck)
+	return t
 }
 
 func (d *deps) close() {
+	d.aq.Close()
 	d.rdb.Close()
 	d.db.Close()
 }
@@ -81,10 +90,8 @@ func asynqOpt(o *redis.Options) asynq.RedisClientOpt {
 
 // newHTTPApp builds the HTTP application of `serve`, whose /metrics serves
 // reg after adding serve's own metrics to it. The returned close func
-// releases the asynq client, the inspector and Asynqmon's connections.
+// releases the inspector and Asynqmon's connections.
 func newHTTPApp(cfg config, d *deps, log *slog.Logger, reg *prometheus.Registry) (http.Handler, func()) {
-	client := asynq.NewClient(asynqOpt(d.redisOpt))
-	enq := jobs.NewEnqueuer(client)
 	mon := asynqmon.New(asynqmon.Options{RootPath: "/ops/queues", RedisConnOpt: asynqOpt(d.redisOpt)})
 	// Viewers get their own Asynqmon, read-only, on the same path; it holds
 	// Redis connections of its own, so it is made only when someone can
@@ -101,7 +108,7 @@ func newHTTPApp(cfg config, d *deps, log *slog.Logger, reg *prometheus.Registry)
 	webhookMetrics := handlers.NewMetrics(reg)
 	var connector handlers.Connector
 	if cfg.CCRedirectURL != "" {
-		connector = jobs.NewConnector(cfg.oauthConfig(), d.cache, d.tokens(cfg, log))
+		connector = jobs.NewConnector(d.oauthConfig(cfg), d.cache, d.tokens(cfg, log))
 	} else {
 		log.Warn("/oauth/connect is off: set HS2CC_PUBLIC_URL or HS2CC_CC_REDIRECT_URL")
 	}
@@ -128,17 +135,17 @@ func newHTTPApp(cfg config, d *deps, log *slog.Logger, reg *prometheus.Registry)
 			{Name: "mysql", Fn: d.db.Ping},
 			{Name: "redis", Fn: d.cache.Ping},
 			{Name: "schema", Fn: d.db.CheckSchema},
-			{Name: "cc_token", Fn: tokenReady(d.db, time.Now)},
+			{Name: "cc_token", Fn: tokenReady(d.db, time.Now, cfg.Worker.TokenRefreshInterval)},
+			{Name: "cc_attention", Fn: attentionReady(d.db)},
 		},
 		Logger: log,
-	}, d.db, enq)
+	}, d.db, d.enq)
 	return app, func() {
 		mon.Close()
 		if monRO != nil {
 			monRO.Close()
 		}
 		ins.Close()
-		client.Close()
 	}
 }
 
@@ -196,21 +203,24 @@ func serveHTTP(ctx context.Context, addr string, h http.Handler, log *slog.Logge
 }
 
 // newWorker builds the `work` process's worker, whose metrics go to reg.
-// The returned close func releases the worker's own asynq client once the
-// worker has shut down.
-func newWorker(cfg config, d *deps, log *slog.Logger, reg prometheus.Registerer) (*jobs.Worker, *ccclient.Client, func(), error) {
+// policy is what it may do with the rules' lists.
+func newWorker(cfg config, d *deps, log *slog.Logger, reg prometheus.Registerer, policy jobs.ListPolicy) (*jobs.Worker, error) {
 	tokens := d.tokens(cfg, log)
 	limits := store.NewCCLimits(d.rdb, cfg.CCRate, cfg.CCDailyBudget)
 	wm := newWorkerMetrics(reg, d.db.SQL(), log)
 	cc, err := ccclient.New(cfg.CCAPIURL, tokens, ccclient.WithUserAgent("hs2cc"), ccclient.WithLimiter(limits),
 		ccclient.WithObserver(wm.observeCC))
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
-	client := asynq.NewClient(asynqOpt(d.redisOpt))
-	w := jobs.NewWorker(asynqOpt(d.redisOpt), cfg.Worker, d.db, cc, jobs.NewEnqueuer(client), tokens, log,
-		jobs.WithBudget(limits), jobs.WithMapper(cfg.Rules), jobs.WithMetrics(wm))
-	return w, cc, func() { client.Close() }, nil
+	w := jobs.NewWorker(asynqOpt(d.redisOpt), cfg.Worker, d.db, cc, d.enq, tokens, log,
+		jobs.WithBudget(limits), jobs.WithMapper(cfg.Rules), jobs.WithMetrics(wm), jobs.WithLists(policy))
+	return w, nil
+}
+
+// rulesPolicy is what the routing rules allow with CC lists.
+func rulesPolicy(cfg config) jobs.ListPolicy {
+	return jobs.ListPolicy{Names: cfg.Rules.AllLists(), Create: cfg.Rules.CreateMissing()}
 }
 
 // runWork runs the worker and scheduler until ctx ends.
@@ -227,16 +237,10 @@ func runWork(ctx context.Context, cfg config, log *slog.Logger) error {
 	}
 	defer d.close()
 	reg := newRegistry()
-	w, cc, closeWorker, err := newWorker(cfg, d, log, reg)
+	w, err := newWorker(cfg, d, log, reg, rulesPolicy(cfg))
 	if err != nil {
 		return err
 	}
-	defer closeWorker()
-	ids, err := checkLists(ctx, cc, cfg.Rules, cfg.Rules.CreateMissing(), log)
-	if err != nil {
-		return err
-	}
-	w.KnowLists(ids)
 	// work has no HTTP server of its own; its counters are served by a
 	// listener of their own when HS2CC_METRICS_ADDR asks for one. It
 	// listens before the worker starts, so that a taken port stops work
