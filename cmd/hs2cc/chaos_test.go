@@ -100,6 +100,10 @@ func postJSON(t *testing.T, url, body string) {
 // It ends with every enrollment on its list once in the sandbox and no row
 // stuck, and prints what it did. HS2CC_CHAOS_N sets the scale (5,000 by
 // default; scripts/chaos runs 50,000).
+//
+// It runs as production does: default settings (batching, sweep, leader
+// lease, refresh margin), a CC account without the list (the rules create
+// it), and CC connected after serve and work started.
 func TestChaos(t *testing.T) {
 	if testing.Short() {
 		t.Skip("long run")
@@ -114,10 +118,7 @@ func TestChaos(t *testing.T) {
 	dsn := storetest.MySQLDSN(t)
 	redisURL := storetest.RedisURL(t)
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "hs2cc")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := hs2ccBinary(t)
 	ccAddr, addr := freeAddr(t), freeAddr(t)
 	ccBase, base := "http://"+ccAddr, "http://"+addr
 	say := func(format string, args ...any) { t.Logf("chaos: "+format, args...) }
@@ -143,8 +144,6 @@ func TestChaos(t *testing.T) {
 		}
 		return err == nil
 	})
-	postJSON(t, ccBase+"/sandbox/lists", `{"name":"New Agents"}`)
-
 	secret := "chaos-" + randomHex(6)
 	env := []string{
 		"HS2CC_MYSQL_DSN=" + dsn, "HS2CC_REDIS_URL=" + redisURL, "HS2CC_ADDR=" + addr, "HS2CC_PUBLIC_URL=" + base,
@@ -152,8 +151,7 @@ func TestChaos(t *testing.T) {
 		"HS2CC_CC_API_URL=" + ccBase + "/v3", "HS2CC_CC_AUTH_URL=" + ccBase + "/oauth2/default/v1",
 		"HS2CC_CC_CLIENT_ID=" + ccsandbox.DefaultClientID, "HS2CC_CC_CLIENT_SECRET=" + ccsandbox.DefaultClientSecret,
 		"HS2CC_TOKEN_KEY=" + store.NewTokenKey(), "HS2CC_OPS_USER=ops", "HS2CC_OPS_PASSWORD=chaos-ops",
-		"HS2CC_GROUP_GRACE_PERIOD=1s", "HS2CC_GROUP_MAX_DELAY=5s", "HS2CC_GROUP_MAX_SIZE=40000",
-		"HS2CC_SWEEP_INTERVAL=2s", "HS2CC_SWEEP_AGE=8s", "HS2CC_LEADER_LEASE=4s", "HS2CC_LOG_FORMAT=json",
+		"HS2CC_ROUTES=" + writeRoutes(t, "default_lists: [\"New Agents\"]\ncreate_missing_lists: true\n"),
 	}
 	var out syncBuffer
 	getenv := func(k string) string {
@@ -176,9 +174,6 @@ func TestChaos(t *testing.T) {
 		}
 		return err == nil
 	})
-	if err := connectThroughBridge(context.Background(), base, "ops", "chaos-ops"); err != nil {
-		t.Fatalf("connect CC: %v", err)
-	}
 	workN := 0
 	startWork := func() *proc {
 		workN++
@@ -187,6 +182,9 @@ func TestChaos(t *testing.T) {
 		return p
 	}
 	work := startWork()
+	if err := connectThroughBridge(context.Background(), base, "ops", "chaos-ops"); err != nil {
+		t.Fatalf("connect CC: %v", err)
+	}
 	stats := func() ccsandbox.Stats {
 		var st ccsandbox.Stats
 		getJSON(t, ccBase+"/sandbox/stats", &st)
