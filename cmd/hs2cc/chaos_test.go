@@ -19,15 +19,15 @@ import (
 
 	"github.com/hs2cc/hs2cc/ccclient/ccsandbox"
 	"github.com/hs2cc/hs2cc/store"
-	"github.com/hs2cc/hs2cc/store/storetest"
 )
 
 // proc is one hs2cc process of the chaos run.
 type proc struct {
-	name string
-	cmd  *exec.Cmd
-	done chan error
-	log  string
+	name   string
+	cmd    *exec.Cmd
+	done   chan error
+	log    string
+	killed bool // by kill: stop has nothing left to do
 }
 
 func startProc(t *testing.T, bin, dir, name string, env []string, args ...string) *proc {
@@ -53,10 +53,14 @@ func startProc(t *testing.T, bin, dir, name string, env []string, args ...string
 func (p *proc) kill() {
 	_ = p.cmd.Process.Signal(syscall.SIGKILL)
 	<-p.done
+	p.killed = true
 }
 
 // stop asks for a clean shutdown and reports how it went.
 func (p *proc) stop(t *testing.T) {
+	if p.killed {
+		return
+	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case err := <-p.done:
@@ -66,18 +70,6 @@ func (p *proc) stop(t *testing.T) {
 	case <-time.After(40 * time.Second):
 		_ = p.cmd.Process.Kill()
 		t.Errorf("%s did not stop within 40s of SIGTERM", p.name)
-	}
-}
-
-func getJSON(t *testing.T, url string, v any) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
-		t.Fatalf("GET %s: %v", url, err)
 	}
 }
 
@@ -115,81 +107,12 @@ func TestChaos(t *testing.T) {
 			t.Fatalf("HS2CC_CHAOS_N=%q: want a number of at least 500", v)
 		}
 	}
-	dsn := storetest.MySQLDSN(t)
-	redisURL := storetest.RedisURL(t)
-	dir := t.TempDir()
-	bin := hs2ccBinary(t)
-	ccAddr, addr := freeAddr(t), freeAddr(t)
-	ccBase, base := "http://"+ccAddr, "http://"+addr
 	say := func(format string, args ...any) { t.Logf("chaos: "+format, args...) }
-	var procs []*proc
-	t.Cleanup(func() {
-		for _, p := range procs {
-			_ = p.cmd.Process.Kill()
-		}
-		if t.Failed() {
-			for _, p := range procs {
-				tailLog(t, p)
-			}
-		}
-	})
-
-	sb := startProc(t, bin, dir, "sandbox", nil, "sandbox", "--addr", ccAddr,
-		"--cc-fail-rate", "0.05", "--cc-throttle-rate", "0.05", "--cc-activity-delay", "500ms", "--cc-token-ttl", "3h")
-	procs = append(procs, sb)
-	waitFor(t, "the sandbox", 20*time.Second, func() bool {
-		resp, err := http.Get(ccBase + "/sandbox/stats")
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err == nil
-	})
-	secret := "chaos-" + randomHex(6)
-	env := []string{
-		"HS2CC_MYSQL_DSN=" + dsn, "HS2CC_REDIS_URL=" + redisURL, "HS2CC_ADDR=" + addr, "HS2CC_PUBLIC_URL=" + base,
-		"HS2CC_HUBSPOT_CLIENT_SECRET=" + secret,
-		"HS2CC_CC_API_URL=" + ccBase + "/v3", "HS2CC_CC_AUTH_URL=" + ccBase + "/oauth2/default/v1",
-		"HS2CC_CC_CLIENT_ID=" + ccsandbox.DefaultClientID, "HS2CC_CC_CLIENT_SECRET=" + ccsandbox.DefaultClientSecret,
-		"HS2CC_TOKEN_KEY=" + store.NewTokenKey(), "HS2CC_OPS_USER=ops", "HS2CC_OPS_PASSWORD=chaos-ops",
-		"HS2CC_ROUTES=" + writeRoutes(t, "default_lists: [\"New Agents\"]\ncreate_missing_lists: true\n"),
-	}
-	var out syncBuffer
-	getenv := func(k string) string {
-		for _, kv := range env {
-			if v, ok := strings.CutPrefix(kv, k+"="); ok {
-				return v
-			}
-		}
-		return ""
-	}
-	if err := run(context.Background(), []string{"migrate"}, getenv, &out, &out); err != nil {
-		t.Fatal(err)
-	}
-	serve := startProc(t, bin, dir, "serve", env, "serve")
-	procs = append(procs, serve)
-	waitFor(t, "serve", 20*time.Second, func() bool {
-		resp, err := http.Get(base + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err == nil
-	})
-	workN := 0
-	startWork := func() *proc {
-		workN++
-		p := startProc(t, bin, dir, fmt.Sprintf("work-%d", workN), env, "work")
-		procs = append(procs, p)
-		return p
-	}
-	work := startWork()
-	if err := connectThroughBridge(context.Background(), base, "ops", "chaos-ops"); err != nil {
-		t.Fatalf("connect CC: %v", err)
-	}
-	stats := func() ccsandbox.Stats {
-		var st ccsandbox.Stats
-		getJSON(t, ccBase+"/sandbox/stats", &st)
-		return st
-	}
+	d := deploy(t, []string{"--cc-fail-rate", "0.05", "--cc-throttle-rate", "0.05", "--cc-activity-delay", "500ms", "--cc-token-ttl", "3h"},
+		map[string]string{"HS2CC_ROUTES": writeRoutes(t, "default_lists: [\"New Agents\"]\ncreate_missing_lists: true\n")})
+	work := d.procs[len(d.procs)-1]
+	workN := 1
+	d.connect()
 
 	// The traffic goes out in five slices, with one disturbance after each
 	// of the first four, while earlier slices are still being imported.
@@ -199,27 +122,20 @@ func TestChaos(t *testing.T) {
 		if i == 4 {
 			count = n - 4*slice
 		}
-		res, err := simulate(context.Background(), simOptions{
-			URL: base + "/webhooks/hubspot", Secret: secret, Count: count, Concurrency: 8,
-			FirstID: int64(20_000_000 + i*slice), PortalID: 62515,
-		})
-		if err != nil {
-			t.Fatalf("simulate: %v", err)
-		}
-		if res.Accepted != count || res.Failed != 0 {
-			t.Fatalf("slice %d: %d accepted, %d rejected, %d failed of %d", i, res.Accepted, res.Rejected, res.Failed, count)
-		}
+		d.send(count)
 		say("sent slice %d: %d enrollments", i+1, count)
 	}
 	killMidImport := func() {
-		before := stats().Imports
-		waitFor(t, "an import to be posted", 60*time.Second, func() bool { return stats().Imports > before })
+		before := d.stats().Imports
+		waitFor(t, "an import to be posted", 60*time.Second, func() bool { return d.stats().Imports > before })
 		work.kill()
-		say("SIGKILLed %s right after CC accepted an import (%d accepted so far)", work.name, stats().Imports)
-		work = startWork()
+		say("SIGKILLed %s right after CC accepted an import (%d accepted so far)", work.name, d.stats().Imports)
+		workN++
+		d.start(fmt.Sprintf("work-%d", workN), "work")
+		work = d.procs[len(d.procs)-1]
 		say("started %s", work.name)
 	}
-	opt, err := redis.ParseURL(redisURL)
+	opt, err := redis.ParseURL(d.redisURL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +152,7 @@ func TestChaos(t *testing.T) {
 	say("flushed Redis: queued tasks, groups, the token cache, locks and leases are gone")
 	send(2)
 	var expired struct{ Expired int }
-	resp, err := http.Post(ccBase+"/sandbox/expire-tokens", "application/json", nil)
+	resp, err := http.Post(d.ccBase+"/sandbox/expire-tokens", "application/json", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,23 +164,14 @@ func TestChaos(t *testing.T) {
 	send(4)
 	sent := time.Since(start)
 
-	db, err := store.Open(context.Background(), dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	waitFor(t, "every enrollment imported", 10*time.Minute, func() bool {
-		c, err := db.CountEnrollments(context.Background())
-		return err == nil && c[store.StatusImported] == n
-	})
+	waitFor(t, "every enrollment imported", 10*time.Minute, func() bool { return d.counts()[store.StatusImported] == n })
 	settled := time.Since(start)
-	counts, _ := db.CountEnrollments(context.Background())
-	if counts[store.StatusPending]+counts[store.StatusImporting]+counts[store.StatusFailed] != 0 {
-		t.Errorf("rows left unimported: %v", counts)
+	if c := d.counts(); c[store.StatusPending]+c[store.StatusImporting]+c[store.StatusFailed] != 0 {
+		t.Errorf("rows left unimported: %v", c)
 	}
 
 	var contacts struct{ Contacts []ccsandbox.SandboxContact }
-	getJSON(t, ccBase+"/sandbox/contacts", &contacts)
+	d.get(d.ccBase+"/sandbox/contacts", &contacts)
 	seen := map[string]int{}
 	for _, c := range contacts.Contacts {
 		for _, l := range c.ListNames {
@@ -282,10 +189,10 @@ func TestChaos(t *testing.T) {
 		}
 	}
 	var imports int
-	if err := db.SQL().QueryRow(`SELECT COUNT(*) FROM cc_imports WHERE state = 'completed'`).Scan(&imports); err != nil {
+	if err := d.db.SQL().QueryRow(`SELECT COUNT(*) FROM cc_imports WHERE state = 'completed'`).Scan(&imports); err != nil {
 		t.Fatal(err)
 	}
-	st := stats()
+	st := d.stats()
 	say("%d enrollments sent in %s, all imported after %s", n, sent.Round(time.Millisecond), settled.Round(time.Millisecond))
 	say("CC: %d imports completed (%d accepted by CC), %d rows received by completed imports (%d sent twice), %d injected 5xx, %d throttled, %d 401s, token grants %v, invalid_grant %d",
 		imports, st.Imports, st.ImportRows, st.ImportRows-n, st.Faults, st.Throttled, st.Unauthorized, st.TokenGrants, st.InvalidGrant)
@@ -295,8 +202,7 @@ func TestChaos(t *testing.T) {
 	if st.InvalidGrant != 0 {
 		t.Errorf("%d invalid_grant answers: the token was lost", st.InvalidGrant)
 	}
-	work.stop(t)
-	serve.stop(t)
+	d.stop()
 }
 
 func tailLog(t *testing.T, p *proc) {

@@ -60,17 +60,18 @@ func hs2ccBinary(t *testing.T) string {
 
 // deployment is one first deploy: its processes, addresses and settings.
 type deployment struct {
-	t       *testing.T
-	bin     string
-	dir     string
-	ccBase  string // the sandbox
-	base    string // serve
-	secret  string
-	opsPass string
-	env     []string
-	procs   []*proc
-	db      *store.DB
-	sent    int
+	t        *testing.T
+	bin      string
+	dir      string
+	ccBase   string // the sandbox
+	base     string // serve
+	redisURL string // the bridge's Redis database
+	secret   string
+	opsPass  string
+	env      []string
+	procs    []*proc
+	db       *store.DB
+	sent     int
 }
 
 // deploy starts a fresh sandbox with sandboxArgs, migrates, and starts serve
@@ -82,8 +83,9 @@ func deploy(t *testing.T, sandboxArgs []string, env map[string]string) *deployme
 	ccAddr, addr := freeAddr(t), freeAddr(t)
 	d.ccBase, d.base = "http://"+ccAddr, "http://"+addr
 	dsn := storetest.MySQLDSN(t)
+	d.redisURL = storetest.RedisURL(t)
 	vars := map[string]string{
-		"HS2CC_MYSQL_DSN": dsn, "HS2CC_REDIS_URL": storetest.RedisURL(t),
+		"HS2CC_MYSQL_DSN": dsn, "HS2CC_REDIS_URL": d.redisURL,
 		"HS2CC_ADDR": addr, "HS2CC_PUBLIC_URL": d.base, "HS2CC_HUBSPOT_CLIENT_SECRET": d.secret,
 		"HS2CC_CC_API_URL": d.ccBase + "/v3", "HS2CC_CC_AUTH_URL": d.ccBase + "/oauth2/default/v1",
 		"HS2CC_CC_CLIENT_ID": ccsandbox.DefaultClientID, "HS2CC_CC_CLIENT_SECRET": ccsandbox.DefaultClientSecret,
@@ -526,13 +528,7 @@ func TestFirstDeploy(t *testing.T) {
 		if c := d.counts(); c[store.StatusPending] == 0 {
 			t.Fatalf("enrollments %v: nothing was waiting when Redis was flushed", c)
 		}
-		var redisURL string
-		for _, kv := range d.env {
-			if v, ok := strings.CutPrefix(kv, "HS2CC_REDIS_URL="); ok {
-				redisURL = v
-			}
-		}
-		opt, err := redis.ParseURL(redisURL)
+		opt, err := redis.ParseURL(d.redisURL)
 		if err != nil {
 			t.Fatal(err)
 		}
