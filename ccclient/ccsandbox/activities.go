@@ -35,6 +35,7 @@ type activity struct {
 	doneAt      time.Time // when it reaches its outcome
 	outcome     string    // final state, chosen by Faults when queued
 	req         *importRequest
+	detail      string // Faults.RejectDetail when queued
 	state       string
 	completedAt time.Time
 	errors      []string
@@ -53,6 +54,17 @@ func (s *Server) queueImportLocked(req *importRequest, now time.Time) *activity 
 	if outcome == "" {
 		outcome = stateCompleted
 	}
+	// The refused rows are drawn now, in row order, rather than when the
+	// import is applied, so that they depend only on the seed and the
+	// sequence of calls, not on when something happens to read the
+	// account. Correctable rows are left alone: CC holds those for
+	// correction whatever else it thinks of them. An import that will not
+	// complete applies no row, so it draws nothing.
+	if outcome == stateCompleted {
+		for _, rec := range req.records {
+			rec.rejected = !rec.correctable && s.chanceLocked(s.faults.RejectRate)
+		}
+	}
 	a := &activity{
 		id:        newUUID(),
 		createdAt: now,
@@ -60,6 +72,7 @@ func (s *Server) queueImportLocked(req *importRequest, now time.Time) *activity 
 		doneAt:    now.Add(s.opts.ActivityDelay),
 		outcome:   outcome,
 		req:       req,
+		detail:    cmp.Or(s.faults.RejectDetail, RejectDetailLineEmail),
 		state:     stateInitialized,
 		total:     len(req.records),
 	}
@@ -121,10 +134,22 @@ func (s *Server) finishLocked(a *activity) {
 	// Only a completed import counts its rows as received: a failed one
 	// changed nothing, and a client must send those rows again.
 	s.stats.ImportRows += len(req.records)
+	var listCapErrors int
 	for _, rec := range req.records {
 		a.counts.completed++
-		if rec.correctable {
+		switch {
+		case rec.correctable:
 			a.counts.correctable++
+			continue
+		case rec.rejected:
+			// A refused row touches nothing, but it is reported one line
+			// per row (no cap), so that a client can tell exactly which
+			// rows to look at.
+			a.counts.errors++
+			s.stats.RowsRejected++
+			if msg := rejectError(a.detail, rec); msg != "" {
+				a.errors = append(a.errors, msg)
+			}
 			continue
 		}
 		res := s.upsertLocked(rec, req.listIDs, a.doneAt)
@@ -134,13 +159,46 @@ func (s *Server) finishLocked(a *activity) {
 		}
 		if res.listsDropped > 0 {
 			a.counts.errors++
-			if len(a.errors) < maxErrorsReported {
+			if listCapErrors < maxErrorsReported {
+				listCapErrors++
 				a.errors = append(a.errors, fmt.Sprintf("Contact %s is already on %d lists; %d list memberships were not added.", cmp.Or(rec.email, rec.sms), maxListsPerRow, res.listsDropped))
 			}
 		}
 	}
 	s.log.Info("ccsandbox: import completed", "activity_id", a.id, "rows", a.total,
-		"person_count", a.counts.person, "correctable", a.counts.correctable, "cannot_add_to_list", a.counts.cannotAdd)
+		"person_count", a.counts.person, "correctable", a.counts.correctable,
+		"cannot_add_to_list", a.counts.cannotAdd, "errors", a.counts.errors)
+}
+
+// rejectMessages are the reasons given for refused rows. They are worded
+// like CC's validation messages; which one a row gets follows from its line,
+// so that a client meets several and cannot come to rely on one.
+var rejectMessages = [...]string{
+	"The email address is not valid.",
+	"The email domain does not accept mail.",
+	"The contact could not be saved because the email address is blocked.",
+}
+
+// rejectError is the activity_errors entry for a refused row in the given
+// RejectDetail mode, or "" in RejectDetailCount mode, where CC says only how
+// many rows it refused. The row is named by its email, lower-cased as CC
+// stores it, or, with a message about the number, by its SMS number when it
+// has no email. A refused row is never correctable, so its email passed the
+// syntax check and its number is digits: neither can hold ": ", and the
+// entry splits cleanly on it.
+func rejectError(detail string, rec *importRecord) string {
+	msg, who := rejectMessages[(rec.line-1)%len(rejectMessages)], rec.email
+	if who == "" {
+		msg, who = "The SMS number is not valid.", rec.sms
+	}
+	switch detail {
+	case RejectDetailCount:
+		return ""
+	case RejectDetailEmail:
+		return who + ": " + msg
+	default:
+		return fmt.Sprintf("Line %d: %s: %s", rec.line, who, msg)
+	}
 }
 
 // activityStatusJSON is CC's ActivityStatus.

@@ -41,11 +41,51 @@
 // 503s and throttled 429s, drawn from a source seeded by Options.Seed so a
 // run can be repeated.
 //
+// Options.DropRate (Faults key drop_rate) loses answers: that share of the
+// admitted /v3 calls is carried out in full (the import queued, the list
+// created) and then the connection is closed before a byte of the answer
+// is written, as when a timeout or a reset swallows CC's answer. The
+// client sees EOF, and must find out from CC what became of the call, e.g.
+// in GET /v3/activities. net/http's Transport itself resends an idempotent
+// request (a GET) once when a reused connection closes unanswered, so a
+// dropped GET may reach the sandbox twice; a POST is never resent. OAuth
+// endpoints and /sandbox hooks are never dropped. Stats.Dropped counts them.
+//
+// Options.RejectRate (Faults key reject_rate) makes CC refuse that share of
+// the rows of each import, row by row, drawn from the seeded source when the
+// import is queued. The import still completes; a refused row creates or
+// changes no contact and joins no list; status.error_count counts it while
+// items_total_count still counts every row received; and activity_errors
+// holds one string per refused row. CC's wording is unconfirmed (the spec
+// only says strings), so Options.RejectDetail (Faults key reject_detail)
+// picks one of three forms a client can be tested against:
+//
+//	line_email (default)  Line N: <email>: <message>
+//	email                 <email>: <message>
+//	count                 nothing in activity_errors, only error_count
+//
+// N is the row's 1-based position in import_data; <email> is the row's
+// email, lower-cased as CC stores it (its sms_number for an SMS-only row),
+// which never holds ": "; <message> is a sentence in the style of CC's
+// validation messages, such as "The email address is not valid.", and
+// names no reason a client should act on. Rows held as correctable are
+// never refused this way; they keep counting in correctable_count.
+// Stats.RowsRejected counts refused rows; Stats.ImportRows still counts
+// every row that completed imports received.
+//
 // Imports are validated whole before they are queued (400 with CC's array
 // body) and are processed lazily: an activity is initialized, then
 // processing, then completed as the sandbox clock passes ActivityDelay, and
 // its rows are applied the first time anything reads the account after
 // that. With an injected clock nothing happens behind a test's back.
+//
+// Custom fields are CC's: POST /v3/contact_custom_fields {"label": "Agency
+// ID", "type": "string"} creates the field named Agency_ID (the label with
+// spaces replaced by underscores), and an import sets it as cf:Agency_ID.
+// As in CC, a cf: key that names no field of the account (the label, say,
+// or a field never created) is dropped without an error and the import
+// still completes. GET /sandbox/contacts shows each contact's custom_fields
+// as {"<name>": "<value>"}.
 //
 // Where the fact sheet marks CC's behaviour unconfirmed, Options has a knob
 // and the default follows the sheet: list-name case, whether "" clears a

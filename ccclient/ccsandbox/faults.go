@@ -44,3 +44,13 @@ func validRate(name string, p float64) error {
 	}
 	return nil
 }
+
+// validRejectDetail reports a reject-detail mode the sandbox does not know;
+// "" stands for the default, RejectDetailLineEmail.
+func validRejectDetail(mode string) error {
+	switch mode {
+	case "", RejectDetailLineEmail, RejectDetailEmail, RejectDetailCount:
+		return nil
+	}
+	return fmt.Errorf("ccsandbox: reject detail %q: want %q, %q or %q", mode, RejectDetailLineEmail, RejectDetailEmail, RejectDetailCount)
+}

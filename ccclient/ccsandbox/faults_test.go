@@ -27,6 +27,16 @@ func TestOptionsValidate(t *testing.T) {
 		{"unknown refresh mode", Options{RefreshMode: "sometimes"}, true},
 		{"unknown oversize mode", Options{OversizeMode: "shrink"}, true},
 		{"negative MaxImportBytes", Options{MaxImportBytes: -1}, true},
+		{"row and drop faults at their bounds", Options{RejectRate: 1, DropRate: 1, RejectDetail: RejectDetailCount}, false},
+		{"reject detail email", Options{RejectRate: 0.5, RejectDetail: RejectDetailEmail}, false},
+		{"reject detail line_email", Options{RejectDetail: RejectDetailLineEmail}, false},
+		{"unknown reject detail", Options{RejectDetail: "lines"}, true},
+		{"negative reject rate", Options{RejectRate: -0.1}, true},
+		{"reject rate over 1", Options{RejectRate: 1.5}, true},
+		{"NaN reject rate", Options{RejectRate: math.NaN()}, true},
+		{"negative drop rate", Options{DropRate: -1}, true},
+		{"drop rate over 1", Options{DropRate: 1.01}, true},
+		{"NaN drop rate", Options{DropRate: math.NaN()}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

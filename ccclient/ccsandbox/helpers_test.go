@@ -147,6 +147,12 @@ func expectInvalid(r *http.Request) { r.Header.Set(ccspec.HeaderExpectInvalid, "
 // sent as is, anything else as JSON; either way as application/json.
 func (e *env) call(method, path string, body any, opts ...reqOption) resp {
 	e.t.Helper()
+	return e.send(e.request(method, path, body, opts...))
+}
+
+// request builds the request call sends, for tests that send it themselves.
+func (e *env) request(method, path string, body any, opts ...reqOption) *http.Request {
+	e.t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -172,7 +178,7 @@ func (e *env) call(method, path string, body any, opts ...reqOption) resp {
 	for _, o := range opts {
 		o(req)
 	}
-	return e.send(req)
+	return req
 }
 
 // send performs req without following redirects.

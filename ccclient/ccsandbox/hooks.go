@@ -30,8 +30,13 @@ type Stats struct {
 	// so rows past MaxImportBytes, which CC never reads, are not in it, nor
 	// are the rows of imports that failed, timed out, were cancelled or are
 	// not final yet. A test compares it with the rows a client sent to prove
-	// that nothing was lost or sent twice.
+	// that nothing was lost or sent twice. Rows CC refused (RowsRejected)
+	// are in it too, because they were received.
 	ImportRows int `json:"import_rows"`
+	// RowsRejected counts the rows of completed imports that CC refused
+	// row by row (Faults.RejectRate): received, in ImportRows and in their
+	// activity's error_count, but applied to no contact and no list.
+	RowsRejected int `json:"rows_rejected"`
 	// ImportRowsDropped counts the rows of accepted imports that lay past
 	// MaxImportBytes and were dropped without an error, as CC does with a
 	// body over 4 MB. A client that keeps its bodies small leaves it at 0.
@@ -44,6 +49,10 @@ type Stats struct {
 	// Faults counts injected 5xx answers, by route (Faults.Status) or random
 	// (Faults.FailRate). Random 429s count in Throttled, like real ones.
 	Faults int `json:"faults"`
+	// Dropped counts API calls that were carried out but whose answer was
+	// lost, the connection closed unanswered (Faults.DropRate). They are
+	// not in Faults, since the call itself succeeded.
+	Dropped int `json:"dropped"`
 	// TokenGrants counts successful token grants by grant_type.
 	TokenGrants map[string]int `json:"token_grants"`
 	// InvalidGrant, InvalidClient and TokenThrottled count token-endpoint
@@ -89,6 +98,20 @@ type Faults struct {
 	// quota is answered with the same 429 throttled body the rate limiter
 	// sends. Such a call costs no quota.
 	ThrottleRate float64 `json:"throttle_rate,omitempty"`
+	// RejectRate is the share (0 to 1) of the rows of each import queued
+	// while it is set that CC refuses row by row: the import completes,
+	// the refused rows change no contact and join no list, and each counts
+	// in status.error_count and, per RejectDetail, in activity_errors.
+	// Rows held as correctable are never drawn.
+	RejectRate float64 `json:"reject_rate,omitempty"`
+	// RejectDetail is how activity_errors names the refused rows of imports
+	// queued while it is set: "line_email" ("" is the same), "email" or
+	// "count"; see RejectDetailLineEmail.
+	RejectDetail string `json:"reject_detail,omitempty"`
+	// DropRate is the chance (0 to 1) that an API call which passed every
+	// other check is carried out in full and then answered with a closed
+	// connection and no response. Such a call costs quota.
+	DropRate float64 `json:"drop_rate,omitempty"`
 }
 
 // validate reports a fault setting the sandbox cannot act on.
@@ -108,14 +131,23 @@ func (f Faults) validate() error {
 	default:
 		return fmt.Errorf("ccsandbox: fault limit %q: want throttled or quota_exceeded", f.Limit)
 	}
-	if err := validRate("fail_rate", f.FailRate); err != nil {
+	if err := validRejectDetail(f.RejectDetail); err != nil {
 		return err
 	}
-	return validRate("throttle_rate", f.ThrottleRate)
+	for _, r := range []struct {
+		name string
+		p    float64
+	}{{"fail_rate", f.FailRate}, {"throttle_rate", f.ThrottleRate}, {"reject_rate", f.RejectRate}, {"drop_rate", f.DropRate}} {
+		if err := validRate(r.name, r.p); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // SetFaults replaces the active faults; the zero Faults turns them all off,
-// including the random ones that Options.FailRate and ThrottleRate started.
+// including the random ones that Options.FailRate, ThrottleRate, RejectRate
+// and DropRate started.
 func (s *Server) SetFaults(f Faults) error {
 	if err := f.validate(); err != nil {
 		return err
@@ -234,6 +266,9 @@ func (s *Server) hookPatchFaults(w http.ResponseWriter, r *http.Request) {
 		Limit         *string         `json:"limit"`
 		FailRate      *float64        `json:"fail_rate"`
 		ThrottleRate  *float64        `json:"throttle_rate"`
+		RejectRate    *float64        `json:"reject_rate"`
+		RejectDetail  *string         `json:"reject_detail"`
+		DropRate      *float64        `json:"drop_rate"`
 	}
 	body, tooBig, err := readBody(r, 1<<20)
 	if err == nil && tooBig {
@@ -267,6 +302,15 @@ func (s *Server) hookPatchFaults(w http.ResponseWriter, r *http.Request) {
 	}
 	if patch.ThrottleRate != nil {
 		f.ThrottleRate = *patch.ThrottleRate
+	}
+	if patch.RejectRate != nil {
+		f.RejectRate = *patch.RejectRate
+	}
+	if patch.RejectDetail != nil {
+		f.RejectDetail = *patch.RejectDetail
+	}
+	if patch.DropRate != nil {
+		f.DropRate = *patch.DropRate
 	}
 	err = f.validate()
 	if err == nil {

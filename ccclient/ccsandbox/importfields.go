@@ -56,6 +56,7 @@ func importField(key string) (canon string, kind fieldKind, maxLen int) {
 
 // importRecord is one validated import row, ready to upsert.
 type importRecord struct {
+	line          int               // 1-based position in import_data
 	email         string            // lower-cased
 	sms           string            // digits only
 	text          map[string]string // canonical key -> value
@@ -65,13 +66,16 @@ type importRecord struct {
 	// correctable marks a row CC would hold for correction in its UI (bad
 	// email, SMS number, birthday or date) instead of importing it.
 	correctable bool
+	// rejected marks a row CC refuses outright (Faults.RejectRate), drawn
+	// when the import is queued.
+	rejected bool
 }
 
 // parseRecord validates one import row. A returned error is a 400 for the
 // whole request (shape, length and count rules the spec states); problems CC
 // counts as correctable only mark the record.
 func parseRecord(i int, m map[string]any) (*importRecord, error) {
-	rec := &importRecord{text: map[string]string{}}
+	rec := &importRecord{line: i + 1, text: map[string]string{}}
 	var cf int
 	var month, day any
 	var hasMonth, hasDay bool

@@ -29,6 +29,23 @@ const (
 	OversizeReject = "reject"
 )
 
+// Reject-detail modes decide what activity_errors says about the rows
+// RejectRate refuses. CC's exact wording is unconfirmed (the spec only types
+// activity_errors as strings, and CC is known to report bare counts), so a
+// client can be tested against each.
+const (
+	// RejectDetailLineEmail, the default, reports each refused row as
+	// "Line N: <email>: <message>", N being the row's 1-based position in
+	// import_data.
+	RejectDetailLineEmail = "line_email"
+	// RejectDetailEmail reports each refused row as "<email>: <message>",
+	// without its position.
+	RejectDetailEmail = "email"
+	// RejectDetailCount reports refused rows in status.error_count only,
+	// with nothing in activity_errors to say which rows they were.
+	RejectDetailCount = "count"
+)
+
 // Defaults for the zero Options, taken from the CC fact sheet.
 const (
 	DefaultClientID       = "sandbox-client"
@@ -99,9 +116,29 @@ type Options struct {
 	// throttled call is not charged to the quota. It is the initial
 	// Faults.ThrottleRate.
 	ThrottleRate float64
-	// Seed seeds the random source behind FailRate and ThrottleRate, so that
-	// a run with the same seed and the same sequence of calls meets the same
-	// faults. Zero picks a seed from the wall clock; Server.Seed reports it.
+	// RejectRate is the share, from 0 to 1, of the rows of each import that
+	// CC refuses row by row, as it does with addresses it will not take:
+	// the import still completes, but each refused row creates or changes
+	// no contact, joins no list, counts in status.error_count and, unless
+	// RejectDetail is RejectDetailCount, has one line in activity_errors.
+	// Rows already held as correctable are never drawn. Which rows are
+	// refused is drawn when the import is queued. It is the initial
+	// Faults.RejectRate.
+	RejectRate float64
+	// RejectDetail is how activity_errors reports refused rows:
+	// RejectDetailLineEmail (the default), RejectDetailEmail or
+	// RejectDetailCount. It is the initial Faults.RejectDetail.
+	RejectDetail string
+	// DropRate is the chance, from 0 to 1, that an API call the gateway has
+	// admitted is carried out in full (an import queued, a list created)
+	// and then loses its answer: the connection is closed before a byte of
+	// the response is written, as when a timeout or a reset swallows CC's
+	// answer. It is the initial Faults.DropRate.
+	DropRate float64
+	// Seed seeds the random source behind FailRate, ThrottleRate,
+	// RejectRate and DropRate, so that a run with the same seed and the
+	// same sequence of calls meets the same faults. Zero picks a seed from
+	// the wall clock; Server.Seed reports it.
 	Seed uint64
 	// Now is the clock; time.Now by default. Tests inject a fake one to move
 	// tokens, limits, quotas and imports through time.
@@ -125,10 +162,18 @@ func (o Options) Validate() error {
 	if o.TokenTTL < 0 || o.RefreshIdleTTL < 0 || o.MaxImportBytes < 0 {
 		return errors.New("ccsandbox: TokenTTL, RefreshIdleTTL and MaxImportBytes must not be negative")
 	}
-	if err := validRate("FailRate", o.FailRate); err != nil {
+	if err := validRejectDetail(o.RejectDetail); err != nil {
 		return err
 	}
-	return validRate("ThrottleRate", o.ThrottleRate)
+	for _, r := range []struct {
+		name string
+		p    float64
+	}{{"FailRate", o.FailRate}, {"ThrottleRate", o.ThrottleRate}, {"RejectRate", o.RejectRate}, {"DropRate", o.DropRate}} {
+		if err := validRate(r.name, r.p); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // withDefaults fills every zero field with CC's documented value.
@@ -241,16 +286,20 @@ func New(opts Options) *Server {
 		bySMS:        map[string]*contact{},
 		activityByID: map[string]*activity{},
 		stats:        Stats{Requests: map[string]int{}, TokenGrants: map[string]int{}},
-		faults:       Faults{FailRate: opts.FailRate, ThrottleRate: opts.ThrottleRate},
-		rng:          newRand(opts.Seed),
+		faults: Faults{
+			FailRate: opts.FailRate, ThrottleRate: opts.ThrottleRate,
+			RejectRate: opts.RejectRate, RejectDetail: opts.RejectDetail, DropRate: opts.DropRate,
+		},
+		rng: newRand(opts.Seed),
 	}
 	if opts.TokenRateLimit > 0 {
 		s.tokenBucket = newBucket(opts.TokenRateLimit)
 	}
-	if opts.FailRate > 0 || opts.ThrottleRate > 0 {
+	if opts.FailRate > 0 || opts.ThrottleRate > 0 || opts.RejectRate > 0 || opts.DropRate > 0 {
 		// The seed is logged so that a failure seen in `hs2cc dev` or in a
 		// test log can be replayed with the same faults.
-		s.log.Info("ccsandbox: random faults on", "fail_rate", opts.FailRate, "throttle_rate", opts.ThrottleRate, "seed", opts.Seed)
+		s.log.Info("ccsandbox: random faults on", "fail_rate", opts.FailRate, "throttle_rate", opts.ThrottleRate,
+			"reject_rate", opts.RejectRate, "drop_rate", opts.DropRate, "seed", opts.Seed)
 	}
 	s.routes()
 	return s
@@ -307,17 +356,60 @@ func (s *Server) handleOAuth(pattern string, h http.HandlerFunc) {
 
 // handleAPI registers a /v3 endpoint behind the same gate CC's API gateway
 // applies to every call: bearer token, rate limit, daily quota, scope, and
-// then any injected fault.
+// then any injected fault, including a dropped answer.
 func (s *Server) handleAPI(pattern string, h http.HandlerFunc) {
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		// CC sits behind AWS API Gateway, whose request id is the only
 		// correlation id a client can log.
 		w.Header().Set("x-amzn-RequestId", newUUID())
-		if !s.admit(w, r, pattern) {
-			return
+		run, drop := s.admit(w, r, pattern)
+		switch {
+		case !run:
+		case drop:
+			s.dropAnswer(w, r, pattern, h)
+		default:
+			h(w, r)
 		}
-		h(w, r)
 	})
+}
+
+// dropAnswer carries out an API call in full and then closes the connection
+// without answering, the way a client timeout or a connection reset loses
+// CC's answer to a call CC has already acted on. The handler writes into a
+// discarding writer, so nothing can reach the client before the close.
+func (s *Server) dropAnswer(w http.ResponseWriter, r *http.Request, pattern string, h http.HandlerFunc) {
+	dw := &discardWriter{header: http.Header{}}
+	h(dw, r)
+	s.log.Info("ccsandbox: answer dropped", "route", pattern, "status", dw.status)
+	conn, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		// The connection cannot be taken over (HTTP/2, or a middleware
+		// that hides it). Aborting the handler makes net/http close the
+		// connection or reset the stream with no response, which the
+		// client sees the same way.
+		panic(http.ErrAbortHandler)
+	}
+	_ = conn.Close()
+}
+
+// discardWriter is the ResponseWriter of a call whose answer is dropped: it
+// keeps the status for the log and throws the body away.
+type discardWriter struct {
+	header http.Header
+	status int
+}
+
+func (d *discardWriter) Header() http.Header { return d.header }
+
+func (d *discardWriter) WriteHeader(status int) {
+	if d.status == 0 {
+		d.status = status
+	}
+}
+
+func (d *discardWriter) Write(b []byte) (int, error) {
+	d.WriteHeader(http.StatusOK)
+	return len(b), nil
 }
 
 // notFound answers any route the sandbox does not serve, in CC's array shape,
@@ -378,8 +470,10 @@ func readBody(r *http.Request, limit int64) ([]byte, bool, error) {
 // call that reaches the backend has been charged to the daily quota, so an
 // injected 5xx costs quota as a real one would, while a throttled call does
 // not. It writes the refusal itself and reports whether the handler should
-// run.
-func (s *Server) admit(w http.ResponseWriter, r *http.Request, pattern string) bool {
+// run and, if it should, whether its answer is to be dropped
+// (Faults.DropRate). A dropped call has been charged to the quota too: CC
+// did the work, only the answer was lost.
+func (s *Server) admit(w http.ResponseWriter, r *http.Request, pattern string) (run, drop bool) {
 	s.mu.Lock()
 	s.stats.Requests[pattern]++
 	now := s.nowLocked()
@@ -419,6 +513,10 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, pattern string) b
 			}
 			switch status {
 			case 0:
+				if s.chanceLocked(s.faults.DropRate) {
+					s.stats.Dropped++
+					drop = true
+				}
 			case http.StatusServiceUnavailable:
 				s.stats.Faults++
 				refusal = func() {
@@ -436,7 +534,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, pattern string) b
 	if refusal != nil {
 		s.log.Debug("ccsandbox: refused", "route", pattern)
 		refusal()
-		return false
+		return false, false
 	}
-	return true
+	return true, drop
 }

@@ -20,6 +20,8 @@ type sandboxFlags struct {
 	refreshMode            string
 	activityDelay          time.Duration
 	failRate, throttleRate float64
+	rejectRate, dropRate   float64
+	rejectDetail           string
 	seed                   uint64
 }
 
@@ -31,6 +33,9 @@ func (f *sandboxFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.activityDelay, "cc-activity-delay", 500*time.Millisecond, "how long an import takes to complete")
 	fs.Float64Var(&f.failRate, "cc-fail-rate", 0, "chance (0-1) that an API call fails with 500 or 503")
 	fs.Float64Var(&f.throttleRate, "cc-throttle-rate", 0, "chance (0-1) that an API call gets the throttled 429")
+	fs.Float64Var(&f.rejectRate, "cc-reject-rate", 0, "share (0-1) of each import's rows CC refuses row by row (the import still completes)")
+	fs.StringVar(&f.rejectDetail, "cc-reject-detail", ccsandbox.RejectDetailLineEmail, "how activity_errors names refused rows: line_email, email or count")
+	fs.Float64Var(&f.dropRate, "cc-drop-rate", 0, "chance (0-1) that an API call is carried out but its answer lost (connection closed)")
 	fs.Uint64Var(&f.seed, "cc-seed", 0, "seed of the random faults, to repeat a run (0: from the clock)")
 }
 
@@ -39,6 +44,7 @@ func (f *sandboxFlags) options(log *slog.Logger) (ccsandbox.Options, error) {
 		ClientID: f.clientID, ClientSecret: f.clientSecret, TokenTTL: f.tokenTTL,
 		RefreshMode: f.refreshMode, ActivityDelay: f.activityDelay, Logger: log,
 		FailRate: f.failRate, ThrottleRate: f.throttleRate, Seed: f.seed,
+		RejectRate: f.rejectRate, RejectDetail: f.rejectDetail, DropRate: f.dropRate,
 	}
 	return o, o.Validate()
 }
@@ -67,10 +73,11 @@ func runSandbox(ctx context.Context, args []string, getenv func(string) string, 
 	base := "http://" + ln.Addr().String()
 	fmt.Fprintf(stdout, "CC sandbox listening on %s\n  HS2CC_CC_API_URL=%s/v3\n  HS2CC_CC_AUTH_URL=%s/oauth2/default/v1\n  contacts: %s/sandbox/contacts\n  stats:    %s/sandbox/stats\n",
 		base, base, base, base, base)
-	if sf.failRate > 0 || sf.throttleRate > 0 {
+	if sf.failRate > 0 || sf.throttleRate > 0 || sf.rejectRate > 0 || sf.dropRate > 0 {
 		// The seed is printed so that a run that went wrong can be repeated
 		// with the same faults.
-		fmt.Fprintf(stdout, "  faults:   fail rate %g, throttle rate %g (--cc-seed %d repeats them)\n", sf.failRate, sf.throttleRate, sb.Seed())
+		fmt.Fprintf(stdout, "  faults:   fail rate %g, throttle rate %g, reject rate %g (detail %s), drop rate %g (--cc-seed %d repeats them)\n",
+			sf.failRate, sf.throttleRate, sf.rejectRate, sf.rejectDetail, sf.dropRate, sb.Seed())
 	}
 	return serveListener(ctx, ln, sb, log)
 }
