@@ -36,6 +36,9 @@ type OpsData interface {
 	// CountWaitingFor counts the enrollments not yet imported that are
 	// bound for the CC list named list.
 	CountWaitingFor(ctx context.Context, list string) (int, error)
+	// TooLargeSince counts the webhook bodies refused for their size since
+	// a time and names the newest.
+	TooLargeSince(ctx context.Context, since time.Time) (store.TooLargeSummary, error)
 }
 
 // OldestEnrollment names the enrollment that has waited longest.
@@ -61,6 +64,11 @@ type QuarantineSizer interface {
 // recentImports is how many imports /ops lists.
 const recentImports = 20
 
+// tooLargeWindow is how far back /ops counts the webhook bodies refused for
+// their size: HubSpot never sends them again, so each one is a contact to
+// have sent again once the limit is raised, and a week spans a weekend.
+const tooLargeWindow = 7 * 24 * time.Hour
+
 // opsTimeout bounds the reads of one /ops answer, so that a database that
 // hangs gives a page of "unavailable" rather than no page.
 const opsTimeout = 5 * time.Second
@@ -79,6 +87,7 @@ type opsReport struct {
 	CCCalls          *ccCallsReport    `json:"cc_calls"`
 	Token            *tokenReport      `json:"cc_token"`
 	Quarantine       *quarantineReport `json:"quarantine"`
+	TooLarge         *tooLargeReport   `json:"too_large"`
 	Errors           map[string]string `json:"errors,omitempty"`
 }
 
@@ -138,6 +147,25 @@ type tokenReport struct {
 type quarantineReport struct {
 	Rows  int   `json:"rows"`
 	Bytes int64 `json:"bytes"`
+}
+
+// tooLargeReport counts the webhook bodies answered 413 since Since and
+// describes the newest of them; Newest is null when there was none.
+type tooLargeReport struct {
+	Since  time.Time       `json:"since"`
+	Count  int             `json:"count"`
+	Newest *tooLargeNewest `json:"newest"`
+}
+
+// tooLargeNewest is one body refused for its size: when, the bytes that
+// arrived (a lower bound when AtLeast) and the Content-Length it declared,
+// null when it declared none.
+type tooLargeNewest struct {
+	DeliveryID    int64     `json:"delivery_id"`
+	ReceivedAt    time.Time `json:"received_at"`
+	BodyBytes     int64     `json:"body_bytes"`
+	AtLeast       bool      `json:"at_least"`
+	DeclaredBytes *int64    `json:"declared_bytes"`
 }
 
 // enrollmentStatuses orders the statuses as a row moves through them.
@@ -235,6 +263,19 @@ func collectOps(ctx context.Context, cfg Config) opsReport {
 			fail("quarantine", err)
 		} else {
 			r.Quarantine = &quarantineReport{Rows: rows, Bytes: n}
+		}
+	}
+	since := now.Add(-tooLargeWindow).UTC()
+	if sum, err := cfg.Ops.TooLargeSince(ctx, since); err != nil {
+		fail("too_large", err)
+	} else {
+		r.TooLarge = &tooLargeReport{Since: since, Count: sum.Count}
+		if d := sum.Newest; d != nil {
+			n := &tooLargeNewest{DeliveryID: d.ID, ReceivedAt: d.ReceivedAt.UTC(), BodyBytes: d.BodyLength, AtLeast: d.BodyLengthAtLeast}
+			if d.DeclaredLength > 0 {
+				n.DeclaredBytes = &d.DeclaredLength
+			}
+			r.TooLarge.Newest = n
 		}
 	}
 	return r
@@ -367,6 +408,13 @@ Connected {{tstamp .ConnectedAt}}, last refreshed {{tstamp .RefreshedAt}}.</p>
 <h2>Quarantine</h2>
 {{- with .Quarantine}}
 <p>{{.Rows}} deliveries, {{bytes .Bytes}}.</p>
+{{- else}}
+<p>n/a</p>
+{{- end}}
+
+<h2>Bodies over the size limit</h2>
+{{- with .TooLarge}}
+<p{{if .Count}} class="bad"{{end}}>{{.Count}} too large (last 7 days){{with .Newest}}; the newest {{stamp .ReceivedAt}}, {{if .AtLeast}}at least {{end}}{{bytes .BodyBytes}}{{with .DeclaredBytes}} (declared {{bytes (deref .)}}){{end}}, delivery <code>{{.DeliveryID}}</code>{{end}}.</p>
 {{- else}}
 <p>n/a</p>
 {{- end}}

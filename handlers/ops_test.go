@@ -66,6 +66,7 @@ type fakeOps struct {
 	tokenErr   error
 	attention  []*store.Attention
 	waiting    map[string]int
+	tooLarge   store.TooLargeSummary
 }
 
 func (f *fakeOps) CountEnrollments(context.Context) (map[string]int, error) {
@@ -89,6 +90,10 @@ func (f *fakeOps) ListAttention(context.Context) ([]*store.Attention, error) { r
 
 func (f *fakeOps) CountWaitingFor(_ context.Context, list string) (int, error) {
 	return f.waiting[list], nil
+}
+
+func (f *fakeOps) TooLargeSince(context.Context, time.Time) (store.TooLargeSummary, error) {
+	return f.tooLarge, nil
 }
 
 type fakeBudget struct {
@@ -127,6 +132,8 @@ func newFakeOps() *fakeOps {
 		},
 		token: &store.TokenState{Status: store.TokenConnected, ExpiresAt: opsNow.Add(time.Hour),
 			ConnectedAt: opsNow.Add(-48 * time.Hour), RefreshedAt: opsNow.Add(-time.Hour), Version: 9},
+		tooLarge: store.TooLargeSummary{Count: 2, Newest: &store.Delivery{ID: 77, ReceivedAt: opsNow.Add(-3 * time.Hour),
+			Verdict: store.VerdictTooLarge, BodyLength: 9 << 20, DeclaredLength: 9 << 20}},
 	}
 }
 
@@ -326,6 +333,7 @@ func TestOpsPage(t *testing.T) {
 				`120 of the daily budget of 8000 (2%)`,
 				`the access token expires 2026-03-04 13:00:00 UTC`, `(in 1h 0m)`, `last refreshed 2026-03-04 11:00:00 UTC`,
 				`3 deliveries, 1.5 KiB`,
+				`<p class="bad">2 too large (last 7 days); the newest 2026-03-04 09:00:00 UTC, 9.0 MiB (declared 9.0 MiB), delivery <code>77</code>.</p>`,
 				`<td class="n">31</td>`, `<code>act-31</code>`, `<td>completed</td>`, `<td class="n">500</td>`, `<td class="n">498</td>`,
 				`&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt; &amp; more`,
 				`<code>act-30</code>`, `<td>processing</td>`,
@@ -344,6 +352,28 @@ func TestOpsPage(t *testing.T) {
 			user: opsUser, pass: opsPass,
 			cfg:  func(c *handlers.Config) { c.Quarantine, c.CCBudget = nil, nil },
 			want: []string{"<h2>Quarantine</h2>\n<p>n/a</p>", "CC calls today: n/a"},
+		},
+		{
+			name: "a body over the limit that declared no length, counted to the bound",
+			user: viewerName, pass: viewerPass,
+			cfg: func(c *handlers.Config) {
+				f := newFakeOps()
+				f.tooLarge = store.TooLargeSummary{Count: 1, Newest: &store.Delivery{ID: 78, ReceivedAt: opsNow.Add(-time.Minute),
+					BodyLength: 32 << 20, BodyLengthAtLeast: true}}
+				c.Ops = f
+			},
+			want: []string{`1 too large (last 7 days); the newest 2026-03-04 11:59:00 UTC, at least 32.0 MiB, delivery <code>78</code>.`},
+			not:  []string{"declared"},
+		},
+		{
+			name: "no body over the limit this week",
+			user: viewerName, pass: viewerPass,
+			cfg: func(c *handlers.Config) {
+				f := newFakeOps()
+				f.tooLarge = store.TooLargeSummary{}
+				c.Ops = f
+			},
+			want: []string{"<h2>Bodies over the size limit</h2>\n<p>0 too large (last 7 days).</p>"},
 		},
 		{
 			name: "not connected",
@@ -465,6 +495,17 @@ type opsStatus struct {
 		Rows  int   `json:"rows"`
 		Bytes int64 `json:"bytes"`
 	} `json:"quarantine"`
+	TooLarge *struct {
+		Since  time.Time `json:"since"`
+		Count  int       `json:"count"`
+		Newest *struct {
+			DeliveryID    int64     `json:"delivery_id"`
+			ReceivedAt    time.Time `json:"received_at"`
+			BodyBytes     int64     `json:"body_bytes"`
+			AtLeast       bool      `json:"at_least"`
+			DeclaredBytes *int64    `json:"declared_bytes"`
+		} `json:"newest"`
+	} `json:"too_large"`
 	Errors map[string]string `json:"errors"`
 }
 
@@ -500,6 +541,11 @@ func TestOpsStatusJSON(t *testing.T) {
 		}
 		if got.Quarantine == nil || got.Quarantine.Rows != 3 || got.Quarantine.Bytes != 1536 {
 			t.Errorf("quarantine %+v", got.Quarantine)
+		}
+		if tl := got.TooLarge; tl == nil || tl.Count != 2 || !tl.Since.Equal(opsNow.Add(-7*24*time.Hour)) || tl.Newest == nil ||
+			tl.Newest.DeliveryID != 77 || !tl.Newest.ReceivedAt.Equal(opsNow.Add(-3*time.Hour)) || tl.Newest.BodyBytes != 9<<20 ||
+			tl.Newest.AtLeast || tl.Newest.DeclaredBytes == nil || *tl.Newest.DeclaredBytes != 9<<20 {
+			t.Errorf("too large %+v", tl)
 		}
 		if got.Errors != nil {
 			t.Errorf("errors %v, want none", got.Errors)
@@ -602,7 +648,7 @@ func TestOpsStatusKeys(t *testing.T) {
 	if err := json.Unmarshal(r.body, &raw); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{"generated_at", "enrollments", "oldest_unimported", "recent_imports", "cc_calls", "cc_token", "quarantine"} {
+	for _, k := range []string{"generated_at", "enrollments", "oldest_unimported", "recent_imports", "cc_calls", "cc_token", "quarantine", "too_large"} {
 		if _, ok := raw[k]; !ok {
 			t.Errorf("status.json lacks %q: %s", k, r.body)
 		}

@@ -14,23 +14,9 @@ import (
 	"github.com/hs2cc/hs2cc/store"
 )
 
-// quarantineTimeout bounds keeping one refused request. The 401 waits for
-// it and HubSpot waits for the 401, so a slow or absent database must cost
-// each answer at most this much.
-const quarantineTimeout = time.Second
-
-// quarantineWriters is how many refused requests one process writes at
-// once. A flood of bad signatures then holds at most this many of the
-// pool's connections, and genuine deliveries keep the rest.
-const quarantineWriters = 4
-
 // fullRecheck is how long a full quarantine is taken to stay full before
 // the store is asked again; meanwhile a flood costs the database nothing.
 const fullRecheck = 10 * time.Second
-
-// dropReportEvery is the least time between two log lines about refused
-// requests that were not kept, so that a flood cannot flood the log too.
-const dropReportEvery = time.Minute
 
 // quarantine keeps the webhook requests refused for their signature, which
 // HubSpot never retries, so that `hs2cc quarantine replay` can ingest them
@@ -42,29 +28,36 @@ type quarantine struct {
 	log   *slog.Logger
 	// now is the verifier's clock, so that received_at is the time the
 	// timestamp was judged against and a replay judges it the same way.
-	now   func() time.Time
-	slots chan struct{}
+	now    func() time.Time
+	writes *evidenceWrites
+	drops  *dropLog
 
 	mu        sync.Mutex
 	fullUntil time.Time // the store is not asked before then
-	dropped   struct{ full, busy int }
-	reported  time.Time // when drops were last logged
-	flushing  bool      // a report of the drops since then is scheduled
 }
+
+// Causes of a refused request not being quarantined, as the drop log
+// counts them.
+const (
+	dropFull = "full" // the quarantine is at a cap
+	dropBusy = "busy" // every writer stayed busy for the whole timeout
+)
 
 func newQuarantine(cfg Config, st Store) *quarantine {
 	now := time.Now
 	if cfg.Verifier != nil && cfg.Verifier.Now != nil {
 		now = cfg.Verifier.Now
 	}
+	limit := cfg.QuarantineCap.OrDefault()
 	return &quarantine{
-		st: st, limit: cfg.QuarantineCap.OrDefault(), log: cfg.Logger, now: now,
-		slots: make(chan struct{}, quarantineWriters),
+		st: st, limit: limit, log: cfg.Logger, now: now, writes: newEvidenceWrites(),
+		drops: newDropLog(cfg.Logger, now, "requests refused for their signature were answered 401 but not quarantined",
+			[]string{dropFull, dropBusy}, "max_rows", limit.MaxRows, "max_bytes", limit.MaxBytes),
 	}
 }
 
-// keep stores the request r, refused by verr, with its body raw; version is
-// what the verifier checked.
+// keep stores the request r, refused by verr, with its whole body raw;
+// version is what the verifier checked.
 func (q *quarantine) keep(r *http.Request, raw []byte, version hubspot.Version, verr error) {
 	at := q.now()
 	rec := &store.Quarantined{
@@ -73,29 +66,21 @@ func (q *quarantine) keep(r *http.Request, raw []byte, version hubspot.Version, 
 		SignatureVersion: claimedVersion(version, r.Header),
 	}
 	if q.knownFull(at) {
-		q.drop(at, false)
+		q.drops.add(at, dropFull)
 		return
 	}
-	// The write outlives the request's own context: a sender that hangs up
-	// must not take the evidence with it.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), quarantineTimeout)
-	defer cancel()
-	select {
-	case q.slots <- struct{}{}:
-	case <-ctx.Done():
-		q.drop(at, true)
-		return
-	}
-	err := q.st.Quarantine(ctx, rec, q.limit)
-	<-q.slots
+	err := q.writes.write(r.Context(), func(ctx context.Context) error { return q.st.Quarantine(ctx, rec, q.limit) })
 	switch {
 	case err == nil:
-		q.log.Info("request refused for its signature is quarantined", "quarantine_id", rec.ID, "reason", rec.Reason)
+		q.log.Info("request refused for its signature is quarantined", "quarantine_id", rec.ID, "reason", rec.Reason,
+			"body_bytes", len(raw))
+	case errors.Is(err, errWritersBusy):
+		q.drops.add(at, dropBusy)
 	case errors.Is(err, store.ErrQuarantineFull):
 		q.mu.Lock()
 		q.fullUntil = at.Add(fullRecheck)
 		q.mu.Unlock()
-		q.drop(at, false)
+		q.drops.add(at, dropFull)
 	default:
 		q.log.Warn("could not quarantine a request refused for its signature; it is answered 401 all the same",
 			"reason", rec.Reason, "err", err)
@@ -106,44 +91,6 @@ func (q *quarantine) knownFull(now time.Time) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return now.Before(q.fullUntil)
-}
-
-// drop counts a request that was not kept, because the quarantine is full
-// or because every writer stayed busy for quarantineTimeout, and logs the
-// count at most once per dropReportEvery. Drops after a report are logged
-// when the next one is due, by a timer if no further drop comes.
-func (q *quarantine) drop(now time.Time, busy bool) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if busy {
-		q.dropped.busy++
-	} else {
-		q.dropped.full++
-	}
-	if wait := q.reported.Add(dropReportEvery).Sub(now); wait > 0 {
-		if !q.flushing {
-			q.flushing = true
-			time.AfterFunc(wait, func() {
-				q.mu.Lock()
-				defer q.mu.Unlock()
-				q.flushing = false
-				q.reportLocked(q.now())
-			})
-		}
-		return
-	}
-	q.reportLocked(now)
-}
-
-func (q *quarantine) reportLocked(now time.Time) {
-	if q.dropped.full == 0 && q.dropped.busy == 0 {
-		return
-	}
-	q.log.Warn("requests refused for their signature were answered 401 but not quarantined",
-		"full", q.dropped.full, "busy", q.dropped.busy,
-		"max_rows", q.limit.MaxRows, "max_bytes", q.limit.MaxBytes)
-	q.dropped.full, q.dropped.busy = 0, 0
-	q.reported = now
 }
 
 // quarantineReason names the check that refused a request. A timestamp

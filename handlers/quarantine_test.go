@@ -31,12 +31,13 @@ const otherSecret = "zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz"
 
 // Every kind of signature failure is answered 401 as before, and the
 // request is kept with the check that failed, the version it claimed and
-// its body (cut at 64 KiB), and nothing else is stored.
+// its whole body, and nothing else is stored.
 func TestWebhookQuarantinesSignatureFailures(t *testing.T) {
 	body := profile(t)
 	tampered := replaceOnce(t, body, `"value":"Agent.Ylla@Example.com","versions"`, `"value":"attacker@example.com","versions"`)
-	// A body over 64 KiB and under 1 MiB: refused, kept cut.
-	large := []byte(`{"hs_object_id":"404","email":"big@example.com","padding":"` + strings.Repeat("p", 100_000) + `"}`)
+	// A contact with a long history, signed after a secret rotation the
+	// service was not told about: kept whole, so that it replays.
+	large := largeProfile(t, 404)
 	const queryURI = hookPath + "?source=hs%3Aworkflow&tag=%28a%29"
 	signedAt := func(b []byte, ts time.Time) http.Header {
 		return hubspot.Sign(secret, http.MethodPost, publicURL+hookPath, b, ts)
@@ -139,12 +140,12 @@ func TestWebhookQuarantinesSignatureFailures(t *testing.T) {
 			reason: store.QuarantineBadSignature, version: "v3",
 		},
 		{
-			name: "body over 64 KiB is kept cut",
+			name: "a 600 KB profile is kept whole",
 			body: large,
 			header: func() http.Header {
 				return hubspot.Sign(otherSecret, http.MethodPost, publicURL+hookPath, large, time.Now())
 			},
-			reason: store.QuarantineBadSignature, version: "v3",
+			reason: store.QuarantineBadSignature, version: "v3", replayWith: otherSecret,
 		},
 	}
 	for _, tc := range cases {
@@ -185,15 +186,10 @@ func TestWebhookQuarantinesSignatureFailures(t *testing.T) {
 			if q.Detail == "" || q.ReceivedAt.Before(before.Add(-time.Second)) || q.ReceivedAt.After(time.Now()) {
 				t.Errorf("kept detail %q received %v", q.Detail, q.ReceivedAt)
 			}
-			wantBody, truncated := sent, false
-			if len(sent) > store.QuarantineBodyMax {
-				wantBody, truncated = sent[:store.QuarantineBodyMax], true
+			if !bytes.Equal(q.Body, sent) || q.BodyLength != len(sent) || q.BodyBytes != len(sent) || q.BodyTruncated {
+				t.Errorf("kept %d body bytes of %d, truncated %v; want all %d", len(q.Body), q.BodyLength, q.BodyTruncated, len(sent))
 			}
-			if !bytes.Equal(q.Body, wantBody) || q.BodyLength != len(sent) || q.BodyTruncated != truncated {
-				t.Errorf("kept %d body bytes of %d, truncated %v; want %d of %d, %v",
-					len(q.Body), q.BodyLength, q.BodyTruncated, len(wantBody), len(sent), truncated)
-			}
-			for _, k := range store.QuarantineHeaders {
+			for _, k := range store.KeptHeaders {
 				if got, want := q.Header.Get(k), req.Header.Get(k); got != want {
 					t.Errorf("kept %s %q, sent %q", k, got, want)
 				}
@@ -218,10 +214,11 @@ func TestWebhookQuarantinesSignatureFailures(t *testing.T) {
 }
 
 // Only signature failures are quarantined: a 503 makes HubSpot retry, a
-// 413 is refused unread, and a verified request is stored as a delivery.
+// 413 is recorded as a too_large delivery unverified, and a verified request
+// is stored as a delivery.
 func TestWebhookQuarantinesNothingElse(t *testing.T) {
 	body := profile(t)
-	tooBig := append(exactlyOneMiB(), ' ')
+	tooBig := append(exactlyTheLimit(), ' ')
 	cases := []struct {
 		name   string
 		cfg    func(*handlers.Config)
@@ -229,7 +226,7 @@ func TestWebhookQuarantinesNothingElse(t *testing.T) {
 		status int
 	}{
 		{"no secret configured", func(c *handlers.Config) { c.Verifier = &hubspot.Verifier{} }, body, http.StatusServiceUnavailable},
-		{"body over 1 MiB", nil, tooBig, http.StatusRequestEntityTooLarge},
+		{"body over the limit", nil, tooBig, http.StatusRequestEntityTooLarge},
 		{"a verified request", nil, body, http.StatusAccepted},
 	}
 	for _, tc := range cases {

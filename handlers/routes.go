@@ -56,6 +56,10 @@ type Config struct {
 	// Router picks each enrollment's CC lists from its fields and
 	// properties; *routing.Rules is one.
 	Router Router
+	// MaxBodyBytes is the largest webhook body taken, DefaultMaxBodyBytes
+	// when zero. A larger one is answered 413 and recorded as a too_large
+	// delivery; the quarantine keeps bodies whole up to it.
+	MaxBodyBytes int64
 	// QuarantineCap bounds the requests kept after a signature failure;
 	// a zero field takes store.DefaultQuarantineCap's.
 	QuarantineCap store.QuarantineCap
@@ -97,10 +101,6 @@ type Config struct {
 	Ready          []Check
 	Logger         *slog.Logger
 }
-
-// MaxBodyBytes is the largest webhook body accepted. HubSpot's "include all
-// properties" profile of a contact is a few KB; 1 MiB leaves ample room.
-const MaxBodyBytes = 1 << 20
 
 // New builds the HTTP application.
 func New(cfg Config, st Store, enq Enqueuer) *echo.Echo {

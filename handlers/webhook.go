@@ -1,10 +1,9 @@
 package handlers
 
 import (
-	"bytes"
+	"cmp"
 	"context"
 	"errors"
-	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -34,17 +33,23 @@ type acceptedBody struct {
 // parse, store delivery and enrollment in one transaction, enqueue, answer.
 // A 2xx is sent only after the commit, and no fault of ours is ever answered
 // with a 4xx, since HubSpot would then drop the enrollment for good. A
-// request refused for its signature is quarantined before its 401, for a
-// replay once the configuration is fixed.
+// request refused for its signature is quarantined before its 401, and one
+// refused for its size is recorded before its 413, so that neither is lost
+// without a trace.
 func handleWebhook(cfg Config, st Store, enq Enqueuer) echo.HandlerFunc {
 	base := strings.TrimSuffix(cfg.PublicURL, "/")
+	limit := cmp.Or(cfg.MaxBodyBytes, DefaultMaxBodyBytes)
 	ingest := ingestVerified(cfg, st, enq)
 	quarantined := newQuarantine(cfg, st)
+	oversized := newTooLarge(cfg, st, limit)
 	return func(c echo.Context) error {
 		r := c.Request()
-		raw, err := readBody(r)
+		raw, over, err := readBody(r, limit)
 		if err != nil {
 			return err
+		}
+		if over != nil {
+			return oversized.record(r, over)
 		}
 		version, err := cfg.Verifier.Verify(hubspot.Request{
 			Method: r.Method, URI: signedURI(base, r), Body: raw, Header: r.Header,
@@ -137,28 +142,6 @@ func ingestVerified(cfg Config, st Store, enq Enqueuer) func(c echo.Context, raw
 		}
 		return c.JSON(http.StatusAccepted, acceptedBody{ID: res.EnrollmentID, Version: res.Version})
 	}
-}
-
-// readBody reads at most MaxBodyBytes; a larger body is refused with 413
-// before any of it is parsed.
-func readBody(r *http.Request) ([]byte, error) {
-	if r.ContentLength > MaxBodyBytes {
-		return nil, newError(http.StatusRequestEntityTooLarge, CodeBodyTooLarge, "body larger than 1 MiB", nil)
-	}
-	var buf bytes.Buffer
-	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength))
-	}
-	n, err := buf.ReadFrom(io.LimitReader(r.Body, MaxBodyBytes+1))
-	if err != nil {
-		// The connection broke or stalled mid-body. Nothing usable arrived,
-		// and a 4xx would stop HubSpot from retrying if it ever saw it.
-		return nil, unavailable("could not read the body", err)
-	}
-	if n > MaxBodyBytes {
-		return nil, newError(http.StatusRequestEntityTooLarge, CodeBodyTooLarge, "body larger than 1 MiB", nil)
-	}
-	return buf.Bytes(), nil
 }
 
 // signedURI is the URI HubSpot signed for r; see SignedURI.

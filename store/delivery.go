@@ -3,7 +3,9 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"time"
 )
 
@@ -23,10 +25,19 @@ const (
 	VerdictUnsupported = "unsupported" // a shape this version does not import yet (answered 2xx)
 	VerdictNoRoute     = "no_route"    // the routing rules send it to no list (answered 422)
 	VerdictStale       = "stale"       // older than the stored data: nothing changed (answered 2xx)
+	VerdictTooLarge    = "too_large"   // over the body limit, neither verified nor read whole (answered 413)
 )
 
-// Delivery is one verified HubSpot request, kept with its raw body so that it
-// can be inspected and replayed later.
+// TooLargeHeadMax is how much of a body over the limit is kept with its
+// too_large delivery: enough to tell whose contact it was and what made it
+// large, and little enough that a flood of huge bodies cannot fill MySQL.
+const TooLargeHeadMax = 64 << 10
+
+// Delivery is one HubSpot request, kept with its raw body so that it can be
+// inspected and replayed later. Every verdict but too_large is of a request
+// whose signature verified; a too_large one was refused before its body
+// could be read whole, so it is unverified and its Body is only the first
+// TooLargeHeadMax bytes.
 type Delivery struct {
 	ID               int64
 	ReceivedAt       time.Time
@@ -36,17 +47,65 @@ type Delivery struct {
 	Reason           string
 	EnrollmentID     int64 // 0 when the delivery produced no enrollment
 	Body             []byte
+	// BodyLength is how many body bytes arrived, at least len(Body); 0 in
+	// rows stored before it was recorded. BodyLengthAtLeast says that
+	// reading stopped before the body ended, so that it is a lower bound.
+	BodyLength        int64
+	BodyLengthAtLeast bool
+	// DeclaredLength is the Content-Length the request declared, kept for
+	// too_large deliveries only; 0 when it declared none.
+	DeclaredLength int64
+	// Header holds the first value of each of KeptHeaders, kept for
+	// too_large deliveries only, so that the sender can be told apart
+	// from HubSpot; nil for the others.
+	Header http.Header
 }
 
-func insertDelivery(ctx context.Context, q execer, d *Delivery) error {
-	var enr sql.NullInt64
+// preparedBodyMin is the body size from which a delivery is inserted by a
+// statement prepared on the server rather than one the driver interpolates.
+// Interpolating escapes the body into the statement's text and copies it
+// three times on the way, some five times the body's size in garbage, which
+// for a few hundred KB bodies, many at once, is what bounds serve's memory;
+// a prepared statement sends the body as it is, about twice its size, for
+// one more round trip, which only bodies this rare and large pay.
+const preparedBodyMin = 128 << 10
+
+// execPreparer is what *sql.DB and *sql.Tx share for writes.
+type execPreparer interface {
+	execer
+	PrepareContext(ctx context.Context, query string) (*sql.Stmt, error)
+}
+
+func insertDelivery(ctx context.Context, q execPreparer, d *Delivery) error {
+	var enr, declared sql.NullInt64
 	if d.EnrollmentID != 0 {
 		enr = sql.NullInt64{Int64: d.EnrollmentID, Valid: true}
 	}
-	res, err := q.ExecContext(ctx,
-		`INSERT INTO deliveries (received_at, kind, signature_version, verdict, reason, enrollment_id, body)
-		 VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		d.ReceivedAt.UTC(), d.Kind, d.SignatureVersion, d.Verdict, truncate(d.Reason, 512), enr, d.Body)
+	if d.DeclaredLength > 0 {
+		declared = sql.NullInt64{Int64: d.DeclaredLength, Valid: true}
+	}
+	d.BodyLength = max(d.BodyLength, int64(len(d.Body)))
+	var headers sql.NullString
+	if d.Header != nil {
+		d.Header = keepHeaders(d.Header)
+		b, err := json.Marshal(d.Header)
+		if err != nil {
+			return fmt.Errorf("store: insert delivery: %w", err)
+		}
+		headers = sql.NullString{String: string(b), Valid: true}
+	}
+	const insert = `INSERT INTO deliveries (received_at, kind, signature_version, verdict, reason, enrollment_id, body,
+		   headers, declared_length, body_length, body_length_at_least)
+		 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	args := []any{d.ReceivedAt.UTC(), d.Kind, d.SignatureVersion, d.Verdict, truncate(d.Reason, 512), enr,
+		nonNilBytes(d.Body), headers, declared, d.BodyLength, d.BodyLengthAtLeast}
+	var res sql.Result
+	var err error
+	if len(d.Body) >= preparedBodyMin {
+		res, err = execPrepared(ctx, q, insert, args...)
+	} else {
+		res, err = q.ExecContext(ctx, insert, args...)
+	}
 	if err != nil {
 		return fmt.Errorf("store: insert delivery: %w", translate(err))
 	}
@@ -59,8 +118,10 @@ func insertDelivery(ctx context.Context, q execer, d *Delivery) error {
 }
 
 // RecordDelivery stores a delivery that produced no enrollment (a malformed
-// body, one without an email, an unsupported shape), so that nothing HubSpot
-// sent is lost even when it cannot be imported.
+// body, one without an email, an unsupported shape, one too large to read),
+// so that nothing HubSpot sent is lost without a trace even when it cannot
+// be imported. A too_large delivery's Body must already be cut to
+// TooLargeHeadMax, since the caller holds no more of it.
 func (s *DB) RecordDelivery(ctx context.Context, d *Delivery) error {
 	if d.ReceivedAt.IsZero() {
 		d.ReceivedAt = s.utcNow()
@@ -68,19 +129,33 @@ func (s *DB) RecordDelivery(ctx context.Context, d *Delivery) error {
 	return insertDelivery(ctx, s.db, d)
 }
 
+const deliveryColumns = `id, received_at, kind, signature_version, verdict, reason, enrollment_id, body,
+  headers, declared_length, body_length, body_length_at_least`
+
+func scanDelivery(r rowScanner) (*Delivery, error) {
+	var d Delivery
+	var enr, declared, length sql.NullInt64
+	var headers sql.NullString
+	if err := r.Scan(&d.ID, &d.ReceivedAt, &d.Kind, &d.SignatureVersion, &d.Verdict, &d.Reason, &enr, &d.Body,
+		&headers, &declared, &length, &d.BodyLengthAtLeast); err != nil {
+		return nil, err
+	}
+	d.EnrollmentID, d.DeclaredLength, d.BodyLength = enr.Int64, declared.Int64, length.Int64
+	if headers.Valid {
+		if err := json.Unmarshal([]byte(headers.String), &d.Header); err != nil {
+			return nil, fmt.Errorf("delivery %d: headers: %w", d.ID, err)
+		}
+	}
+	return &d, nil
+}
+
 // GetDelivery loads one delivery by id.
 func (s *DB) GetDelivery(ctx context.Context, id int64) (*Delivery, error) {
-	var d Delivery
-	var enr sql.NullInt64
-	err := s.db.QueryRowContext(ctx,
-		`SELECT id, received_at, kind, signature_version, verdict, reason, enrollment_id, body
-		 FROM deliveries WHERE id = ?`, id).
-		Scan(&d.ID, &d.ReceivedAt, &d.Kind, &d.SignatureVersion, &d.Verdict, &d.Reason, &enr, &d.Body)
+	d, err := scanDelivery(s.db.QueryRowContext(ctx, `SELECT `+deliveryColumns+` FROM deliveries WHERE id = ?`, id))
 	if err != nil {
 		return nil, fmt.Errorf("store: get delivery %d: %w", id, translate(err))
 	}
-	d.EnrollmentID = enr.Int64
-	return &d, nil
+	return d, nil
 }
 
 // DeliveriesToReplay returns up to limit workflow deliveries with this
@@ -88,13 +163,7 @@ func (s *DB) GetDelivery(ctx context.Context, id int64) (*Delivery, error) {
 // order after afterID, so that a caller pages through them with the last
 // id it saw.
 func (s *DB) DeliveriesToReplay(ctx context.Context, verdict string, since time.Time, afterID int64, limit int) ([]*Delivery, error) {
-	out, err := queryAll(ctx, s.db, func(r rowScanner) (*Delivery, error) {
-		var d Delivery
-		var enr sql.NullInt64
-		err := r.Scan(&d.ID, &d.ReceivedAt, &d.Kind, &d.SignatureVersion, &d.Verdict, &d.Reason, &enr, &d.Body)
-		d.EnrollmentID = enr.Int64
-		return &d, err
-	}, `SELECT id, received_at, kind, signature_version, verdict, reason, enrollment_id, body
+	out, err := queryAll(ctx, s.db, scanDelivery, `SELECT `+deliveryColumns+`
 	    FROM deliveries
 	    WHERE kind = ? AND verdict = ? AND received_at >= ? AND id > ? AND purged_at IS NULL
 	    ORDER BY id LIMIT ?`, KindWorkflow, verdict, since.UTC(), afterID, limit)
@@ -111,6 +180,55 @@ func (s *DB) CountDeliveries(ctx context.Context) (map[string]int, error) {
 		return nil, fmt.Errorf("store: count deliveries: %w", err)
 	}
 	return counts, nil
+}
+
+// TooLargeSummary is what the deliveries refused for their size since a
+// time add up to.
+type TooLargeSummary struct {
+	Count int
+	// Newest is the latest of them, without its body; nil when there was
+	// none.
+	Newest *Delivery
+}
+
+// TooLargeSince counts the too_large deliveries received at or after since
+// and loads the newest of them. The count comes from the (verdict,
+// received_at) index; only the newest row is read, and not its body.
+func (s *DB) TooLargeSince(ctx context.Context, since time.Time) (TooLargeSummary, error) {
+	var sum TooLargeSummary
+	if err := s.db.QueryRowContext(ctx,
+		`SELECT COUNT(*) FROM deliveries WHERE verdict = ? AND received_at >= ?`,
+		VerdictTooLarge, since.UTC()).Scan(&sum.Count); err != nil {
+		return sum, fmt.Errorf("store: too large since: %w", err)
+	}
+	if sum.Count == 0 {
+		return sum, nil
+	}
+	var d Delivery
+	var declared, length sql.NullInt64
+	err := s.db.QueryRowContext(ctx,
+		`SELECT id, received_at, kind, reason, declared_length, body_length, body_length_at_least
+		 FROM deliveries WHERE verdict = ? AND received_at >= ?
+		 ORDER BY received_at DESC, id DESC LIMIT 1`, VerdictTooLarge, since.UTC()).
+		Scan(&d.ID, &d.ReceivedAt, &d.Kind, &d.Reason, &declared, &length, &d.BodyLengthAtLeast)
+	if err != nil {
+		return sum, fmt.Errorf("store: too large since: %w", translate(err))
+	}
+	d.Verdict, d.DeclaredLength, d.BodyLength = VerdictTooLarge, declared.Int64, length.Int64
+	sum.Newest = &d
+	return sum, nil
+}
+
+// execPrepared runs query as a statement prepared on the server, so that
+// its arguments travel in the binary protocol instead of being escaped
+// into its text.
+func execPrepared(ctx context.Context, q execPreparer, query string, args ...any) (sql.Result, error) {
+	stmt, err := q.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	defer stmt.Close()
+	return stmt.ExecContext(ctx, args...)
 }
 
 // execer is what *sql.DB and *sql.Tx share for writes.

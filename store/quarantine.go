@@ -27,13 +27,16 @@ const (
 	ReplayIngested     = "ingested"      // verified, stored as a new or changed enrollment
 	ReplayDuplicate    = "duplicate"     // verified, same content as the stored enrollment
 	ReplayStillInvalid = "still_invalid" // does not verify under the current configuration
-	ReplayTruncated    = "truncated"     // the body was cut, so it can never verify
+	ReplayTruncated    = "truncated"     // the body was cut (before bodies were kept whole), so it can never verify
 )
 
-// QuarantineBodyMax is how much of a body is kept: HubSpot's largest
-// contact profiles are a few KB, and a flood of megabyte bodies must not
-// fill the database. A cut body can be inspected but never verified again.
-const QuarantineBodyMax = 64 << 10
+// BodyMax is the largest body a delivery or a quarantined request can hold,
+// what a MEDIUMBLOB column takes. The webhook refuses bodies over its own
+// limit, which configuration keeps at or under this, before they reach the
+// store; Quarantine still cuts anything longer, since a cut body can be
+// inspected, though never verified again, where an insert that fails keeps
+// nothing.
+const BodyMax = 1<<24 - 1
 
 // Per-field bounds for the parts of the request line and headers the
 // sender controls. HubSpot's signature headers are under 100 bytes and the
@@ -44,11 +47,11 @@ const (
 	quarantineURIMax   = 8 << 10
 )
 
-// QuarantineHeaders are the request headers kept with a quarantined request:
-// the four that verification reads, and two that help tell HubSpot from
-// anyone else. Only the first value of each is kept, since that is the one
-// verification reads.
-var QuarantineHeaders = []string{
+// KeptHeaders are the request headers kept with a request refused before it
+// was ingested, a quarantined one or a too_large delivery: the four that
+// verification reads, and two that help tell HubSpot from anyone else. Only
+// the first value of each is kept, since that is the one verification reads.
+var KeptHeaders = []string{
 	"X-HubSpot-Signature", "X-HubSpot-Signature-Version", "X-HubSpot-Signature-v3",
 	"X-HubSpot-Request-Timestamp", "Content-Type", "User-Agent",
 }
@@ -97,13 +100,16 @@ type Quarantined struct {
 	Host   string
 	// RequestURI is the path and query exactly as received.
 	RequestURI string
-	// Header holds only QuarantineHeaders, canonical keys, one value each.
+	// Header holds only KeptHeaders, canonical keys, one value each.
 	Header http.Header
-	// Body is at most QuarantineBodyMax bytes; BodyLength is how many
-	// arrived and BodyTruncated says the rest was dropped. List leaves Body
-	// and Header empty.
+	// Body is the body as it arrived, whole up to the webhook's limit;
+	// BodyLength is how many bytes arrived and BodyBytes how many are
+	// stored. BodyTruncated marks a body that was cut, which only requests
+	// kept before bodies were kept whole (at 64 KiB) can be. List leaves
+	// Body and Header empty.
 	Body             []byte
 	BodyLength       int
+	BodyBytes        int
 	BodyTruncated    bool
 	Reason           string
 	Detail           string
@@ -114,9 +120,9 @@ type Quarantined struct {
 }
 
 // Quarantine stores q unless that would take the quarantine past limit, in
-// which case it returns ErrQuarantineFull and stores nothing. It cuts the
-// body to QuarantineBodyMax, keeps only QuarantineHeaders, and sets q's ID,
-// ReceivedAt (when zero), BodyLength and BodyTruncated.
+// which case it returns ErrQuarantineFull and stores nothing. It keeps the
+// body whole (cut only past BodyMax), keeps only KeptHeaders, and sets q's
+// ID, ReceivedAt (when zero), BodyLength, BodyBytes and BodyTruncated.
 //
 // The cap check is one query over the body_bytes index, about a millisecond
 // at the default 10,000 rows and free of the blobs. It is not serialised
@@ -131,9 +137,10 @@ func (s *DB) Quarantine(ctx context.Context, q *Quarantined, limit QuarantineCap
 	if q.BodyLength < len(q.Body) {
 		q.BodyLength = len(q.Body)
 	}
-	if len(q.Body) > QuarantineBodyMax {
-		q.Body, q.BodyTruncated = q.Body[:QuarantineBodyMax], true
+	if len(q.Body) > BodyMax {
+		q.Body, q.BodyTruncated = q.Body[:BodyMax], true
 	}
+	q.BodyBytes = len(q.Body)
 	q.Header = keepHeaders(q.Header)
 	headers, err := json.Marshal(q.Header)
 	if err != nil {
@@ -147,14 +154,20 @@ func (s *DB) Quarantine(ctx context.Context, q *Quarantined, limit QuarantineCap
 		return fmt.Errorf("%w: it holds %d of %d rows and %d of %d body bytes",
 			ErrQuarantineFull, usage.Rows, limit.MaxRows, usage.Bytes, limit.MaxBytes)
 	}
-	res, err := s.db.ExecContext(ctx,
-		`INSERT INTO quarantine (received_at, method, scheme, host, request_uri, headers, body, body_bytes,
+	const insert = `INSERT INTO quarantine (received_at, method, scheme, host, request_uri, headers, body, body_bytes,
 		   body_length, body_truncated, reason, detail, signature_version, replay_outcome, replay_detail)
-		 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', '')`,
-		q.ReceivedAt.UTC(), truncate(q.Method, 16), truncate(q.Scheme, 8), truncate(q.Host, 255),
+		 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', '')`
+	args := []any{q.ReceivedAt.UTC(), truncate(q.Method, 16), truncate(q.Scheme, 8), truncate(q.Host, 255),
 		truncate(q.RequestURI, quarantineURIMax), string(headers), nonNilBytes(q.Body), len(q.Body),
 		q.BodyLength, q.BodyTruncated, truncate(q.Reason, 32), truncate(q.Detail, 512),
-		truncate(q.SignatureVersion, 16))
+		truncate(q.SignatureVersion, 16)}
+	var res sql.Result
+	if len(q.Body) >= preparedBodyMin {
+		// As for a delivery: a large body travels as it is, not escaped.
+		res, err = execPrepared(ctx, s.db, insert, args...)
+	} else {
+		res, err = s.db.ExecContext(ctx, insert, args...)
+	}
 	if err != nil {
 		return fmt.Errorf("store: quarantine: %w", translate(err))
 	}
@@ -166,11 +179,11 @@ func (s *DB) Quarantine(ctx context.Context, q *Quarantined, limit QuarantineCap
 	return nil
 }
 
-// keepHeaders copies the first value of each of QuarantineHeaders from h,
-// each cut to quarantineValueMax bytes.
+// keepHeaders copies the first value of each of KeptHeaders from h, each
+// cut to quarantineValueMax bytes.
 func keepHeaders(h http.Header) http.Header {
-	out := make(http.Header, len(QuarantineHeaders))
-	for _, name := range QuarantineHeaders {
+	out := make(http.Header, len(KeptHeaders))
+	for _, name := range KeptHeaders {
 		key := http.CanonicalHeaderKey(name)
 		if vs := h[key]; len(vs) > 0 {
 			out[key] = []string{truncate(vs[0], quarantineValueMax)}
@@ -189,14 +202,14 @@ func (s *DB) QuarantineUsage(ctx context.Context) (QuarantineUsage, error) {
 	return u, nil
 }
 
-const quarantineSummaryColumns = `id, received_at, method, scheme, host, request_uri, body_length, body_truncated,
-  reason, detail, signature_version, replayed_at, replay_outcome, replay_detail`
+const quarantineSummaryColumns = `id, received_at, method, scheme, host, request_uri, body_length, body_bytes,
+  body_truncated, reason, detail, signature_version, replayed_at, replay_outcome, replay_detail`
 
 func scanQuarantined(r rowScanner, extra ...any) (*Quarantined, error) {
 	var q Quarantined
 	var replayed sql.NullTime
 	dest := append([]any{&q.ID, &q.ReceivedAt, &q.Method, &q.Scheme, &q.Host, &q.RequestURI, &q.BodyLength,
-		&q.BodyTruncated, &q.Reason, &q.Detail, &q.SignatureVersion, &replayed, &q.ReplayOutcome, &q.ReplayDetail}, extra...)
+		&q.BodyBytes, &q.BodyTruncated, &q.Reason, &q.Detail, &q.SignatureVersion, &replayed, &q.ReplayOutcome, &q.ReplayDetail}, extra...)
 	if err := r.Scan(dest...); err != nil {
 		return nil, err
 	}

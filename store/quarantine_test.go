@@ -30,21 +30,27 @@ func refused(body []byte) *store.Quarantined {
 }
 
 // TestQuarantineKeepsWhatReplayNeeds: a refused request is stored with the
-// request line, the headers verification reads and its body, bounded in
-// every part the sender controls.
+// request line, the headers verification reads and its whole body, bounded
+// in every other part the sender controls.
 func TestQuarantineKeepsWhatReplayNeeds(t *testing.T) {
 	ctx := context.Background()
-	big := bytes.Repeat([]byte("x"), store.QuarantineBodyMax+1000)
+	// JSON-like bytes, so that the driver escapes quotes as it does for a
+	// real profile and the insert still fits MariaDB's default 16 MiB
+	// max_allowed_packet at the default 8 MiB body limit.
+	jsonish := func(n int) []byte {
+		unit := []byte(`{"value":"Yll\u00e4","source-type":"FORM","timestamp":1700000000000},`)
+		return bytes.Repeat(unit, n/len(unit)+1)[:n]
+	}
+	profile, limit := jsonish(600_000), jsonish(8<<20)
 	cases := []struct {
-		name          string
-		q             func() *store.Quarantined
-		wantBody      []byte
-		wantLength    int
-		wantTruncated bool
-		wantHeader    http.Header
+		name       string
+		q          func() *store.Quarantined
+		wantBody   []byte
+		wantLength int
+		wantHeader http.Header
 	}{
 		{
-			name:       "a profile-sized body is kept whole",
+			name:       "a small body is kept whole",
 			q:          func() *store.Quarantined { return refused([]byte(`{"email":"ann@example.com"}`)) },
 			wantBody:   []byte(`{"email":"ann@example.com"}`),
 			wantLength: 27,
@@ -57,19 +63,18 @@ func TestQuarantineKeepsWhatReplayNeeds(t *testing.T) {
 			wantHeader: refused(nil).Header,
 		},
 		{
-			name:       "exactly 64 KiB is kept whole",
-			q:          func() *store.Quarantined { return refused(big[:store.QuarantineBodyMax]) },
-			wantBody:   big[:store.QuarantineBodyMax],
-			wantLength: store.QuarantineBodyMax,
+			name:       "a 600 KB profile with every property's history is kept whole",
+			q:          func() *store.Quarantined { return refused(profile) },
+			wantBody:   profile,
+			wantLength: len(profile),
 			wantHeader: refused(nil).Header,
 		},
 		{
-			name:          "a larger body is cut at 64 KiB and says how long it was",
-			q:             func() *store.Quarantined { return refused(big) },
-			wantBody:      big[:store.QuarantineBodyMax],
-			wantLength:    len(big),
-			wantTruncated: true,
-			wantHeader:    refused(nil).Header,
+			name:       "a body of the default 8 MiB limit is kept whole",
+			q:          func() *store.Quarantined { return refused(limit) },
+			wantBody:   limit,
+			wantLength: len(limit),
+			wantHeader: refused(nil).Header,
 		},
 		{
 			name: "only the signature headers, Content-Type and User-Agent, first value, cut",
@@ -102,9 +107,10 @@ func TestQuarantineKeepsWhatReplayNeeds(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !bytes.Equal(got.Body, tc.wantBody) || got.BodyLength != tc.wantLength || got.BodyTruncated != tc.wantTruncated {
-				t.Errorf("body %d bytes, length %d, truncated %v; want %d, %d, %v",
-					len(got.Body), got.BodyLength, got.BodyTruncated, len(tc.wantBody), tc.wantLength, tc.wantTruncated)
+			if !bytes.Equal(got.Body, tc.wantBody) || got.BodyLength != tc.wantLength || got.BodyBytes != len(tc.wantBody) ||
+				got.BodyTruncated {
+				t.Errorf("body %d bytes (%d stored), length %d, truncated %v; want %d of %d, whole",
+					len(got.Body), got.BodyBytes, got.BodyLength, got.BodyTruncated, len(tc.wantBody), tc.wantLength)
 			}
 			if len(got.Header) != len(tc.wantHeader) {
 				t.Errorf("headers %v, want %v", got.Header, tc.wantHeader)
@@ -125,7 +131,7 @@ func TestQuarantineKeepsWhatReplayNeeds(t *testing.T) {
 }
 
 // TestQuarantineCap: at either cap a request is refused and nothing older
-// is evicted; the usage counts stored bytes, not the bytes that arrived.
+// is evicted; the usage counts each body whole.
 func TestQuarantineCap(t *testing.T) {
 	ctx := context.Background()
 	kib := func(n int) []byte { return bytes.Repeat([]byte("b"), n<<10) }
@@ -138,7 +144,8 @@ func TestQuarantineCap(t *testing.T) {
 	}{
 		{"row cap", store.QuarantineCap{MaxRows: 2, MaxBytes: 1 << 20}, [][]byte{kib(1), kib(1), kib(1)}, 2, 2 << 10},
 		{"byte cap", store.QuarantineCap{MaxRows: 100, MaxBytes: 5 << 10}, [][]byte{kib(2), kib(3), []byte("x")}, 2, 5 << 10},
-		{"a cut body counts 64 KiB", store.QuarantineCap{MaxRows: 100, MaxBytes: 64<<10 + 1}, [][]byte{kib(200), []byte("xx")}, 1, 64 << 10},
+		{"a large body counts whole", store.QuarantineCap{MaxRows: 100, MaxBytes: 600<<10 + 1}, [][]byte{kib(600), []byte("xx")}, 1, 600 << 10},
+		{"a body larger than what is left is refused", store.QuarantineCap{MaxRows: 100, MaxBytes: 1 << 20}, [][]byte{kib(600), kib(600)}, 1, 600 << 10},
 		{"zero cap means the defaults", store.QuarantineCap{}, [][]byte{kib(1), kib(1)}, 2, 2 << 10},
 	}
 	for _, tc := range cases {

@@ -31,8 +31,9 @@ var settings = []setting{
 	{"HS2CC_PUBLIC_URL", "", "Base URL HubSpot calls, e.g. `https://hs2cc.fly.dev`. The signed URI is this plus the request's path and query as received; unset, the request's own scheme and host are used (wrong behind a TLS proxy)."},
 	{"HS2CC_HUBSPOT_CLIENT_SECRET", "", "Client secret of the HubSpot app that signs the webhooks; two comma-separated secrets are both accepted during a rotation."},
 	{"HS2CC_HUBSPOT_REQUIRE_V3", "false", "Refuse v1/v2 signatures when the v3 headers are absent."},
+	{"HS2CC_MAX_BODY", "8388608", "Largest webhook body taken, in bytes (8 MiB; at most 16777215, what the body columns hold, and MySQL's `max_allowed_packet` must exceed it with room for escaping). A larger one is answered 413 and recorded as a `too_large` delivery with its size, headers and first 64 KiB (shown on /ops); the quarantine keeps bodies whole up to it."},
 	{"HS2CC_QUARANTINE_MAX_ROWS", "10000", "Most webhook requests kept in quarantine after a signature failure; at the cap a new one is answered 401 without being kept (see Quarantine)."},
-	{"HS2CC_QUARANTINE_MAX_BYTES", "104857600", "Most body bytes (100 MiB) kept in quarantine, each body cut at 64 KiB; at the cap a new request is answered 401 without being kept."},
+	{"HS2CC_QUARANTINE_MAX_BYTES", "104857600", "Most body bytes (100 MiB) kept in quarantine, each body whole (up to `HS2CC_MAX_BODY`); at the cap a new request is answered 401 without being kept."},
 	{"HS2CC_FIELD_EMAIL", "email", "HubSpot property holding the email."},
 	{"HS2CC_FIELD_FIRSTNAME", "firstname", "HubSpot property holding the first name."},
 	{"HS2CC_FIELD_LASTNAME", "lastname", "HubSpot property holding the last name."},
@@ -75,6 +76,7 @@ type config struct {
 	PublicURL       string
 	HubSpotSecrets  []string
 	RequireV3       bool
+	MaxBody         int64
 	QuarantineCap   store.QuarantineCap
 	Fields          hubspot.FieldNames
 	Lists           []string
@@ -142,6 +144,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		PublicURL:      strings.TrimSuffix(get("HS2CC_PUBLIC_URL"), "/"),
 		HubSpotSecrets: splitList(get("HS2CC_HUBSPOT_CLIENT_SECRET")),
 		RequireV3:      boolean("HS2CC_HUBSPOT_REQUIRE_V3"),
+		MaxBody:        int64(num("HS2CC_MAX_BODY")),
 		QuarantineCap: store.QuarantineCap{
 			MaxRows: int64(num("HS2CC_QUARANTINE_MAX_ROWS")), MaxBytes: int64(num("HS2CC_QUARANTINE_MAX_BYTES")),
 		},
@@ -187,6 +190,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 			errs = append(errs, fmt.Sprintf("HS2CC_TOKEN_KEY: %v", err))
 		}
 		cfg.TokenKeys = keys
+	}
+	if cfg.MaxBody > store.BodyMax {
+		errs = append(errs, fmt.Sprintf("HS2CC_MAX_BODY: at most %d bytes, what a stored body can hold, got %d", store.BodyMax, cfg.MaxBody))
 	}
 	if len(cfg.Lists) == 0 && cfg.RoutesFile == "" {
 		errs = append(errs, "HS2CC_CC_LISTS: name at least one CC list")

@@ -115,9 +115,11 @@ func runQuarantineList(ctx context.Context, cfg config, args []string, stdout, s
 	return nil
 }
 
+// bodySize is a quarantined body's size; a body cut when it was kept, which
+// only requests kept before bodies were kept whole can be, says so.
 func bodySize(q *store.Quarantined) string {
 	if q.BodyTruncated {
-		return fmt.Sprintf("%s (cut to %s)", byteSize(int64(q.BodyLength)), byteSize(store.QuarantineBodyMax))
+		return fmt.Sprintf("%s (cut to %s)", byteSize(int64(q.BodyLength)), byteSize(int64(q.BodyBytes)))
 	}
 	return byteSize(int64(q.BodyLength))
 }
