@@ -2,11 +2,13 @@ package ccclient
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"math"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -40,6 +42,22 @@ type Activity struct {
 	ActivityErrors []string       `json:"activity_errors,omitempty"`
 	Status         ActivityStatus `json:"status"`
 	Links          ActivityLinks  `json:"_links,omitzero"`
+	// RowErrors are the activity_errors that name a row of the import (by
+	// its line in import_data, its email, or both), read from either form
+	// CC may use; errors about the whole import are left out.
+	RowErrors []RowError `json:"-"`
+}
+
+// RowError is one import row CC refused. CC's exact wording is not
+// documented: the Swagger gives activity_errors as strings, an older form
+// gave objects with a line number and an email; both are read.
+type RowError struct {
+	// Line is the row's 1-based position in import_data, 0 when CC did not
+	// say.
+	Line int
+	// Email is the row's address as CC quoted it, "" when it did not.
+	Email   string
+	Message string
 }
 
 // ActivityStatus holds an activity's counters. For an import, any non-zero
@@ -88,14 +106,14 @@ func (a *Activity) Clean() bool {
 // UnmarshalJSON decodes CC's activity JSON tolerantly (see Activity).
 func (a *Activity) UnmarshalJSON(b []byte) error {
 	var w struct {
-		ActivityID     flexString  `json:"activity_id"`
-		State          flexString  `json:"state"`
-		CreatedAt      isoTime     `json:"created_at"`
-		StartedAt      isoTime     `json:"started_at"`
-		CompletedAt    isoTime     `json:"completed_at"`
-		UpdatedAt      isoTime     `json:"updated_at"`
-		PercentDone    flexInt     `json:"percent_done"`
-		ActivityErrors flexStrings `json:"activity_errors"`
+		ActivityID     flexString      `json:"activity_id"`
+		State          flexString      `json:"state"`
+		CreatedAt      isoTime         `json:"created_at"`
+		StartedAt      isoTime         `json:"started_at"`
+		CompletedAt    isoTime         `json:"completed_at"`
+		UpdatedAt      isoTime         `json:"updated_at"`
+		PercentDone    flexInt         `json:"percent_done"`
+		ActivityErrors json.RawMessage `json:"activity_errors"`
 		Status         struct {
 			ItemsTotalCount      flexInt `json:"items_total_count"`
 			ItemsCompletedCount  flexInt `json:"items_completed_count"`
@@ -114,6 +132,10 @@ func (a *Activity) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &w); err != nil {
 		return err
 	}
+	var errs flexStrings
+	if len(w.ActivityErrors) > 0 {
+		_ = errs.UnmarshalJSON(w.ActivityErrors)
+	}
 	*a = Activity{
 		ActivityID:     string(w.ActivityID),
 		State:          string(w.State),
@@ -122,7 +144,8 @@ func (a *Activity) UnmarshalJSON(b []byte) error {
 		CompletedAt:    time.Time(w.CompletedAt),
 		UpdatedAt:      time.Time(w.UpdatedAt),
 		PercentDone:    int(w.PercentDone),
-		ActivityErrors: []string(w.ActivityErrors),
+		ActivityErrors: []string(errs),
+		RowErrors:      rowErrors(w.ActivityErrors),
 		Status: ActivityStatus{
 			ItemsTotalCount:      int(w.Status.ItemsTotalCount),
 			ItemsCompletedCount:  int(w.Status.ItemsCompletedCount),
@@ -182,6 +205,92 @@ func (c *Client) Activities(ctx context.Context, state string) ([]Activity, erro
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
 	return all, nil
+}
+
+// RecentActivities returns the newest bulk activities, newest first, from
+// one page of GET /v3/activities (at most limit, 1 to 500). After an import
+// post whose answer was lost, the import, if CC queued it, is among them.
+func (c *Client) RecentActivities(ctx context.Context, limit int) ([]Activity, error) {
+	const op = "ccclient: recent activities"
+	req, err := c.newRequest(ctx, "GET", "activities?"+url.Values{"limit": {strconv.Itoa(min(max(limit, 1), 500))}}.Encode(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	var page struct {
+		Activities []Activity `json:"activities"`
+	}
+	if err := c.do(req, "/activities", &page); err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	return page.Activities, nil
+}
+
+// rowLine reads a leading "Line 12:" (or "Row 12 -", "line #12,") of an
+// activity error, and rowEmail an address anywhere in it.
+var (
+	rowLine  = regexp.MustCompile(`(?i)^\s*(?:line|row)\s*#?\s*(\d+)\s*[:,.\-]?\s*`)
+	rowEmail = regexp.MustCompile(`[^\s:;,<>()"'\[\]@]+@[^\s:;,<>()"'\[\]@]+\.[^\s:;,<>()"'\[\]@]+`)
+)
+
+// rowErrors reads activity_errors (strings, objects, or a single one) into
+// the errors that name a row.
+func rowErrors(raw json.RawMessage) []RowError {
+	var items []json.RawMessage
+	if json.Unmarshal(raw, &items) != nil {
+		items = []json.RawMessage{raw}
+	}
+	var out []RowError
+	for _, it := range items {
+		var text string
+		var re RowError
+		if json.Unmarshal(it, &text) != nil {
+			var obj struct {
+				Message      string     `json:"message"`
+				ErrorMessage string     `json:"error_message"`
+				Line         flexInt    `json:"line_number"`
+				Row          flexInt    `json:"line"`
+				Email        flexString `json:"email"`
+				EmailAddress flexString `json:"email_address"`
+			}
+			if json.Unmarshal(it, &obj) != nil {
+				continue
+			}
+			text = cmp.Or(obj.Message, obj.ErrorMessage)
+			re = RowError{Line: int(cmp.Or(obj.Line, obj.Row)), Email: string(cmp.Or(obj.EmailAddress, obj.Email))}
+		}
+		parsed := parseRowError(text)
+		if re.Line == 0 {
+			re.Line = parsed.Line
+		}
+		if re.Email == "" {
+			re.Email = parsed.Email
+		}
+		re.Message = parsed.Message
+		if re.Line > 0 || re.Email != "" {
+			out = append(out, re)
+		}
+	}
+	return out
+}
+
+// parseRowError reads a line number and an email out of an error's text:
+// "Line 12: ann@example.com: The email address is not valid." gives all
+// three; "ann@example.com: …" or "… for ann@example.com" the email alone.
+// The message is what follows the line and a leading email.
+func parseRowError(text string) RowError {
+	var re RowError
+	rest := text
+	if m := rowLine.FindStringSubmatch(rest); m != nil {
+		re.Line, _ = strconv.Atoi(m[1])
+		rest = rest[len(m[0]):]
+	}
+	if head, tail, ok := strings.Cut(rest, ": "); ok && strings.Contains(head, "@") && !strings.ContainsAny(head, " \t") {
+		re.Email, rest = head, tail
+	} else {
+		re.Email = strings.TrimRight(rowEmail.FindString(rest), ".")
+	}
+	re.Message = strings.TrimSpace(rest)
+	return re
 }
 
 // isoTime decodes an ISO-8601 timestamp tolerantly; anything it cannot

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -233,5 +234,44 @@ func TestActivitiesPaging(t *testing.T) {
 	}
 	if len(acts) != 2 || acts[0].ActivityID != "a1" || acts[1].ActivityID != "a2" || acts[1].Status.PersonCount != 7 {
 		t.Errorf("activities = %+v", acts)
+	}
+}
+
+// TestActivityRowErrors: the errors of an import activity that name a row
+// are read whatever form CC uses (the Swagger's strings, the object form
+// with a line number and an email), and errors about the whole import are
+// left out of them while still kept as text.
+func TestActivityRowErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		errs string // the activity_errors JSON
+		want []RowError
+	}{
+		{"line, email and message", `["Line 12: ann@example.com: The email address is not valid."]`,
+			[]RowError{{Line: 12, Email: "ann@example.com", Message: "The email address is not valid."}}},
+		{"email and message", `["bob@example.com: Contact could not be added."]`,
+			[]RowError{{Email: "bob@example.com", Message: "Contact could not be added."}}},
+		{"a line only, an email CC could not read", `["row #7 - Email address bad@@ is not valid"]`,
+			[]RowError{{Line: 7, Message: "Email address bad@@ is not valid"}}},
+		{"an email inside the sentence", `["Invalid email address for cy@example.org."]`,
+			[]RowError{{Email: "cy@example.org", Message: "Invalid email address for cy@example.org."}}},
+		{"the object form", `[{"message":"Bad birthday","line_number":"3","email_address":"di@example.com"}]`,
+			[]RowError{{Line: 3, Email: "di@example.com", Message: "Bad birthday"}}},
+		{"an error about the whole import", `["The import could not be processed."]`, nil},
+		{"none", `[]`, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var a Activity
+			if err := json.Unmarshal([]byte(`{"activity_id":"a","state":"completed","activity_errors":`+tc.errs+`}`), &a); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(a.RowErrors, tc.want) {
+				t.Errorf("RowErrors = %+v, want %+v", a.RowErrors, tc.want)
+			}
+			if tc.errs != "[]" && len(a.ActivityErrors) != 1 {
+				t.Errorf("ActivityErrors = %q, want the error kept as text", a.ActivityErrors)
+			}
+		})
 	}
 }

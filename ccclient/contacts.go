@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"time"
 )
 
 // maxContactsListFilter is CC's cap on list ids in one GET /contacts.
@@ -104,11 +105,37 @@ var errEnoughPages = fmt.Errorf("ccclient: page budget spent")
 // bridge uses it to learn which contacts of an import CC could not add to
 // lists, since an activity only counts them.
 func (c *Client) UnsubscribedEmails(ctx context.Context, maxPages int) (emails map[string]bool, complete bool, err error) {
-	const op = "ccclient: unsubscribed contacts"
 	q := url.Values{"status": {"unsubscribed"}, "limit": {"500"}}
-	emails = map[string]bool{}
+	emails, complete, err = c.emails(ctx, q, maxPages, func(ct Contact) bool {
+		return ct.PermissionToSend == "" || ct.PermissionToSend == "unsubscribed"
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("ccclient: unsubscribed contacts: %w", err)
+	}
+	return emails, complete, nil
+}
+
+// UpdatedEmails returns the lower-cased addresses of the contacts on the
+// list listID that CC changed after since (GET /contacts?lists=…
+// &updated_after=…), reading at most maxPages pages of 500; complete is
+// false when more pages were left unread. After an import whose activity
+// counted refused rows without naming them, the rows whose contacts CC did
+// not touch are the refused ones.
+func (c *Client) UpdatedEmails(ctx context.Context, listID string, since time.Time, maxPages int) (emails map[string]bool, complete bool, err error) {
+	q := url.Values{"lists": {listID}, "updated_after": {since.UTC().Format(time.RFC3339)}, "limit": {"500"}}
+	emails, complete, err = c.emails(ctx, q, maxPages, func(Contact) bool { return true })
+	if err != nil {
+		return nil, false, fmt.Errorf("ccclient: contacts updated since %s: %w", since.UTC().Format(time.RFC3339), err)
+	}
+	return emails, complete, nil
+}
+
+// emails reads GET /contacts with q, page by page up to maxPages, into the
+// lower-cased addresses of the contacts keep accepts.
+func (c *Client) emails(ctx context.Context, q url.Values, maxPages int, keep func(Contact) bool) (map[string]bool, bool, error) {
+	emails := map[string]bool{}
 	pages := 0
-	err = c.pages(ctx, "contacts?"+q.Encode(), "/contacts", func(raw []byte) (string, error) {
+	err := c.pages(ctx, "contacts?"+q.Encode(), "/contacts", func(raw []byte) (string, error) {
 		var page struct {
 			Contacts []Contact `json:"contacts"`
 			Links    pageLinks `json:"_links"`
@@ -117,7 +144,7 @@ func (c *Client) UnsubscribedEmails(ctx context.Context, maxPages int) (emails m
 			return "", err
 		}
 		for _, ct := range page.Contacts {
-			if ct.PermissionToSend == "" || ct.PermissionToSend == "unsubscribed" {
+			if keep(ct) {
 				emails[strings.ToLower(ct.Email)] = true
 			}
 		}
@@ -131,7 +158,7 @@ func (c *Client) UnsubscribedEmails(ctx context.Context, maxPages int) (emails m
 		return emails, false, nil
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("%s: %w", op, err)
+		return nil, false, err
 	}
 	return emails, true, nil
 }

@@ -42,6 +42,7 @@ var ErrNoRoute = errors.New("no route matched and no default_lists")
 type Rules struct {
 	defaults      []string // sorted, distinct
 	createMissing bool
+	createFields  bool
 	routes        []route
 	fields        []mapping // standard fields in JSON order, then cf: by name
 	nstd          int       // fields[:nstd] are the standard fields
@@ -88,7 +89,7 @@ func Parse(data []byte) (*Rules, error) {
 	pos := positionsOf(&root)
 
 	var p problems
-	r := &Rules{createMissing: doc.CreateMissingLists}
+	r := &Rules{createMissing: doc.CreateMissingLists, createFields: doc.CreateMissingFields}
 	r.defaults = p.listNames(doc.DefaultLists, "default_lists", pos.defaultLists)
 	for i, rd := range doc.Routes {
 		line := 0
@@ -128,16 +129,32 @@ func Parse(data []byte) (*Rules, error) {
 func (r *Rules) AllLists() []string { return slices.Clone(r.all) }
 
 // CreateMissing reports whether lists that do not exist in CC should be
-// created at start-up rather than treated as a configuration error.
+// created rather than waited for.
 func (r *Rules) CreateMissing() bool { return r.createMissing }
+
+// CustomFields returns the names of the CC custom fields the rules map to
+// (the "cf:" keys without the prefix), sorted; CC drops the value of a key
+// that names no field of the account, so each must exist.
+func (r *Rules) CustomFields() []string {
+	var out []string
+	for _, m := range r.fields[r.nstd:] {
+		out = append(out, m.cf)
+	}
+	return out
+}
+
+// CreateMissingFields reports whether custom fields that do not exist in
+// CC should be created rather than waited for.
+func (r *Rules) CreateMissingFields() bool { return r.createFields }
 
 // fileDoc is the YAML shape of a rules file. Decoding it with KnownFields
 // turns a misspelt key into an error instead of a silently ignored rule.
 type fileDoc struct {
-	DefaultLists       stringList        `yaml:"default_lists"`
-	CreateMissingLists bool              `yaml:"create_missing_lists"`
-	Routes             []routeDoc        `yaml:"routes"`
-	Fields             map[string]string `yaml:"fields"`
+	DefaultLists        stringList        `yaml:"default_lists"`
+	CreateMissingLists  bool              `yaml:"create_missing_lists"`
+	CreateMissingFields bool              `yaml:"create_missing_fields"`
+	Routes              []routeDoc        `yaml:"routes"`
+	Fields              map[string]string `yaml:"fields"`
 }
 
 type routeDoc struct {
@@ -339,7 +356,7 @@ var unknownField = regexp.MustCompile(`^line (\d+): field (.+) not found in type
 // sectionKeys names, per YAML type, the section and its allowed keys for
 // the rewritten unknown-key message.
 var sectionKeys = map[string][2]string{
-	"fileDoc":  {"the top level", "default_lists, create_missing_lists, routes, fields"},
+	"fileDoc":  {"the top level", "default_lists, create_missing_lists, create_missing_fields, routes, fields"},
 	"routeDoc": {"a route", "when, lists, exclusive"},
 	"whenDoc":  {"when", "country, property, equals, in, exists"},
 }

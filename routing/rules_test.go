@@ -3,6 +3,7 @@ package routing
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -36,7 +37,7 @@ func TestParseErrors(t *testing.T) {
 		{"unquoted @", "default_lists: a\nfields:\n  cf:joined: @enrolled_at\n",
 			[]string{"line 3: found character that cannot start any token", `values starting with @ must be quoted`}},
 		{"unknown top-level key", "default_lists: a\ndefualt_lists: b\n",
-			[]string{`line 2: unknown key "defualt_lists" in the top level (valid keys: default_lists, create_missing_lists, routes, fields)`}},
+			[]string{`line 2: unknown key "defualt_lists" in the top level (valid keys: default_lists, create_missing_lists, create_missing_fields, routes, fields)`}},
 		{"unknown route key", "routes:\n  - when: {exists: x}\n    list: a\n",
 			[]string{`line 3: unknown key "list" in a route (valid keys: when, lists, exclusive)`}},
 		{"unknown when key", "routes:\n  - when: {contry: US}\n    lists: a\n",
@@ -183,5 +184,38 @@ func TestDefaultFieldMapIsValid(t *testing.T) {
 				t.Errorf("field %d = %+v, want %+v", i, r.fields[i], file.fields[i])
 			}
 		}
+	}
+}
+
+// TestCustomFieldsOfTheRules: the custom fields the rules map to are named
+// for the check against CC, sorted, and create_missing_fields says whether
+// a missing one may be made.
+func TestCustomFieldsOfTheRules(t *testing.T) {
+	tests := []struct {
+		name       string
+		src        string
+		wantFields []string
+		wantCreate bool
+	}{
+		{"none", "default_lists: [A]\n", nil, false},
+		{"two, created when missing", "default_lists: [A]\ncreate_missing_fields: true\nfields:\n  \"cf:zeta\": zeta\n  first_name: \"@first_name\"\n  \"cf:agency_id\": agency\n",
+			[]string{"agency_id", "zeta"}, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := Parse([]byte(tc.src))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := r.CustomFields(); !slices.Equal(got, tc.wantFields) {
+				t.Errorf("CustomFields() = %v, want %v", got, tc.wantFields)
+			}
+			if got := r.CreateMissingFields(); got != tc.wantCreate {
+				t.Errorf("CreateMissingFields() = %v, want %v", got, tc.wantCreate)
+			}
+		})
+	}
+	if got := Default([]string{"A"}).CustomFields(); got != nil {
+		t.Errorf("the default rules map to custom fields %v, want none", got)
 	}
 }

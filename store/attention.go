@@ -14,6 +14,9 @@ const (
 	// AttentionMissingList is a CC list the routing rules name that does
 	// not exist in CC and may not be created; its subject is the list name.
 	AttentionMissingList = "missing_list"
+	// AttentionMissingField is a CC custom field the rules map to that does
+	// not exist and may not be created; its subject is the field's name.
+	AttentionMissingField = "missing_field"
 )
 
 // Attention is one state that stops the bridge's work until a person acts:

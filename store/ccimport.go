@@ -36,6 +36,12 @@ type Import struct {
 	CreatedAt            time.Time
 	UpdatedAt            time.Time
 	CompletedAt          time.Time
+	// PostedAt is when the import was last sent to CC without an answer
+	// yet (zero otherwise), and PostedContacts how many contacts it
+	// carried: a retry looks for that import among CC's activities before
+	// it posts again.
+	PostedAt       time.Time
+	PostedContacts int
 }
 
 // ClaimImport turns a batch of enrollment ids into one import, keyed by the
@@ -109,19 +115,22 @@ func (s *DB) ClaimImport(ctx context.Context, taskID, listKey string, ids []int6
 }
 
 const importColumns = `id, task_id, lists, list_ids, activity_id, state, contact_count, items_total_count, person_count,
-  error_count, correctable_count, cannot_add_to_list_count, activity_errors, created_at, updated_at, completed_at`
+  error_count, correctable_count, cannot_add_to_list_count, activity_errors, created_at, updated_at, completed_at,
+  posted_at, posted_contacts`
 
 func scanImport(r rowScanner) (*Import, error) {
 	var imp Import
 	var lists, listIDs, errs string
 	var activityID sql.NullString
-	var completedAt sql.NullTime
+	var completedAt, postedAt sql.NullTime
+	var postedContacts sql.NullInt64
 	if err := r.Scan(&imp.ID, &imp.TaskID, &lists, &listIDs, &activityID, &imp.State, &imp.ContactCount,
 		&imp.ItemsTotalCount, &imp.PersonCount, &imp.ErrorCount, &imp.CorrectableCount, &imp.CannotAddToListCount,
-		&errs, &imp.CreatedAt, &imp.UpdatedAt, &completedAt); err != nil {
+		&errs, &imp.CreatedAt, &imp.UpdatedAt, &completedAt, &postedAt, &postedContacts); err != nil {
 		return nil, err
 	}
 	imp.ActivityID, imp.CompletedAt = activityID.String, completedAt.Time
+	imp.PostedAt, imp.PostedContacts = postedAt.Time, int(postedContacts.Int64)
 	for _, f := range []struct {
 		raw string
 		dst *[]string
@@ -287,27 +296,54 @@ func (s *DB) FailImport(ctx context.Context, importID int64, reason string) erro
 }
 
 // RejectRows marks rows of an import that cannot be sent to CC as they are,
-// each with its reason, so that they are visible and never silently dropped
-// or truncated. They leave the import before it is posted.
+// or that CC refused, each with its reason, so that they are visible and
+// never silently dropped or truncated. A replay of failed rows leaves them
+// alone: sending them again as they are would meet the same refusal.
 func (s *DB) RejectRows(ctx context.Context, importID int64, reasons map[int64]string) error {
+	if err := s.markRows(ctx, importID, StatusRejected, reasons); err != nil {
+		return fmt.Errorf("store: reject rows of import %d: %w", importID, err)
+	}
+	return nil
+}
+
+// FailRows marks rows of an import failed, each with its reason: whether CC
+// took them cannot be told, and a replay sends them again.
+func (s *DB) FailRows(ctx context.Context, importID int64, reasons map[int64]string) error {
+	if err := s.markRows(ctx, importID, StatusFailed, reasons); err != nil {
+		return fmt.Errorf("store: fail rows of import %d: %w", importID, err)
+	}
+	return nil
+}
+
+// markRows settles rows still importing under importID with status, each
+// with its reason, in one transaction. Rows sharing a reason (thousands of
+// them, when CC refused rows it did not name) go a thousand at a time.
+func (s *DB) markRows(ctx context.Context, importID int64, status string, reasons map[int64]string) error {
 	if len(reasons) == 0 {
 		return nil
 	}
+	byReason := map[string][]int64{}
+	for id, reason := range reasons {
+		byReason[reason] = append(byReason[reason], id)
+	}
 	now := s.utcNow()
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		for id, reason := range reasons {
-			if _, err := tx.ExecContext(ctx,
-				`UPDATE enrollments SET status = ?, status_reason = ?, updated_at = ? WHERE id = ? AND import_id = ? AND status = ?`,
-				StatusRejected, truncate(reason, 1024), now, id, importID, StatusImporting); err != nil {
-				return err
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		for reason, ids := range byReason {
+			for start := 0; start < len(ids); start += 1000 {
+				chunk := ids[start:min(start+1000, len(ids))]
+				args := []any{status, truncate(reason, 1024), now, importID, StatusImporting}
+				for _, id := range chunk {
+					args = append(args, id)
+				}
+				if _, err := tx.ExecContext(ctx,
+					`UPDATE enrollments SET status = ?, status_reason = ?, updated_at = ?
+					 WHERE import_id = ? AND status = ? AND id IN (`+placeholders(len(chunk))+`)`, args...); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
 	})
-	if err != nil {
-		return fmt.Errorf("store: reject rows of import %d: %w", importID, err)
-	}
-	return nil
 }
 
 func settleRows(ctx context.Context, tx *sql.Tx, importID int64, clean bool, reason string, now time.Time) error {
@@ -493,4 +529,37 @@ func (s *DB) AbandonImport(ctx context.Context, importID int64) (int, error) {
 		return 0, fmt.Errorf("store: abandon import %d: %w", importID, err)
 	}
 	return released, nil
+}
+
+// MarkPosted records that the import is about to be sent to CC with
+// contacts contacts, so that a retry which never learned CC's answer looks
+// for it before posting again.
+func (s *DB) MarkPosted(ctx context.Context, importID int64, contacts int) error {
+	if _, err := s.db.ExecContext(ctx, `UPDATE cc_imports SET posted_at = ?, posted_contacts = ?, updated_at = ? WHERE id = ?`,
+		s.utcNow(), contacts, s.utcNow(), importID); err != nil {
+		return fmt.Errorf("store: mark import %d posted: %w", importID, err)
+	}
+	return nil
+}
+
+// ClearPosted records that CC answered the import's post with a refusal:
+// nothing was queued, and the next attempt posts without looking.
+func (s *DB) ClearPosted(ctx context.Context, importID int64) error {
+	if _, err := s.db.ExecContext(ctx, `UPDATE cc_imports SET posted_at = NULL, posted_contacts = NULL WHERE id = ?`, importID); err != nil {
+		return fmt.Errorf("store: clear import %d posted: %w", importID, err)
+	}
+	return nil
+}
+
+// ImportByActivity returns the import CC accepted as activityID, or
+// ErrNotFound.
+func (s *DB) ImportByActivity(ctx context.Context, activityID string) (*Import, error) {
+	imp, err := scanImport(s.db.QueryRowContext(ctx, `SELECT `+importColumns+` FROM cc_imports WHERE activity_id = ?`, activityID))
+	if err != nil {
+		if err = translate(err); err == ErrNotFound {
+			return nil, ErrNotFound
+		}
+		return nil, fmt.Errorf("store: import by activity: %w", err)
+	}
+	return imp, nil
 }
