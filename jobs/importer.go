@@ -18,10 +18,12 @@ import (
 
 // CC is the part of the Constant Contact client the worker uses.
 type CC interface {
-	ListAPI
+	Catalog
 	ImportContacts(ctx context.Context, req *ccclient.ImportRequest) (*ccclient.Activity, error)
 	GetActivity(ctx context.Context, id string) (*ccclient.Activity, error)
 	UnsubscribedEmails(ctx context.Context, maxPages int) (map[string]bool, bool, error)
+	UpdatedEmails(ctx context.Context, listID string, since time.Time, maxPages int) (map[string]bool, bool, error)
+	RecentActivities(ctx context.Context, limit int) ([]ccclient.Activity, error)
 }
 
 // Mapper turns an enrollment into the CC contact sent for it, or a reason
@@ -43,6 +45,10 @@ type Store interface {
 	EachImportRow(ctx context.Context, importID int64, fn func(*store.Enrollment) error) error
 	SubmitImport(ctx context.Context, importID int64, lists, listIDs []string, activityID, state string) error
 	RejectRows(ctx context.Context, importID int64, reasons map[int64]string) error
+	FailRows(ctx context.Context, importID int64, reasons map[int64]string) error
+	MarkPosted(ctx context.Context, importID int64, contacts int) error
+	ClearPosted(ctx context.Context, importID int64) error
+	ImportByActivity(ctx context.Context, activityID string) (*store.Import, error)
 	RecordActivity(ctx context.Context, importID int64, a store.ActivityResult, clean bool, reason string) error
 	FailImport(ctx context.Context, importID int64, reason string) error
 	ExtendImport(ctx context.Context, importID int64, max int) (int, error)
@@ -54,6 +60,7 @@ type Store interface {
 	GetImport(ctx context.Context, id int64) (*store.Import, error)
 	StalePending(ctx context.Context, before time.Time, limit int) ([]store.PendingRef, error)
 	StaleImports(ctx context.Context, before time.Time, limit int) ([]*store.Import, error)
+	SwapRedisEpoch(ctx context.Context, epoch string) (string, error)
 }
 
 // Importer handles cc:import and cc:activity.
@@ -71,20 +78,21 @@ type Importer struct {
 	budget       Budget
 	metrics      Metrics
 	now          func() time.Time
-	// lists turns list names into ids; every import asks it.
-	lists *ListResolver
+	// resolver turns the rules' list names into ids and makes sure their
+	// custom fields exist; every import asks it.
+	resolver *Resolver
 	// tokens, when set, tells a waiting list set whether CC is connected
 	// before it sends rows to an import that would only find it is not.
 	tokens ccclient.TokenSource
 }
 
-// newImporter builds the importer; its list resolver knows no list policy
-// until the worker gives it one (WithLists), and then creates nothing.
+// newImporter builds the importer; its resolver knows no policy until the
+// worker gives it one (WithPolicy), and then creates nothing.
 func newImporter(st Store, cc CC, enq *Enqueuer, log *slog.Logger, cfg Config) *Importer {
 	return &Importer{store: st, cc: cc, enq: enq, log: log, pollInterval: cfg.PollInterval, pollMax: cfg.PollMaxInterval,
 		pollGiveUp: cfg.PollGiveUp, maxContacts: cmp.Or(cfg.ImportMaxContacts, ccclient.MaxImportContacts),
 		maxBytes: cmp.Or(cfg.ImportMaxBytes, importBodyLimit), now: time.Now,
-		lists: NewListResolver(cc, st, ListPolicy{}, log)}
+		resolver: NewResolver(cc, st, Policy{}, log)}
 }
 
 // importBodyLimit keeps an import body clear of CC's 4 MB: CC silently drops
@@ -172,9 +180,22 @@ func (im *Importer) submit(ctx context.Context, imp *store.Import) error {
 		// sweep does not keep resuming it.
 		return im.store.FailImport(ctx, imp.ID, "no rows left under the claim")
 	}
-	listIDs, err := im.lists.Resolve(ctx, lists)
+	listIDs, err := im.resolver.Resolve(ctx, lists)
 	if err != nil {
 		return err
+	}
+	if !imp.PostedAt.IsZero() {
+		// The last post of this import got no answer (a timeout, a reset,
+		// or a worker that died before saving CC's 201), so CC may have
+		// queued it: finding it costs one call, posting again a second
+		// import. It is looked for before any row is added to the claim.
+		act, err := im.findPosted(ctx, imp)
+		if err != nil {
+			return err
+		}
+		if act != nil {
+			return im.submitted(ctx, imp, lists, listIDs, act, imp.PostedContacts)
+		}
 	}
 	// Take along every row already waiting for the same lists, up to one
 	// import's worth: however asynq grouped the tasks, one call carries it.
@@ -223,8 +244,18 @@ func (im *Importer) submit(ctx context.Context, imp *store.Import) error {
 		contacts = contacts[:keep]
 	}
 	req := &ccclient.ImportRequest{ImportData: contacts, ListIDs: listIDs}
+	if err := im.store.MarkPosted(ctx, imp.ID, len(contacts)); err != nil {
+		return err
+	}
 	act, err := im.cc.ImportContacts(ctx, req)
 	if err != nil {
+		if !noAnswer(err) {
+			// CC answered, with a refusal, or the call was never sent:
+			// nothing was queued, and the next attempt need not look.
+			if cerr := im.store.ClearPosted(ctx, imp.ID); cerr != nil {
+				return errors.Join(err, cerr)
+			}
+		}
 		if permanent(err) {
 			// A list deleted (or replaced) in CC after its id was cached
 			// makes CC refuse the import: post again with the ids CC knows
@@ -238,11 +269,17 @@ func (im *Importer) submit(ctx context.Context, imp *store.Import) error {
 		}
 		return fmt.Errorf("import %d: %w", imp.ID, err)
 	}
+	return im.submitted(ctx, imp, lists, listIDs, act, len(req.ImportData))
+}
+
+// submitted records that CC accepted the import as act and queues its
+// first poll.
+func (im *Importer) submitted(ctx context.Context, imp *store.Import, lists, listIDs []string, act *ccclient.Activity, contacts int) error {
 	if err := im.store.SubmitImport(ctx, imp.ID, lists, listIDs, act.ActivityID, act.State); err != nil {
 		return err
 	}
 	im.log.Info("import submitted to Constant Contact", "import_id", imp.ID, "activity_id", act.ActivityID,
-		"contacts", len(req.ImportData), "lists", len(listIDs))
+		"contacts", contacts, "lists", len(listIDs))
 	return im.enq.enqueueActivityPoll(ctx, imp.ID, im.pollInterval)
 }
 
@@ -451,14 +488,14 @@ func (im *Importer) handleActivity(ctx context.Context, t *asynq.Task) error {
 	reason := ""
 	if res.Final && !clean {
 		reason = activityProblem(act)
-		if act.State == "completed" && act.Status.CannotAddToListCount > 0 {
-			explained, err := im.rejectUnsubscribed(ctx, imp, act)
-			if err != nil {
+		if act.State == ccclient.StateCompleted {
+			// A completed import with problems took most of its rows:
+			// the ones CC did not take are found and settled one by one,
+			// and the rest are on their lists.
+			if err := im.settleRefusals(ctx, imp, act); err != nil {
 				return err
 			}
-			// When the unsubscribed contacts found account for every
-			// problem CC reported, the other rows are on their lists.
-			clean = explained
+			clean = true
 		}
 	}
 	if !res.Final && im.pollGiveUp > 0 && im.now().Sub(imp.CreatedAt) > im.pollGiveUp {
@@ -484,44 +521,6 @@ func (im *Importer) handleActivity(ctx context.Context, t *asynq.Task) error {
 		"state", act.State, "clean", clean, "person_count", res.PersonCount, "error_count", res.ErrorCount,
 		"cannot_add_to_list_count", res.CannotAddToListCount)
 	return nil
-}
-
-// unsubscribedPages bounds the pages of unsubscribed contacts read to
-// explain one import's cannot_add_to_list_count (500 a page).
-const unsubscribedPages = 20
-
-// rejectUnsubscribed marks the import's rows whose contact is unsubscribed
-// in CC as rejected: CC never adds an unsubscribed contact to a list, so
-// replaying them cannot help. It reports whether they explain everything
-// CC flagged, so that the remaining rows count as imported.
-func (im *Importer) rejectUnsubscribed(ctx context.Context, imp *store.Import, act *ccclient.Activity) (bool, error) {
-	unsub, complete, err := im.cc.UnsubscribedEmails(ctx, unsubscribedPages)
-	if err != nil {
-		return false, err
-	}
-	rejected := map[int64]string{}
-	contacts := map[string]bool{}
-	// Only each row's id and email matter here, so the rows are streamed
-	// rather than all held with their properties.
-	err = im.store.EachImportRow(ctx, imp.ID, func(r *store.Enrollment) error {
-		if key := strings.ToLower(r.Email); unsub[key] {
-			rejected[r.ID] = "the contact is unsubscribed in Constant Contact, which does not add unsubscribed contacts to lists"
-			contacts[key] = true
-		}
-		return nil
-	})
-	if err != nil {
-		return false, err
-	}
-	if err := im.store.RejectRows(ctx, imp.ID, rejected); err != nil {
-		return false, err
-	}
-	st := act.Status
-	explained := complete && len(contacts) == st.CannotAddToListCount && st.ErrorCount == 0 &&
-		st.CorrectableCount == 0 && len(act.ActivityErrors) == 0
-	im.log.Warn("import had unsubscribed contacts", "import_id", imp.ID, "cannot_add_to_list_count", st.CannotAddToListCount,
-		"found", len(contacts), "explained", explained)
-	return explained, nil
 }
 
 // pollDelay grows with the age of the import, so short imports are seen

@@ -50,6 +50,20 @@ func (c *discardCC) CreateContactList(_ context.Context, name, _ string) (*cccli
 	return c.ContactListByName(context.Background(), name)
 }
 
+func (c *discardCC) UpdatedEmails(context.Context, string, time.Time, int) (map[string]bool, bool, error) {
+	return map[string]bool{}, true, nil
+}
+
+func (c *discardCC) CustomFields(context.Context) ([]ccclient.CustomField, error) { return nil, nil }
+
+func (c *discardCC) CreateCustomField(_ context.Context, label string) (*ccclient.CustomField, error) {
+	return &ccclient.CustomField{Name: label, Label: label}, nil
+}
+
+func (c *discardCC) RecentActivities(context.Context, int) ([]ccclient.Activity, error) {
+	return nil, nil
+}
+
 func (c *discardCC) UnsubscribedEmails(context.Context, int) (map[string]bool, bool, error) {
 	return map[string]bool{}, true, nil
 }

@@ -113,7 +113,7 @@ func TestImportUsesResolvedListIDs(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newImporterEnv(t, redisURL, ccsandbox.Options{ActivityDelay: -1}, staticToken, nil, nil)
-			e.im.lists.policy = ListPolicy{Names: []string{"Agents"}, Create: true}
+			e.im.resolver.policy = Policy{Lists: []string{"Agents"}, CreateLists: true}
 			if tc.exists {
 				e.sb.CreateList("Agents")
 			}
@@ -197,10 +197,10 @@ func TestImportParksWhileBlocked(t *testing.T) {
 				e.clientOptions(t)
 			}},
 		{name: "a missing list the rules may not create", list: "Missing",
-			setup: func(e *importerEnv) { e.im.lists.policy = ListPolicy{Names: []string{"Missing"}} },
+			setup: func(e *importerEnv) { e.im.resolver.policy = Policy{Lists: []string{"Missing"}} },
 			unblock: func(e *importerEnv) {
 				e.sb.CreateList("Missing")
-				e.im.lists.now = func() time.Time { return time.Now().Add(listRecheck) }
+				e.im.resolver.now = func() time.Time { return time.Now().Add(recheck) }
 			}},
 	}
 	for _, tc := range tests {
@@ -288,11 +288,11 @@ func TestImportAfterListDeletedInCC(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
 			e := newImporterEnv(t, redisURL, ccsandbox.Options{ActivityDelay: -1}, staticToken, nil, []string{tc.list}, "ann@example.com")
-			e.im.lists.policy = ListPolicy{Names: []string{tc.list}}
+			e.im.resolver.policy = Policy{Lists: []string{tc.list}}
 			if err := e.run(t); err != nil {
 				t.Fatal(err)
 			}
-			old := e.im.lists.Known()[tc.list]
+			old := e.im.resolver.Known()[tc.list]
 			if _, err := e.db.SQL().Exec(`UPDATE cc_imports SET task_id = 'first'`); err != nil {
 				t.Fatal(err)
 			}
@@ -324,7 +324,7 @@ func TestImportAfterListDeletedInCC(t *testing.T) {
 			if err := e.run(t); err != nil {
 				t.Fatalf("second run: %v", err)
 			}
-			if now := e.im.lists.Known()[tc.list]; now == old || now != e.sb.Lists()[0].ListID {
+			if now := e.im.resolver.Known()[tc.list]; now == old || now != e.sb.Lists()[0].ListID {
 				t.Errorf("posted under %s, want the new id %s (old %s)", now, e.sb.Lists()[0].ListID, old)
 			}
 			if got := e.rows(t); !slices.Equal(got, []string{"importing: "}) {

@@ -15,8 +15,8 @@ import (
 // sent. A list now missing comes back as the blocking error; a lookup that
 // fails otherwise leaves the refusal as it was.
 func (im *Importer) listsChanged(ctx context.Context, lists, sent []string) (bool, error) {
-	im.lists.Forget(lists)
-	now, err := im.lists.Resolve(ctx, lists)
+	im.resolver.Forget(lists)
+	now, err := im.resolver.Resolve(ctx, lists)
 	if err != nil {
 		return false, err
 	}
@@ -47,7 +47,7 @@ func (im *Importer) park(ctx context.Context, imp *store.Import, cause error) er
 }
 
 // importWaitPoll is how often a waiting list set asks whether it can go
-// on; the CC calls behind it are bounded by listRecheck.
+// on; the CC calls behind it are bounded by recheck.
 const importWaitPoll = 10 * time.Second
 
 // handleImportWait runs cc:import-wait, the one waiting task of a list set
@@ -63,7 +63,7 @@ func (im *Importer) handleImportWait(ctx context.Context, t *asynq.Task) error {
 			return im.waitOr(err)
 		}
 	}
-	if _, err := im.lists.Resolve(ctx, p.Lists); err != nil {
+	if _, err := im.resolver.Resolve(ctx, p.Lists); err != nil {
 		return im.waitOr(err)
 	}
 	n, err := im.requeueSet(ctx, GroupKey(p.Lists))

@@ -8,28 +8,29 @@ import (
 	"github.com/hibiken/asynq"
 )
 
-// checkListsAtStart checks the rules' lists when the worker starts, in the
-// background: CC's throttling, 5xx and network faults are waited out with a
+// checkListsAtStart checks the rules' lists and custom fields when the
+// worker starts, in the background: CC's throttling, 5xx and network faults are waited out with a
 // growing pause, never an exit; before CC is connected there is nothing to
 // check, and the check that connecting queues (cc:lists-check) does it then.
 func (w *Worker) checkListsAtStart(ctx context.Context) {
-	lists := w.importer.lists
+	r := w.importer.resolver
 	delay := time.Second
 	for {
-		missing, err := lists.CheckAll(ctx)
+		missing, err := r.CheckAll(ctx)
 		switch {
 		case err == nil:
 			if len(missing) == 0 {
-				w.log.Info("the routing rules' CC lists are ready", "lists", len(lists.policy.Names))
+				w.log.Info("the routing rules' CC lists and custom fields are ready", "lists", len(r.policy.Lists),
+					"custom_fields", len(r.policy.Fields))
 			}
 			return
 		case ctx.Err() != nil:
 			return
 		case errors.Is(err, ErrNotConnected):
-			w.log.Warn("Constant Contact is not connected yet: the routing rules' lists are checked once it is (/oauth/connect or hs2cc connect)")
+			w.log.Warn("Constant Contact is not connected yet: the routing rules' lists and custom fields are checked once it is (/oauth/connect or hs2cc connect)")
 			return
 		}
-		w.log.Warn("could not check the routing rules' CC lists yet; trying again", "err", err, "in", delay)
+		w.log.Warn("could not check the routing rules' CC lists and custom fields yet; trying again", "err", err, "in", delay)
 		if sleepCtx(ctx, delay) != nil {
 			return
 		}
@@ -42,7 +43,7 @@ func (w *Worker) checkListsAtStart(ctx context.Context) {
 // then, and periodically, so that a missing list that appeared in CC
 // leaves /ops even when no enrollment waits for it.
 func (im *Importer) handleListsCheck(ctx context.Context, _ *asynq.Task) error {
-	_, err := im.lists.CheckAll(ctx)
+	_, err := im.resolver.CheckAll(ctx)
 	switch {
 	case err == nil, errors.Is(err, ErrNotConnected):
 		// Before CC is connected there is nothing to check; connecting

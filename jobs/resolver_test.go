@@ -25,7 +25,7 @@ type listsEnv struct {
 	sb    *ccsandbox.Server
 	srv   *httptest.Server
 	cc    *ccclient.Client
-	r     *ListResolver
+	r     *Resolver
 	now   time.Time
 	slept []time.Duration
 
@@ -33,7 +33,7 @@ type listsEnv struct {
 	faults []func(w http.ResponseWriter) // answers for the next list calls, in order
 }
 
-func newListsEnv(t *testing.T, policy ListPolicy, existing ...string) *listsEnv {
+func newListsEnv(t *testing.T, policy Policy, existing ...string) *listsEnv {
 	t.Helper()
 	e := &listsEnv{db: storetest.MySQL(t), sb: ccsandbox.New(ccsandbox.Options{RateLimit: -1}),
 		now: time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)}
@@ -63,7 +63,7 @@ func newListsEnv(t *testing.T, policy ListPolicy, existing ...string) *listsEnv 
 	}
 	// The attention rows' times and the resolver's clock must agree.
 	e.db.SetClock(func() time.Time { return e.now })
-	e.r = NewListResolver(e.cc, e.db, policy, slog.New(slog.DiscardHandler))
+	e.r = NewResolver(e.cc, e.db, policy, slog.New(slog.DiscardHandler))
 	e.r.now = func() time.Time { return e.now }
 	e.r.sleep = func(_ context.Context, d time.Duration) error {
 		e.slept = append(e.slept, d)
@@ -116,11 +116,11 @@ const (
 	serverError = `[{"error_key":"server_error","error_message":"boom"}]`
 )
 
-// TestListResolver covers what can happen to a list name: found, created
+// TestResolver covers what can happen to a list name: found, created
 // when the rules allow it, missing and recorded as attention when they do
 // not, and CC's throttling and 5xx waited out in the process or, when they
 // last, handed back as a wait that spends no task retry.
-func TestListResolver(t *testing.T) {
+func TestResolver(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name     string
@@ -142,8 +142,8 @@ func TestListResolver(t *testing.T) {
 			faults: func(e *listsEnv) { e.fail(2, 429, throttled) }},
 		{name: "a 500 and a 503, then created", create: true, wantCreated: true, wantSleeps: 2,
 			faults: func(e *listsEnv) { e.fail(1, 500, serverError); e.fail(1, 503, serverError) }},
-		{name: "faults that last are a wait, not a failure", existing: []string{"Agents"}, wantSleeps: listCallTries - 1,
-			faults:  func(e *listsEnv) { e.fail(listCallTries, 503, serverError) },
+		{name: "faults that last are a wait, not a failure", existing: []string{"Agents"}, wantSleeps: callTries - 1,
+			faults:  func(e *listsEnv) { e.fail(callTries, 503, serverError) },
 			wantErr: func(err error) bool { var w *waitError; return errors.As(err, &w) && !isFailure(err) }},
 		{name: "a 409 on create means another process made it", create: true,
 			faults: func(e *listsEnv) {
@@ -163,7 +163,7 @@ func TestListResolver(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			e := newListsEnv(t, ListPolicy{Names: []string{"Agents"}, Create: tc.create}, tc.existing...)
+			e := newListsEnv(t, Policy{Lists: []string{"Agents"}, CreateLists: tc.create}, tc.existing...)
 			if tc.faults != nil {
 				tc.faults(e)
 			}
@@ -196,15 +196,15 @@ func TestListResolver(t *testing.T) {
 func TestMissingListLookedForAgain(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	e := newListsEnv(t, ListPolicy{Names: []string{"Agents", "Gold"}}, "Gold")
+	e := newListsEnv(t, Policy{Lists: []string{"Agents", "Gold"}}, "Gold")
 	var m *MissingListError
 	if _, err := e.r.Resolve(ctx, []string{"Agents"}); !errors.As(err, &m) {
 		t.Fatalf("Resolve: %v, want a missing list", err)
 	}
 	// A second process asks within the interval: it reads MySQL, not CC.
-	other := NewListResolver(e.cc, e.db, e.r.policy, slog.New(slog.DiscardHandler))
+	other := NewResolver(e.cc, e.db, e.r.policy, slog.New(slog.DiscardHandler))
 	other.now = e.r.now
-	for _, r := range []*ListResolver{e.r, other} {
+	for _, r := range []*Resolver{e.r, other} {
 		if _, err := r.Resolve(ctx, []string{"Agents"}); !errors.As(err, &m) {
 			t.Fatalf("Resolve again: %v, want a missing list", err)
 		}
@@ -213,7 +213,7 @@ func TestMissingListLookedForAgain(t *testing.T) {
 		t.Errorf("%d lookups within the recheck interval, want 1", n)
 	}
 	e.sb.CreateList("Agents")
-	e.now = e.now.Add(listRecheck)
+	e.now = e.now.Add(recheck)
 	ids, err := other.Resolve(ctx, []string{"Gold", "Agents"})
 	if err != nil {
 		t.Fatalf("Resolve after the list appeared: %v", err)
@@ -233,7 +233,7 @@ func TestMissingListLookedForAgain(t *testing.T) {
 func TestCheckAll(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	e := newListsEnv(t, ListPolicy{Names: []string{"A", "B", "C"}}, "B")
+	e := newListsEnv(t, Policy{Lists: []string{"A", "B", "C"}}, "B")
 	if err := e.db.RaiseAttention(ctx, store.AttentionMissingList, "Old", "from older rules"); err != nil {
 		t.Fatal(err)
 	}
@@ -252,7 +252,7 @@ func TestCheckAll(t *testing.T) {
 		t.Errorf("attention for A: %+v, %v; want a detail naming it and what to do", a, err)
 	}
 
-	nc := NewListResolver(mustClient(t, e.srv.URL, notConnectedSource{}), e.db, ListPolicy{Names: []string{"Z"}}, slog.New(slog.DiscardHandler))
+	nc := NewResolver(mustClient(t, e.srv.URL, notConnectedSource{}), e.db, Policy{Lists: []string{"Z"}}, slog.New(slog.DiscardHandler))
 	if _, err := nc.CheckAll(ctx); !errors.Is(err, ErrNotConnected) || !blocked(err) {
 		t.Errorf("CheckAll before CC is connected: %v, want ErrNotConnected", err)
 	}
@@ -264,7 +264,7 @@ func TestCheckAll(t *testing.T) {
 func TestForgetLooksUpAgain(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	e := newListsEnv(t, ListPolicy{Names: []string{"Agents"}}, "Agents")
+	e := newListsEnv(t, Policy{Lists: []string{"Agents"}}, "Agents")
 	old, err := e.r.Resolve(ctx, []string{"Agents"})
 	if err != nil {
 		t.Fatal(err)
@@ -297,4 +297,73 @@ func mustClient(t *testing.T, base string, ts ccclient.TokenSource) *ccclient.Cl
 		t.Fatal(err)
 	}
 	return c
+}
+
+// TestCustomFieldsResolved: the custom fields the rules map to must exist
+// in CC, since CC drops the value of a field it does not have. One that
+// exists costs one call for all of them, once; a missing one is created
+// when the rules allow it, and otherwise it is attention, by name, and
+// blocks imports until it exists.
+func TestCustomFieldsResolved(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	tests := []struct {
+		name          string
+		existing      []string // labels of the account's fields
+		create        bool
+		wantMissing   bool
+		wantCreated   int
+		wantAttention []string
+	}{
+		{name: "both exist", existing: []string{"agency_id", "tier"}},
+		{name: "one missing, created", existing: []string{"agency_id"}, create: true, wantCreated: 1},
+		{name: "one missing, not allowed", existing: []string{"agency_id"}, wantMissing: true,
+			wantAttention: []string{"missing_field:tier"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newListsEnv(t, Policy{Lists: []string{"Agents"}, Fields: []string{"agency_id", "tier"}, CreateFields: tc.create}, "Agents")
+			for _, l := range tc.existing {
+				e.sb.CreateCustomField(l)
+			}
+			for range 2 {
+				_, err := e.r.Resolve(ctx, []string{"Agents"})
+				var mf *MissingFieldError
+				if got := errors.As(err, &mf) && blocked(err); got != tc.wantMissing {
+					t.Fatalf("Resolve: %v, want a missing field: %v", err, tc.wantMissing)
+				}
+				if !tc.wantMissing && err != nil {
+					t.Fatal(err)
+				}
+			}
+			st := e.sb.Stats()
+			if n := st.Requests["GET /v3/contact_custom_fields"]; n != 1 {
+				t.Errorf("%d reads of the custom fields over two imports, want 1", n)
+			}
+			if n := st.Requests["POST /v3/contact_custom_fields"]; n != tc.wantCreated {
+				t.Errorf("%d fields created, want %d", n, tc.wantCreated)
+			}
+			if got := e.attention(t); !slices.Equal(got, tc.wantAttention) {
+				t.Errorf("attention %v, want %v", got, tc.wantAttention)
+			}
+			if !tc.wantMissing {
+				return
+			}
+			a, err := e.db.GetAttention(ctx, store.AttentionMissingField, "tier")
+			if err != nil || !strings.Contains(a.Detail, "create_missing_fields") || !strings.Contains(a.Detail, "cf:tier") {
+				t.Errorf("attention %+v, %v; want what to do, naming cf:tier", a, err)
+			}
+			// Someone creates it in CC: the next look, once the recheck
+			// interval has passed, finds it and clears the attention.
+			e.sb.CreateCustomField("tier")
+			e.now = e.now.Add(recheck)
+			if _, err := e.r.Resolve(ctx, []string{"Agents"}); err != nil {
+				t.Fatalf("Resolve once the field exists: %v", err)
+			}
+			if got := e.attention(t); len(got) != 0 {
+				t.Errorf("attention %v once the field exists, want none", got)
+			}
+		})
+	}
 }

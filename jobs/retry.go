@@ -47,13 +47,14 @@ func passing(err error) bool {
 }
 
 // blocked reports a state that stops CC work until a person acts: CC not
-// connected (or needing a reconnect), or a list the rules name that does
-// not exist and may not be created. Work blocked this way waits with its
-// rows pending, spending no retry, and resumes by itself once the state
-// clears.
+// connected (or needing a reconnect), or a list or custom field the rules
+// name that does not exist and may not be created. Work blocked this way
+// waits with its rows pending, spending no retry, and resumes by itself
+// once the state clears.
 func blocked(err error) bool {
-	var m *MissingListError
-	return errors.Is(err, ErrNotConnected) || errors.As(err, &m)
+	var ml *MissingListError
+	var mf *MissingFieldError
+	return errors.Is(err, ErrNotConnected) || errors.As(err, &ml) || errors.As(err, &mf)
 }
 
 // retryDelay picks the next attempt by the class of error: CC's per-second

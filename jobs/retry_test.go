@@ -114,7 +114,7 @@ func (e *importerEnv) clientOptions(t *testing.T, opts ...ccclient.Option) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.im.cc, e.im.lists.cc = cc, cc
+	e.im.cc, e.im.resolver.cc = cc, cc
 }
 
 func newImporterEnv(t *testing.T, redisURL string, opts ccsandbox.Options, ts func(sb *ccsandbox.Server, db *store.DB) ccclient.TokenSource,
@@ -167,7 +167,7 @@ func newImporterEnv(t *testing.T, redisURL string, opts ccsandbox.Options, ts fu
 // resolver, as the start-up check leaves them.
 func (e *importerEnv) knowLists() {
 	for _, l := range e.sb.Lists() {
-		e.im.lists.ids[l.Name] = l.ListID
+		e.im.resolver.ids[l.Name] = l.ListID
 	}
 }
 

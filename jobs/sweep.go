@@ -148,12 +148,7 @@ func (s *Sweeper) watch(ctx context.Context, marker EpochMarker) {
 			// Redis is unreachable: nothing can be queued now, and when it
 			// comes back without its data the marker says so.
 		case lost:
-			n, err := s.Recover(ctx, since.Add(-inFlight))
-			if err != nil && ctx.Err() == nil {
-				s.log.Error("Redis lost its data; queuing the waiting enrollments again failed part way, the periodic sweep finishes it", "queued", n, "err", err)
-			} else if ctx.Err() == nil {
-				s.log.Warn("Redis is new or lost its data: the waiting enrollments are queued again from MySQL", "queued", n)
-			}
+			s.recoverLoss(ctx, since)
 		}
 		if err == nil && !since.Equal(seen) {
 			seen, passFor = since, since
@@ -169,6 +164,30 @@ func (s *Sweeper) watch(ctx context.Context, marker EpochMarker) {
 			}
 		case <-tick.C:
 		}
+	}
+}
+
+// recoverLoss runs Recover once this worker found Redis without its
+// marker, unless MySQL has never recorded one: the first Redis the bridge
+// uses held nothing to lose, and queuing every pending row again would only
+// duplicate the tasks it already holds. When MySQL cannot say, it recovers:
+// a duplicate task is claimed once, a lost one waits for the sweep.
+func (s *Sweeper) recoverLoss(ctx context.Context, since time.Time) {
+	prev, err := s.store.SwapRedisEpoch(ctx, since.Format(time.RFC3339Nano))
+	switch {
+	case err != nil:
+		s.log.Warn("could not read the last Redis epoch; queuing the waiting enrollments again to be safe", "err", err)
+	case prev == "":
+		s.log.Info("the first Redis this bridge uses: nothing to recover")
+		return
+	}
+	n, err := s.Recover(ctx, since.Add(-inFlight))
+	switch {
+	case ctx.Err() != nil:
+	case err != nil:
+		s.log.Error("Redis lost its data; queuing the waiting enrollments again failed part way, the periodic sweep finishes it", "queued", n, "err", err)
+	default:
+		s.log.Warn("Redis lost its data: the waiting enrollments are queued again from MySQL", "queued", n)
 	}
 }
 

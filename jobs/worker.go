@@ -188,10 +188,10 @@ type Option func(*Importer)
 // mapping); without it email, names and country are sent.
 func WithMapper(m Mapper) Option { return func(im *Importer) { im.mapper = m } }
 
-// WithLists sets what the routing rules say about CC lists: the names to
-// check at start-up, when CC gets connected and periodically, and whether
-// a missing one may be created.
-func WithLists(p ListPolicy) Option { return func(im *Importer) { im.lists.policy = p } }
+// WithPolicy sets what the routing rules name in the CC account (lists
+// and custom fields) to check at start-up, when CC gets connected and
+// periodically, and whether a missing one may be created.
+func WithPolicy(p Policy) Option { return func(im *Importer) { im.resolver.policy = p } }
 
 // WithBudget lets imports grow instead of spending calls when today's CC
 // budget runs low.
@@ -217,10 +217,6 @@ func (w *Worker) register(s *asynq.Scheduler, taskType string, every time.Durati
 		w.log.Error("could not register periodic task", "type", taskType, "err", err)
 	}
 }
-
-// Lists is the worker's list resolver: what it knows, for `dev`'s banner
-// and for tests.
-func (w *Worker) Lists() *ListResolver { return w.importer.lists }
 
 // Start starts processing, the bid for the scheduler's lease, the check of
 // the rules' lists and the watch on Redis, without blocking. Nothing CC

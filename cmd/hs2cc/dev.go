@@ -115,10 +115,11 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	}
 	go func() { errc <- serveListener(ctx, ln, app, log) }()
 
-	// The sandbox starts empty, so dev creates whatever lists the rules
-	// name, whether or not the rules allow it in production.
+	// The sandbox starts empty, so dev creates whatever lists and custom
+	// fields the rules name, whether or not the rules allow it in
+	// production.
 	policy := rulesPolicy(cfg)
-	policy.Create = true
+	policy.CreateLists, policy.CreateFields = true, true
 	w, err := newWorker(cfg, d, log, reg, policy)
 	if err != nil {
 		return err

@@ -131,6 +131,7 @@ func newHTTPApp(cfg config, d *deps, log *slog.Logger, reg *prometheus.Registry)
 		MetricsToken:   cfg.MetricsToken,
 		WebhookMetrics: webhookMetrics,
 		QuarantineCap:  cfg.QuarantineCap,
+		MaxBodyBytes:   cfg.MaxBody,
 		Ready: []handlers.Check{
 			{Name: "mysql", Fn: d.db.Ping},
 			{Name: "redis", Fn: d.cache.Ping},
@@ -204,7 +205,7 @@ func serveHTTP(ctx context.Context, addr string, h http.Handler, log *slog.Logge
 
 // newWorker builds the `work` process's worker, whose metrics go to reg.
 // policy is what it may do with the rules' lists.
-func newWorker(cfg config, d *deps, log *slog.Logger, reg prometheus.Registerer, policy jobs.ListPolicy) (*jobs.Worker, error) {
+func newWorker(cfg config, d *deps, log *slog.Logger, reg prometheus.Registerer, policy jobs.Policy) (*jobs.Worker, error) {
 	tokens := d.tokens(cfg, log)
 	limits := store.NewCCLimits(d.rdb, cfg.CCRate, cfg.CCDailyBudget)
 	wm := newWorkerMetrics(reg, d.db.SQL(), log)
@@ -214,13 +215,15 @@ func newWorker(cfg config, d *deps, log *slog.Logger, reg prometheus.Registerer,
 		return nil, err
 	}
 	w := jobs.NewWorker(asynqOpt(d.redisOpt), cfg.Worker, d.db, cc, d.enq, tokens, log,
-		jobs.WithBudget(limits), jobs.WithMapper(cfg.Rules), jobs.WithMetrics(wm), jobs.WithLists(policy))
+		jobs.WithBudget(limits), jobs.WithMapper(cfg.Rules), jobs.WithMetrics(wm), jobs.WithPolicy(policy))
 	return w, nil
 }
 
-// rulesPolicy is what the routing rules allow with CC lists.
-func rulesPolicy(cfg config) jobs.ListPolicy {
-	return jobs.ListPolicy{Names: cfg.Rules.AllLists(), Create: cfg.Rules.CreateMissing()}
+// rulesPolicy is what the routing rules name in the CC account and allow
+// creating there.
+func rulesPolicy(cfg config) jobs.Policy {
+	return jobs.Policy{Lists: cfg.Rules.AllLists(), CreateLists: cfg.Rules.CreateMissing(),
+		Fields: cfg.Rules.CustomFields(), CreateFields: cfg.Rules.CreateMissingFields()}
 }
 
 // runWork runs the worker and scheduler until ctx ends.
