@@ -88,7 +88,9 @@ func postJSON(t *testing.T, url, body string) {
 // TestChaos sends enrollments through separate sandbox, serve and work
 // processes on real MariaDB and Redis while the work process is killed with
 // SIGKILL twice, Redis is flushed once and the sandbox answers 5% of API
-// calls with a 5xx, throttles 5% and ends every access token early once.
+// calls with a 5xx, throttles 5%, carries out 5% and drops their answer
+// (and once drops the answer of an import it accepted, for certain), and
+// ends every access token early once.
 // It ends with every enrollment on its list once in the sandbox and no row
 // stuck, and prints what it did. HS2CC_CHAOS_N sets the scale (5,000 by
 // default; scripts/chaos runs 50,000).
@@ -108,7 +110,8 @@ func TestChaos(t *testing.T) {
 		}
 	}
 	say := func(format string, args ...any) { t.Logf("chaos: "+format, args...) }
-	d := deploy(t, []string{"--cc-fail-rate", "0.05", "--cc-throttle-rate", "0.05", "--cc-activity-delay", "500ms", "--cc-token-ttl", "3h"},
+	d := deploy(t, []string{"--cc-fail-rate", "0.05", "--cc-throttle-rate", "0.05", "--cc-drop-rate", "0.05",
+		"--cc-activity-delay", "500ms", "--cc-token-ttl", "3h"},
 		map[string]string{"HS2CC_ROUTES": writeRoutes(t, "default_lists: [\"New Agents\"]\ncreate_missing_lists: true\n")})
 	work := d.procs[len(d.procs)-1]
 	workN := 1
@@ -135,6 +138,18 @@ func TestChaos(t *testing.T) {
 		work = d.procs[len(d.procs)-1]
 		say("started %s", work.name)
 	}
+	// Besides the random 5%, one import CC accepts has its answer dropped
+	// for certain, so that every run meets a lost answer.
+	dropAnImportsAnswer := func() {
+		before := d.stats()
+		postJSON(t, d.ccBase+"/sandbox/faults", `{"drop_rate":1}`)
+		waitFor(t, "an import whose answer is dropped", 2*time.Minute, func() bool {
+			st := d.stats()
+			return st.Imports > before.Imports && st.Dropped > before.Dropped
+		})
+		postJSON(t, d.ccBase+"/sandbox/faults", `{"drop_rate":0.05}`)
+		say("CC accepted an import and its answer was dropped (%d answers dropped so far)", d.stats().Dropped)
+	}
 	opt, err := redis.ParseURL(d.redisURL)
 	if err != nil {
 		t.Fatal(err)
@@ -151,6 +166,7 @@ func TestChaos(t *testing.T) {
 	}
 	say("flushed Redis: queued tasks, groups, the token cache, locks and leases are gone")
 	send(2)
+	dropAnImportsAnswer()
 	var expired struct{ Expired int }
 	resp, err := http.Post(d.ccBase+"/sandbox/expire-tokens", "application/json", nil)
 	if err != nil {
@@ -194,10 +210,13 @@ func TestChaos(t *testing.T) {
 	}
 	st := d.stats()
 	say("%d enrollments sent in %s, all imported after %s", n, sent.Round(time.Millisecond), settled.Round(time.Millisecond))
-	say("CC: %d imports completed (%d accepted by CC), %d rows received by completed imports (%d sent twice), %d injected 5xx, %d throttled, %d 401s, token grants %v, invalid_grant %d",
-		imports, st.Imports, st.ImportRows, st.ImportRows-n, st.Faults, st.Throttled, st.Unauthorized, st.TokenGrants, st.InvalidGrant)
-	if st.ImportRows < n {
-		t.Errorf("completed imports received %d rows, fewer than the %d contacts", st.ImportRows, n)
+	say("CC: %d imports completed (%d accepted by CC), %d rows received by completed imports (%d sent twice), %d injected 5xx, %d throttled, %d answers dropped, %d 401s, token grants %v, invalid_grant %d",
+		imports, st.Imports, st.ImportRows, st.ImportRows-n, st.Faults, st.Throttled, st.Dropped, st.Unauthorized, st.TokenGrants, st.InvalidGrant)
+	// An import whose answer was lost, to a dropped connection or to a
+	// SIGKILL before its activity id was saved, is found among CC's
+	// activities and polled, never posted again.
+	if st.ImportRows != n {
+		t.Errorf("completed imports received %d rows, want exactly the %d contacts", st.ImportRows, n)
 	}
 	if st.InvalidGrant != 0 {
 		t.Errorf("%d invalid_grant answers: the token was lost", st.InvalidGrant)

@@ -309,6 +309,35 @@ func writeRoutes(t *testing.T, yaml string) string {
 	return p
 }
 
+// inCC does in the CC account what a person would, through CC's own API: a
+// POST of body to path with a token of the account. CC must answer 201.
+func (d *deployment) inCC(t *testing.T, path, body string) {
+	t.Helper()
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	resp, err := http.Post(d.ccBase+"/sandbox/token", "application/json", strings.NewReader(`{"scope":"contact_data"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = json.NewDecoder(resp.Body).Decode(&tok)
+	resp.Body.Close()
+	if err != nil || tok.AccessToken == "" {
+		t.Fatalf("sandbox token: %v", err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, d.ccBase+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v", path, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("POST %s: %d, want 201", path, resp.StatusCode)
+	}
+}
+
 // checkRefreshes: a run that outlived its 3 s tokens refreshed, and never
 // more often than once per two thirds of a token's life (2 s), however
 // many calls wanted a token: no refresh storm.
@@ -399,23 +428,7 @@ func TestFirstDeploy(t *testing.T) {
 		}
 
 		// A person creates the list in CC, through CC's own API.
-		var tok struct {
-			AccessToken string `json:"access_token"`
-		}
-		resp, err := http.Post(d.ccBase+"/sandbox/token", "application/json", strings.NewReader(`{"scope":"contact_data"}`))
-		if err != nil {
-			t.Fatal(err)
-		}
-		_ = json.NewDecoder(resp.Body).Decode(&tok)
-		resp.Body.Close()
-		req, _ := http.NewRequest(http.MethodPost, d.ccBase+"/v3/contact_lists", strings.NewReader(`{"name":"New Agents"}`))
-		req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err = http.DefaultClient.Do(req)
-		if err != nil || resp.StatusCode != http.StatusCreated {
-			t.Fatalf("create the list in CC: %v %v", err, resp)
-		}
-		resp.Body.Close()
+		d.inCC(t, "/v3/contact_lists", `{"name":"New Agents"}`)
 		created := time.Now()
 		done := d.waitListed(time.Minute)
 		t.Logf("every contact listed %s after the list was created", done.Sub(created).Round(time.Second))
