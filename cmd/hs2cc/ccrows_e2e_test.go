@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hs2cc/hs2cc/ccclient/ccsandbox"
+	"github.com/hs2cc/hs2cc/hubspot"
 	"github.com/hs2cc/hs2cc/store"
 )
 
@@ -72,6 +75,40 @@ func TestWhatCCReallySends(t *testing.T) {
 			t.Errorf("replay --status rejected --dry-run: %v\n%s\nwant %q: they go again only when asked", err, out, want)
 		}
 		d.stillRunning()
+		d.stop()
+	})
+
+	// A workflow that "includes all properties" sends the whole contact
+	// with each property's history: a 600 KB body is taken, stored whole
+	// and imported like any other.
+	t.Run("a 600 KB contact", func(t *testing.T) {
+		t.Parallel()
+		d := deploy(t, nil, map[string]string{"HS2CC_ROUTES": writeRoutes(t, routesCreating)})
+		d.connect()
+		body := longHistoryBody(t, 62515, 41_000_001, 300)
+		if len(body) < 500_000 {
+			t.Fatalf("the fixture is %d bytes, want about 600 KB", len(body))
+		}
+		req, _ := http.NewRequest(http.MethodPost, d.base+"/webhooks/hubspot", bytes.NewReader(body))
+		for k, v := range hubspot.Sign(d.secret, http.MethodPost, d.base+"/webhooks/hubspot", body, time.Now()) {
+			req.Header[k] = v
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("a signed 600 KB body answered %d, want 202", resp.StatusCode)
+		}
+		d.sent++
+		var stored int
+		if err := d.db.SQL().QueryRow(`SELECT LENGTH(body) FROM deliveries`).Scan(&stored); err != nil || stored != len(body) {
+			t.Errorf("stored %d bytes (%v), want the whole %d", stored, err, len(body))
+		}
+		d.waitListed(2 * time.Minute)
+		d.waitImported()
 		d.stop()
 	})
 
