@@ -12,10 +12,12 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/hs2cc/hs2cc/ccauth"
+
 	"github.com/hs2cc/hs2cc/ccclient"
 )
 
-// Connector is the CC connection flow; *jobs.Connector is one.
+// Connector is the CC connection flow; *ccauth.Connector is one.
 type Connector interface {
 	Begin(ctx context.Context) (authURL string, err error)
 	Complete(ctx context.Context, state, code string) (*ccclient.Token, error)
@@ -135,7 +137,7 @@ func handleCallback(cfg Config) echo.HandlerFunc {
 		var oe *ccclient.OAuthError
 		switch {
 		case err == nil:
-		case cfg.BadState != nil && errors.Is(err, cfg.BadState):
+		case errors.Is(err, ccauth.ErrBadState):
 			return refuse(http.StatusBadRequest, "bad state", callbackPage{
 				Title:   "Constant Contact was not connected",
 				Message: "This connection link expired or was already used; start again at /oauth/connect.",

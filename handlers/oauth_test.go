@@ -14,13 +14,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hs2cc/hs2cc/ccauth"
 	"github.com/hs2cc/hs2cc/ccclient"
 	"github.com/hs2cc/hs2cc/handlers"
-	"github.com/hs2cc/hs2cc/jobs"
 )
 
 // The real connection flow must fit the handlers' interface.
-var _ handlers.Connector = (*jobs.Connector)(nil)
+var _ handlers.Connector = (*ccauth.Connector)(nil)
 
 // Secrets of the OAuth tests: none of them may reach a page or the log.
 const (
@@ -79,7 +79,6 @@ func startHTTP(t testing.TB, conn *fakeConnector, opts ...func(*handlers.Config)
 		PublicURL:   publicURL,
 		OpsUser:     opsUser,
 		OpsPassword: opsPass,
-		BadState:    jobs.ErrBadState,
 		Logger:      slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	// A nil *fakeConnector must become a nil interface, not a typed nil.
@@ -257,7 +256,7 @@ func TestOAuthCallback(t *testing.T) {
 		{name: "no state", query: with(ok, "state", ""), status: http.StatusBadRequest, contains: []string{"lacked its code or state", restart}},
 		{name: "no query", query: url.Values{}, status: http.StatusBadRequest, contains: []string{"lacked its code or state"}},
 		{
-			name: "bad state", query: ok, err: fmt.Errorf("wrapped: %w", jobs.ErrBadState), complete: true,
+			name: "bad state", query: ok, err: fmt.Errorf("wrapped: %w", ccauth.ErrBadState), complete: true,
 			status:   http.StatusBadRequest,
 			contains: []string{"This connection link expired or was already used; start again at /oauth/connect.", restart},
 			logs:     "reason=\"bad state\"",

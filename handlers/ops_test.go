@@ -172,7 +172,6 @@ func startOps(t testing.TB, opts ...func(*handlers.Config)) *app {
 		Quarantine:     fakeQuarantine{rows: 3, bytes: 1536},
 		Now:            func() time.Time { return opsNow },
 		Connector:      &fakeConnector{url: authURL},
-		BadState:       jobs.ErrBadState,
 		Logger:         slog.New(slog.NewTextHandler(logs, nil)),
 	}
 	for _, o := range opts {

@@ -88,10 +88,6 @@ type Config struct {
 	// Connector runs the Constant Contact connection at /oauth/connect and
 	// /oauth/callback; with it nil, neither route is served.
 	Connector Connector
-	// BadState is the error Connector.Complete returns (possibly wrapped)
-	// for an unknown, expired or used state, jobs.ErrBadState; it is a
-	// field so that handlers need not import jobs.
-	BadState error
 	// Metrics is served at GET /metrics when set, only to callers with
 	// "Authorization: Bearer MetricsToken" when that is set.
 	Metrics      http.Handler
@@ -173,9 +169,6 @@ func New(cfg Config, st Store, enq Enqueuer) *echo.Echo {
 	// accepts are made by Begin and nowhere else, so without /oauth/connect
 	// it could only ever refuse.
 	if cfg.Connector != nil && opsAuth != nil {
-		if cfg.BadState == nil {
-			cfg.Logger.Warn("no BadState error is configured: an expired or used OAuth state will be answered 503, not 400")
-		}
 		// noStore comes first so that the 401 of a wrong password carries
 		// its headers too.
 		e.GET("/oauth/connect", handleConnect(cfg.Connector), noStore, opsAuth, requireAdmin)

@@ -3,6 +3,7 @@ package jobs
 import (
 	"context"
 	"errors"
+	"github.com/hs2cc/hs2cc/ccauth"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -26,7 +27,7 @@ func (w *Worker) checkListsAtStart(ctx context.Context) {
 			return
 		case ctx.Err() != nil:
 			return
-		case errors.Is(err, ErrNotConnected):
+		case errors.Is(err, ccauth.ErrNotConnected):
 			w.log.Warn("Constant Contact is not connected yet: the routing rules' lists and custom fields are checked once it is (/oauth/connect or hs2cc connect)")
 			return
 		}
@@ -45,7 +46,7 @@ func (w *Worker) checkListsAtStart(ctx context.Context) {
 func (im *Importer) handleListsCheck(ctx context.Context, _ *asynq.Task) error {
 	_, err := im.resolver.CheckAll(ctx)
 	switch {
-	case err == nil, errors.Is(err, ErrNotConnected):
+	case err == nil, errors.Is(err, ccauth.ErrNotConnected):
 		// Before CC is connected there is nothing to check; connecting
 		// queues this task again.
 		return nil

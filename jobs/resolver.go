@@ -111,7 +111,7 @@ func NewResolver(cc Catalog, st AttentionStore, policy Policy, log *slog.Logger)
 // Resolve makes sure the custom fields the rules map to exist, and returns
 // the CC list ids of names in the order of the sorted names, looking up
 // (and, when allowed, creating) those not yet known. Its errors:
-// ErrNotConnected (wrapped) before CC is connected, a *MissingFieldError,
+// ccauth.ErrNotConnected (wrapped) before CC is connected, a *MissingFieldError,
 // a *MissingListError for the first missing list, a *waitError while CC
 // throttles or fails, and anything else CC or MySQL answered.
 func (r *Resolver) Resolve(ctx context.Context, names []string) ([]string, error) {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hs2cc/hs2cc/ccauth"
 	"github.com/hs2cc/hs2cc/ccclient"
 	"github.com/hs2cc/hs2cc/ccclient/ccsandbox"
 	"github.com/hs2cc/hs2cc/store"
@@ -253,8 +254,8 @@ func TestCheckAll(t *testing.T) {
 	}
 
 	nc := NewResolver(mustClient(t, e.srv.URL, notConnectedSource{}), e.db, Policy{Lists: []string{"Z"}}, slog.New(slog.DiscardHandler))
-	if _, err := nc.CheckAll(ctx); !errors.Is(err, ErrNotConnected) || !blocked(err) {
-		t.Errorf("CheckAll before CC is connected: %v, want ErrNotConnected", err)
+	if _, err := nc.CheckAll(ctx); !errors.Is(err, ccauth.ErrNotConnected) || !blocked(err) {
+		t.Errorf("CheckAll before CC is connected: %v, want ccauth.ErrNotConnected", err)
 	}
 }
 
@@ -288,7 +289,7 @@ func TestForgetLooksUpAgain(t *testing.T) {
 
 type notConnectedSource struct{}
 
-func (notConnectedSource) Token(context.Context) (string, error) { return "", ErrNotConnected }
+func (notConnectedSource) Token(context.Context) (string, error) { return "", ccauth.ErrNotConnected }
 
 func mustClient(t *testing.T, base string, ts ccclient.TokenSource) *ccclient.Client {
 	t.Helper()

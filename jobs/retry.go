@@ -6,6 +6,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/hs2cc/hs2cc/ccauth"
 	"github.com/hs2cc/hs2cc/ccclient"
 	"github.com/hs2cc/hs2cc/store"
 )
@@ -19,12 +20,26 @@ type waitError struct {
 
 func (e *waitError) Error() string { return "waiting: " + e.reason }
 
+// asksToWait reports whether err asks for a wait rather than a retry, and
+// how long: a waitError of this package, or a ccauth.WaitError (another
+// process refreshing the token, CC's token endpoint busy).
+func asksToWait(err error) (time.Duration, bool) {
+	var w *waitError
+	if errors.As(err, &w) {
+		return w.after, true
+	}
+	var cw *ccauth.WaitError
+	if errors.As(err, &cw) {
+		return cw.After, true
+	}
+	return 0, false
+}
+
 // isFailure tells asynq which errors spend a retry. Waiting on a running
 // activity or on CC's rate limits is not a failure: spending retries on it
 // would exhaust a task during a busy day and lose its rows to the archive.
 func isFailure(err error) bool {
-	var w *waitError
-	if errors.As(err, &w) {
+	if _, ok := asksToWait(err); ok {
 		return false
 	}
 	var apiErr *ccclient.APIError
@@ -35,15 +50,15 @@ func isFailure(err error) bool {
 	if errors.As(err, &budget) {
 		return false
 	}
-	return !errors.Is(err, ErrNotConnected)
+	return !errors.Is(err, ccauth.ErrNotConnected)
 }
 
 // passing reports a fault worth waiting out in seconds: CC throttling or
 // failing for a moment (ccclient.Transient), or a wait another part asked
 // for (the token endpoint busy, another process refreshing).
 func passing(err error) bool {
-	var w *waitError
-	return ccclient.Transient(err) || errors.As(err, &w)
+	_, wait := asksToWait(err)
+	return wait || ccclient.Transient(err)
 }
 
 // blocked reports a state that stops CC work until a person acts: CC not
@@ -54,7 +69,7 @@ func passing(err error) bool {
 func blocked(err error) bool {
 	var ml *MissingListError
 	var mf *MissingFieldError
-	return errors.Is(err, ErrNotConnected) || errors.As(err, &ml) || errors.As(err, &mf)
+	return errors.Is(err, ccauth.ErrNotConnected) || errors.As(err, &ml) || errors.As(err, &mf)
 }
 
 // retryDelay picks the next attempt by the class of error: CC's per-second
@@ -63,9 +78,8 @@ func blocked(err error) bool {
 // does by default.
 func retryDelay(now func() time.Time) asynq.RetryDelayFunc {
 	return func(n int, err error, t *asynq.Task) time.Duration {
-		var w *waitError
-		if errors.As(err, &w) {
-			return w.after
+		if d, ok := asksToWait(err); ok {
+			return d
 		}
 		var apiErr *ccclient.APIError
 		if errors.As(err, &apiErr) {
@@ -83,7 +97,7 @@ func retryDelay(now func() time.Time) asynq.RetryDelayFunc {
 		if errors.As(err, &budget) {
 			return budget.Reset.Sub(now()) + time.Minute
 		}
-		if errors.Is(err, ErrNotConnected) {
+		if errors.Is(err, ccauth.ErrNotConnected) {
 			return time.Minute
 		}
 		return asynq.DefaultRetryDelayFunc(n, err, t)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/hs2cc/hs2cc/ccauth"
 	"github.com/hs2cc/hs2cc/ccclient"
 	"github.com/hs2cc/hs2cc/ccclient/ccsandbox"
 	"github.com/hs2cc/hs2cc/store"
@@ -62,8 +63,10 @@ func TestIsFailureAndRetryDelay(t *testing.T) {
 		{name: "budget spent a second before its reset",
 			err: &store.BudgetExhaustedError{Budget: 9000, Reset: time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)},
 			now: time.Date(2026, 12, 31, 23, 59, 59, 0, time.UTC), wantDelay: time.Minute + time.Second},
-		{name: "not connected", err: fmt.Errorf("resolve CC list: token: %w", ErrNotConnected), wantDelay: time.Minute},
-		{name: "not connected after invalid_grant", err: fmt.Errorf("%w: %w", ErrNotConnected, &ccclient.OAuthError{StatusCode: 400, Code: "invalid_grant"}),
+		{name: "another process refreshing the token", err: fmt.Errorf("token: %w", &ccauth.WaitError{After: 2 * time.Second, Reason: "busy"}),
+			wantDelay: 2 * time.Second},
+		{name: "not connected", err: fmt.Errorf("resolve CC list: token: %w", ccauth.ErrNotConnected), wantDelay: time.Minute},
+		{name: "not connected after invalid_grant", err: fmt.Errorf("%w: %w", ccauth.ErrNotConnected, &ccclient.OAuthError{StatusCode: 400, Code: "invalid_grant"}),
 			wantDelay: time.Minute},
 		{name: "500", err: apiErr(500, "server_error"), n: 0, wantFailure: true, backoff: true},
 		{name: "503 on a later retry", err: apiErr(503, "service_unavailable"), n: 3, wantFailure: true, backoff: true},
@@ -326,16 +329,6 @@ type spentBudget struct{ reset time.Time }
 
 func (b spentBudget) Wait(context.Context) error {
 	return &store.BudgetExhaustedError{Budget: 9000, Reset: b.reset}
-}
-
-// nopCache is a TokenCache with nothing cached and every lock free.
-type nopCache struct{}
-
-func (nopCache) AccessToken(context.Context) (string, error)                 { return "", nil }
-func (nopCache) SetAccessToken(context.Context, string, time.Duration) error { return nil }
-func (nopCache) DropAccessToken(context.Context, string) error               { return nil }
-func (nopCache) Lock(context.Context, string, time.Duration) (func(), bool, error) {
-	return func() {}, true, nil
 }
 
 // TestActivityHandler follows one import's activity through CC's states on

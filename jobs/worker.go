@@ -10,6 +10,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/hs2cc/hs2cc/ccauth"
 	"github.com/hs2cc/hs2cc/store"
 )
 
@@ -103,7 +104,7 @@ type Worker struct {
 
 // NewWorker wires the handlers. redisOpt is the asynq connection; tokens is
 // refreshed by the periodic task (nil skips that task).
-func NewWorker(redisOpt asynq.RedisConnOpt, cfg Config, st Store, cc CC, enq *Enqueuer, tokens *Tokens, log *slog.Logger, opts ...Option) *Worker {
+func NewWorker(redisOpt asynq.RedisConnOpt, cfg Config, st Store, cc CC, enq *Enqueuer, tokens *ccauth.Tokens, log *slog.Logger, opts ...Option) *Worker {
 	im := newImporter(st, cc, enq, log, cfg)
 	if tokens != nil {
 		im.tokens = tokens

@@ -18,8 +18,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hs2cc/hs2cc/ccauth"
 	"github.com/hs2cc/hs2cc/ccclient"
-	"github.com/hs2cc/hs2cc/jobs"
 )
 
 // connectInput is where `hs2cc connect` reads a pasted redirect address; a
@@ -52,7 +52,7 @@ func runConnect(ctx context.Context, cfg config, args []string, stdout, stderr i
 	fs.SetOutput(stderr)
 	redirect := fs.String("redirect-url", cfg.CCRedirectURL, "OAuth redirect URI registered for the CC app (default HS2CC_CC_REDIRECT_URL)")
 	listen := fs.String("listen", "", "address to receive the redirect on (default: the redirect URI's host when it is loopback)")
-	timeout := fs.Duration("timeout", jobs.StateTTL, "how long to wait for the consent")
+	timeout := fs.Duration("timeout", ccauth.StateTTL, "how long to wait for the consent")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
@@ -98,7 +98,7 @@ func runConnect(ctx context.Context, cfg config, args []string, stdout, stderr i
 	}
 	go readPasted(connectInput, results)
 
-	state, verifier := jobs.NewState(), ccclient.NewVerifier()
+	state, verifier := ccauth.NewState(), ccclient.NewVerifier()
 	fmt.Fprintf(stdout, "Open this address in a browser, sign in to Constant Contact and allow access:\n\n  %s\n\n", oauth.AuthCodeURL(state, verifier))
 	if *listen != "" {
 		fmt.Fprintf(stdout, "Waiting for Constant Contact to send the browser back to %s …\n", *redirect)
@@ -114,7 +114,7 @@ func runConnect(ctx context.Context, cfg config, args []string, stdout, stderr i
 	case cb = <-results:
 	}
 	err = finishConnect(ctx, cb, state, func(code string) (*ccclient.Token, error) {
-		return jobs.ExchangeAndConnect(ctx, oauth, d.tokens(cfg, log), code, verifier)
+		return ccauth.ExchangeAndConnect(ctx, oauth, d.tokens(cfg, log), code, verifier)
 	}, stdout)
 	if cb.reply != nil {
 		if err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/hs2cc/hs2cc/ccauth"
 	"github.com/hs2cc/hs2cc/ccclient"
 	"github.com/hs2cc/hs2cc/handlers"
 	"github.com/hs2cc/hs2cc/hubspot"
@@ -71,8 +72,8 @@ func (d *deps) oauthConfig(cfg config) ccclient.OAuthConfig {
 // tokens builds the shared CC token source of one process. A connection
 // made through it (the callback, `hs2cc connect`, a reconnect) queues a
 // check of the rules' lists, which a worker runs at once.
-func (d *deps) tokens(cfg config, log *slog.Logger) *jobs.Tokens {
-	t := jobs.NewTokens(d.db, d.cache, d.oauthConfig(cfg), log, cfg.CCRefreshMargin)
+func (d *deps) tokens(cfg config, log *slog.Logger) *ccauth.Tokens {
+	t := ccauth.NewTokens(d.db, d.cache, d.oauthConfig(cfg), log, cfg.CCRefreshMargin)
 	t.OnConnect(d.enq.EnqueueListsCheck)
 	return t
 }
@@ -108,7 +109,7 @@ func newHTTPApp(cfg config, d *deps, log *slog.Logger, reg *prometheus.Registry)
 	webhookMetrics := handlers.NewMetrics(reg)
 	var connector handlers.Connector
 	if cfg.CCRedirectURL != "" {
-		connector = jobs.NewConnector(d.oauthConfig(cfg), d.cache, d.tokens(cfg, log))
+		connector = ccauth.NewConnector(d.oauthConfig(cfg), d.cache, d.tokens(cfg, log))
 	} else {
 		log.Warn("/oauth/connect is off: set HS2CC_PUBLIC_URL or HS2CC_CC_REDIRECT_URL")
 	}
@@ -126,7 +127,6 @@ func newHTTPApp(cfg config, d *deps, log *slog.Logger, reg *prometheus.Registry)
 		CCBudget:       limits,
 		Quarantine:     d.db,
 		Connector:      connector,
-		BadState:       jobs.ErrBadState,
 		Metrics:        promHandler(reg, ""),
 		MetricsToken:   cfg.MetricsToken,
 		WebhookMetrics: webhookMetrics,

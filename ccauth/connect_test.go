@@ -1,4 +1,4 @@
-package jobs_test
+package ccauth_test
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/hs2cc/hs2cc/ccclient"
-	"github.com/hs2cc/hs2cc/jobs"
+	"github.com/hs2cc/hs2cc/ccauth"
 	"github.com/hs2cc/hs2cc/store"
 )
 
@@ -26,7 +26,7 @@ const callbackURL = "http://127.0.0.1:1/oauth/callback"
 type connectFlow struct {
 	t   *testing.T
 	te  *tokenEnv
-	c   *jobs.Connector
+	c   *ccauth.Connector
 	rdb *redis.Client
 }
 
@@ -53,8 +53,8 @@ func (f *connectFlow) begin() (state, code string) {
 	if err != nil || len(keys) != 1 {
 		f.t.Fatalf("Redis keys holding the state: %v, %v; want one", keys, err)
 	}
-	if ttl := f.rdb.PTTL(ctx, keys[0]).Val(); ttl <= jobs.StateTTL-10*time.Second || ttl > jobs.StateTTL {
-		f.t.Errorf("state key %s lives %s, want about %s", keys[0], ttl, jobs.StateTTL)
+	if ttl := f.rdb.PTTL(ctx, keys[0]).Val(); ttl <= ccauth.StateTTL-10*time.Second || ttl > ccauth.StateTTL {
+		f.t.Errorf("state key %s lives %s, want about %s", keys[0], ttl, ccauth.StateTTL)
 	}
 
 	noFollow := &http.Client{
@@ -174,7 +174,7 @@ func TestConnectorCallback(t *testing.T) {
 			oauth := te.oauth
 			oauth.Scopes = tc.scopes
 			tokens := te.process()
-			f := &connectFlow{t: t, te: te, c: jobs.NewConnector(oauth, te.cache(), tokens), rdb: rdb}
+			f := &connectFlow{t: t, te: te, c: ccauth.NewConnector(oauth, te.cache(), tokens), rdb: rdb}
 			state, code := tc.callback(f)
 
 			before, _ := te.db.LoadToken(ctx)
@@ -188,7 +188,7 @@ func TestConnectorCallback(t *testing.T) {
 				if err == nil {
 					t.Fatalf("Complete connected (%v), want an error", tok)
 				}
-				if got := errors.Is(err, jobs.ErrBadState); got != tc.wantBadState {
+				if got := errors.Is(err, ccauth.ErrBadState); got != tc.wantBadState {
 					t.Errorf("errors.Is(%v, ErrBadState) = %v, want %v", err, got, tc.wantBadState)
 				}
 				var oe *ccclient.OAuthError
@@ -226,7 +226,7 @@ func TestConnectorCallback(t *testing.T) {
 				t.Errorf("API call after connecting: %v", err)
 			}
 			// The state is spent.
-			if _, err := f.c.Complete(ctx, state, code); !errors.Is(err, jobs.ErrBadState) {
+			if _, err := f.c.Complete(ctx, state, code); !errors.Is(err, ccauth.ErrBadState) {
 				t.Errorf("the same callback again: %v, want ErrBadState", err)
 			}
 		})

@@ -1,4 +1,10 @@
-package jobs
+// Package ccauth is the bridge's authorisation with Constant Contact: the
+// token source every process shares (Tokens: the access token cached in
+// Redis, the sealed pair in MySQL, one refresher at a time), the connect
+// flow a person runs once (Connector, ExchangeAndConnect), and the states
+// that stop CC work until a person acts (ErrNotConnected, needs reconnect).
+// jobs, handlers and cmd all use it; its errors are the named values here.
+package ccauth
 
 import (
 	"context"
@@ -12,10 +18,22 @@ import (
 	"github.com/hs2cc/hs2cc/store"
 )
 
+// WaitError means the token cannot be had right now for a reason that
+// passes by itself: another process is refreshing it, or CC's token
+// endpoint is busy or failing for a moment. Asking again after After is the
+// remedy; the caller's retry policy decides how (jobs waits without
+// spending a task's retry).
+type WaitError struct {
+	After  time.Duration
+	Reason string
+}
+
+func (e *WaitError) Error() string { return "ccauth: wait: " + e.Reason }
+
 // ErrNotConnected means the bridge holds no usable CC token: nobody has
 // connected CC yet, or CC refused the refresh token (invalid_grant) and a
 // person must connect again. CC-bound tasks wait instead of failing.
-var ErrNotConnected = errors.New("jobs: Constant Contact is not connected")
+var ErrNotConnected = errors.New("ccauth: Constant Contact is not connected")
 
 // TokenStore keeps the token pair durably.
 type TokenStore interface {
@@ -84,7 +102,7 @@ const refreshHold = 30 * time.Second
 // errRefreshBusy means another refresher (of this process or another) holds
 // MySQL's refresh fence although this one got the Redis lock (Redis lost the
 // lock); wait for its result.
-var errRefreshBusy = errors.New("jobs: another process is refreshing the CC token")
+var errRefreshBusy = errors.New("ccauth: another process is refreshing the CC token")
 
 // Token returns a usable access token.
 func (t *Tokens) Token(ctx context.Context) (string, error) {
@@ -256,7 +274,7 @@ func (t *Tokens) refresh(ctx context.Context, bad string) (string, error) {
 		}
 		// Someone else is refreshing; wait for them and use their result.
 		if t.now().After(deadline) {
-			return "", &waitError{after: time.Second, reason: "another process is still refreshing the CC token"}
+			return "", &WaitError{After: time.Second, Reason: "another process is still refreshing the CC token"}
 		}
 		select {
 		case <-ctx.Done():
@@ -314,9 +332,9 @@ func (t *Tokens) refreshLocked(ctx context.Context, bad string) (string, error) 
 		if errors.As(err, &oe) && oe.Temporary() {
 			// The token endpoint allows one request a second and has bad
 			// moments like any other; neither is the task's failure.
-			return "", &waitError{after: 2 * time.Second, reason: "CC token endpoint: " + err.Error()}
+			return "", &WaitError{After: 2 * time.Second, Reason: "CC token endpoint: " + err.Error()}
 		}
-		return "", fmt.Errorf("jobs: refresh CC token: %w", err)
+		return "", fmt.Errorf("ccauth: refresh CC token: %w", err)
 	}
 	saved := t.toSave(next)
 	if saved.RefreshToken == "" {
@@ -348,7 +366,7 @@ func (t *Tokens) saveRefreshed(ctx context.Context, tok store.Token, prevVersion
 		}
 		if errors.Is(err, store.ErrConflict) || ctx.Err() != nil {
 			t.log.Error("could not save the refreshed CC token; a rotating refresh token may be lost", "err", err)
-			return fmt.Errorf("jobs: save refreshed CC token: %w", err)
+			return fmt.Errorf("ccauth: save refreshed CC token: %w", err)
 		}
 		t.log.Warn("saving the refreshed CC token failed; retrying", "err", err)
 		select {

@@ -1,4 +1,4 @@
-package jobs_test
+package ccauth_test
 
 import (
 	"context"
@@ -15,7 +15,7 @@ import (
 
 	"github.com/hs2cc/hs2cc/ccclient"
 	"github.com/hs2cc/hs2cc/ccclient/ccsandbox"
-	"github.com/hs2cc/hs2cc/jobs"
+	"github.com/hs2cc/hs2cc/ccauth"
 	"github.com/hs2cc/hs2cc/store"
 	"github.com/hs2cc/hs2cc/store/storetest"
 )
@@ -82,7 +82,7 @@ func (te *tokenEnv) openDB() *store.DB {
 
 // process returns a Tokens with its own MySQL pool and Redis client, as a
 // separate worker process would have.
-func (te *tokenEnv) process() *jobs.Tokens {
+func (te *tokenEnv) process() *ccauth.Tokens {
 	te.t.Helper()
 	opt, err := redis.ParseURL(te.redisURL)
 	if err != nil {
@@ -90,7 +90,7 @@ func (te *tokenEnv) process() *jobs.Tokens {
 	}
 	rdb := redis.NewClient(opt)
 	te.t.Cleanup(func() { rdb.Close() })
-	return jobs.NewTokens(te.openDB(), store.NewCache(rdb), te.oauth, newLogger(te.t), tokenMargin)
+	return ccauth.NewTokens(te.openDB(), store.NewCache(rdb), te.oauth, newLogger(te.t), tokenMargin)
 }
 
 func (te *tokenEnv) cache() *store.Cache {
@@ -164,7 +164,7 @@ func TestTokensFreshTokenServedFromCache(t *testing.T) {
 	// MySQL now holds another token: a served token can only come from
 	// the cache.
 	te.save(store.Token{AccessToken: "from-mysql", RefreshToken: "r", ExpiresAt: time.Now().Add(time.Hour)})
-	for _, ts := range []*jobs.Tokens{tokens, te.process()} {
+	for _, ts := range []*ccauth.Tokens{tokens, te.process()} {
 		if got, err := ts.Token(ctx); err != nil || got != access {
 			t.Errorf("Token = %q, %v; want the cached %q", got, err, access)
 		}
@@ -273,7 +273,7 @@ func TestTokensConcurrentRefreshIsSingleFlight(t *testing.T) {
 	// would show up as a 429 or an invalid_grant.
 	te := newTokenEnv(t, ccsandbox.Options{RefreshMode: ccsandbox.RefreshRotating})
 	oldAccess, _ := te.connect(time.Now().Add(-time.Minute))
-	procs := []*jobs.Tokens{te.process(), te.process()}
+	procs := []*ccauth.Tokens{te.process(), te.process()}
 
 	const perProcess = 8
 	start := make(chan struct{})
@@ -438,7 +438,7 @@ func TestTokensNotConnected(t *testing.T) {
 			if err == nil {
 				t.Fatalf("Token = %q, want an error", tok)
 			}
-			if got := errors.Is(err, jobs.ErrNotConnected); got != tc.wantNotConnected {
+			if got := errors.Is(err, ccauth.ErrNotConnected); got != tc.wantNotConnected {
 				t.Errorf("errors.Is(%v, ErrNotConnected) = %v, want %v", err, got, tc.wantNotConnected)
 			}
 			if got := ccclient.IsInvalidGrant(err); got != tc.wantInvalidGrant {
@@ -447,7 +447,7 @@ func TestTokensNotConnected(t *testing.T) {
 			if got := calls() - callsBefore; tc.authURL == "" && got != tc.wantTokenCalls {
 				t.Errorf("token endpoint called %d times, want %d", got, tc.wantTokenCalls)
 			}
-			if err := tokens.RefreshIfDue(ctx); errors.Is(err, jobs.ErrNotConnected) != tc.wantNotConnected || err == nil {
+			if err := tokens.RefreshIfDue(ctx); errors.Is(err, ccauth.ErrNotConnected) != tc.wantNotConnected || err == nil {
 				t.Errorf("RefreshIfDue: %v, want an error with ErrNotConnected = %v", err, tc.wantNotConnected)
 			}
 			// A refused refresh token is marked, so the second attempt
@@ -484,7 +484,7 @@ func TestTokensInvalidateAfter401(t *testing.T) {
 	ctx := context.Background()
 	te := newTokenEnv(t, noLimits)
 	first, _ := te.connect(time.Now().Add(23 * time.Hour))
-	procs := []*jobs.Tokens{te.process(), te.process()}
+	procs := []*ccauth.Tokens{te.process(), te.process()}
 	clients := []*ccclient.Client{te.client(procs[0]), te.client(procs[1])}
 
 	// Warm the caches so that both processes hold the soon-dead token.
@@ -589,7 +589,7 @@ func TestTokensSaveOfARotatedPairSurvives(t *testing.T) {
 			defer cancel()
 			fs := &flakyTokenStore{DB: te.openDB(), fails: tc.fails}
 			oauth := cancellingRefresher{Refresher: te.oauth, cancel: cancel, on: tc.cancel}
-			tokens := jobs.NewTokens(fs, te.cache(), oauth, newLogger(t), tokenMargin)
+			tokens := ccauth.NewTokens(fs, te.cache(), oauth, newLogger(t), tokenMargin)
 			_ = tokens.RefreshIfDue(ctx)
 			got := te.stored()
 			if got.RefreshToken == oldRefresh || got.Version != 2 {
@@ -604,7 +604,7 @@ func TestTokensSaveOfARotatedPairSurvives(t *testing.T) {
 
 // cancellingRefresher cancels the caller's context right after CC answers.
 type cancellingRefresher struct {
-	jobs.Refresher
+	ccauth.Refresher
 	cancel func()
 	on     bool
 }

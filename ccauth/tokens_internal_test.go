@@ -1,4 +1,4 @@
-package jobs
+package ccauth
 
 import (
 	"context"
@@ -9,8 +9,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/hibiken/asynq"
 
 	"github.com/hs2cc/hs2cc/ccclient"
 	"github.com/hs2cc/hs2cc/store"
@@ -29,8 +27,8 @@ func TestTokensRefreshErrorsByClass(t *testing.T) {
 		name         string
 		status       int
 		body         string
-		wantWait     bool // a *waitError: not a failure, retried in 2 s
-		wantNotConn  bool // ErrNotConnected: not a failure, retried in a minute
+		wantWait     bool // a *WaitError of 2 s: jobs waits without spending a retry
+		wantNotConn  bool // ErrNotConnected: work waits for a person to connect
 		wantStatus   string
 		wantRetryHit bool // a second attempt calls the endpoint again
 	}{
@@ -69,23 +67,12 @@ func TestTokensRefreshErrorsByClass(t *testing.T) {
 			if err == nil {
 				t.Fatal("RefreshIfDue succeeded")
 			}
-			var w *waitError
-			if got := errors.As(err, &w); got != tc.wantWait {
-				t.Errorf("waitError = %v, want %v (err %v)", got, tc.wantWait, err)
+			var w *WaitError
+			if got := errors.As(err, &w); got != tc.wantWait || (got && w.After != 2*time.Second) {
+				t.Errorf("WaitError = %v (%+v), want %v with a wait of 2s (err %v)", got, w, tc.wantWait, err)
 			}
 			if got := errors.Is(err, ErrNotConnected); got != tc.wantNotConn {
 				t.Errorf("ErrNotConnected = %v, want %v (err %v)", got, tc.wantNotConn, err)
-			}
-			wantFailure := !tc.wantWait && !tc.wantNotConn
-			if got := isFailure(err); got != wantFailure {
-				t.Errorf("isFailure = %v, want %v (err %v)", got, wantFailure, err)
-			}
-			d := retryDelay(time.Now)(0, err, asynq.NewTask(TypeTokenRefresh, nil))
-			switch {
-			case tc.wantWait && d != 2*time.Second:
-				t.Errorf("retry delay %s, want 2s", d)
-			case tc.wantNotConn && d != time.Minute:
-				t.Errorf("retry delay %s, want 1m", d)
 			}
 
 			stored, err := db.LoadToken(ctx)
@@ -180,4 +167,14 @@ func TestConnectQueuesTheListsCheck(t *testing.T) {
 			t.Errorf("token state %+v, %v; want connected", st, err)
 		}
 	}
+}
+
+// nopCache is a TokenCache with nothing cached and every lock free.
+type nopCache struct{}
+
+func (nopCache) AccessToken(context.Context) (string, error)                 { return "", nil }
+func (nopCache) SetAccessToken(context.Context, string, time.Duration) error { return nil }
+func (nopCache) DropAccessToken(context.Context, string) error               { return nil }
+func (nopCache) Lock(context.Context, string, time.Duration) (func(), bool, error) {
+	return func() {}, true, nil
 }

@@ -1,4 +1,4 @@
-package jobs
+package ccauth
 
 import (
 	"context"
@@ -18,7 +18,7 @@ const StateTTL = 10 * time.Minute
 
 // ErrBadState means a callback's state is unknown, expired or already used:
 // the consent must be started again.
-var ErrBadState = errors.New("jobs: unknown, expired or already used OAuth state; start the connection again")
+var ErrBadState = errors.New("ccauth: unknown, expired or already used OAuth state; start the connection again")
 
 // OAuthFlow is the authorization-code flow with PKCE; ccclient.OAuthConfig
 // is one.
@@ -92,7 +92,7 @@ func ExchangeAndConnect(ctx context.Context, oauth OAuthFlow, tokens *Tokens, co
 		return nil, err
 	}
 	if tok.RefreshToken == "" {
-		return nil, fmt.Errorf("jobs: CC issued no refresh token; the offline_access scope is needed")
+		return nil, fmt.Errorf("ccauth: CC issued no refresh token; the offline_access scope is needed")
 	}
 	if err := tokens.Connect(ctx, tok); err != nil {
 		return nil, err

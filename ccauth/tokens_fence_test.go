@@ -1,4 +1,4 @@
-package jobs_test
+package ccauth_test
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 
 	"github.com/hs2cc/hs2cc/ccclient"
 	"github.com/hs2cc/hs2cc/ccclient/ccsandbox"
-	"github.com/hs2cc/hs2cc/jobs"
+	"github.com/hs2cc/hs2cc/ccauth"
 	"github.com/hs2cc/hs2cc/store"
 )
 
@@ -23,14 +23,14 @@ const refreshLockKey = "hs2cc:lock:cc-token-refresh"
 // call reaches CC or after CC answered (the refresh token already rotated,
 // the new pair not saved yet), so that a test can act while it is in flight.
 type heldRefresher struct {
-	jobs.Refresher
+	ccauth.Refresher
 	afterCC bool
 	entered chan struct{}
 	release chan struct{}
 	first   atomic.Bool
 }
 
-func newHeldRefresher(r jobs.Refresher, afterCC bool) *heldRefresher {
+func newHeldRefresher(r ccauth.Refresher, afterCC bool) *heldRefresher {
 	return &heldRefresher{Refresher: r, afterCC: afterCC, entered: make(chan struct{}), release: make(chan struct{})}
 }
 
@@ -124,10 +124,10 @@ func TestTokensRefreshFenceHoldsWithoutTheRedisLock(t *testing.T) {
 			oldAccess, _ := te.connect(time.Now().Add(-time.Minute))
 			watch := newClaimWatch()
 			held := newHeldRefresher(te.oauth, tc.afterCC)
-			first := jobs.NewTokens(watchedStore{te.openDB(), watch}, te.cache(), held, newLogger(t), tokenMargin)
+			first := ccauth.NewTokens(watchedStore{te.openDB(), watch}, te.cache(), held, newLogger(t), tokenMargin)
 			second := first
 			if !tc.sameProcess {
-				second = jobs.NewTokens(watchedStore{te.openDB(), watch}, te.cache(), te.oauth, newLogger(t), tokenMargin)
+				second = ccauth.NewTokens(watchedStore{te.openDB(), watch}, te.cache(), te.oauth, newLogger(t), tokenMargin)
 			}
 			type result struct {
 				tok string
@@ -229,12 +229,12 @@ func TestTokensReconnect(t *testing.T) {
 		name string
 		// setup leaves a stored connection behind and returns the access
 		// token the cache may hold.
-		setup func(t *testing.T, te *tokenEnv, tokens *jobs.Tokens) string
+		setup func(t *testing.T, te *tokenEnv, tokens *ccauth.Tokens) string
 	}{
-		{name: "after CC refused the refresh token", setup: func(t *testing.T, te *tokenEnv, tokens *jobs.Tokens) string {
+		{name: "after CC refused the refresh token", setup: func(t *testing.T, te *tokenEnv, tokens *ccauth.Tokens) string {
 			ctx := context.Background()
 			te.save(store.Token{AccessToken: "old", RefreshToken: "never-issued", ExpiresAt: time.Now().Add(-time.Hour)})
-			if _, err := tokens.Token(ctx); !errors.Is(err, jobs.ErrNotConnected) || !ccclient.IsInvalidGrant(err) {
+			if _, err := tokens.Token(ctx); !errors.Is(err, ccauth.ErrNotConnected) || !ccclient.IsInvalidGrant(err) {
 				t.Fatalf("Token with a refused refresh token: %v, want ErrNotConnected with invalid_grant", err)
 			}
 			if st := te.stored(); st.Status != store.TokenNeedsReconnect || st.StatusReason == "" {
@@ -243,11 +243,11 @@ func TestTokensReconnect(t *testing.T) {
 			// Marked: no process, this one or another, calls CC with the
 			// refused token again.
 			calls := te.sb.Stats().Requests[tokenRoute]
-			for _, p := range []*jobs.Tokens{tokens, te.process()} {
-				if _, err := p.Token(ctx); !errors.Is(err, jobs.ErrNotConnected) {
+			for _, p := range []*ccauth.Tokens{tokens, te.process()} {
+				if _, err := p.Token(ctx); !errors.Is(err, ccauth.ErrNotConnected) {
 					t.Errorf("Token while needs_reconnect: %v, want ErrNotConnected", err)
 				}
-				if err := p.RefreshIfDue(ctx); !errors.Is(err, jobs.ErrNotConnected) {
+				if err := p.RefreshIfDue(ctx); !errors.Is(err, ccauth.ErrNotConnected) {
 					t.Errorf("RefreshIfDue while needs_reconnect: %v, want ErrNotConnected", err)
 				}
 			}
@@ -256,7 +256,7 @@ func TestTokensReconnect(t *testing.T) {
 			}
 			return ""
 		}},
-		{name: "replacing a healthy, cached connection", setup: func(t *testing.T, te *tokenEnv, tokens *jobs.Tokens) string {
+		{name: "replacing a healthy, cached connection", setup: func(t *testing.T, te *tokenEnv, tokens *ccauth.Tokens) string {
 			access, _ := te.connect(time.Now().Add(time.Hour))
 			if got, err := tokens.Token(context.Background()); err != nil || got != access {
 				t.Fatalf("Token = %q, %v; want the stored one", got, err)
@@ -298,7 +298,7 @@ func TestTokensReconnect(t *testing.T) {
 			if cached, _ := te.cache().AccessToken(ctx); cached != access {
 				t.Errorf("cache holds the old token (%v) or none, want the connected one", cached == oldAccess)
 			}
-			for _, p := range []*jobs.Tokens{tokens, te.process()} {
+			for _, p := range []*ccauth.Tokens{tokens, te.process()} {
 				if got, err := p.Token(ctx); err != nil || got != access {
 					t.Errorf("Token after Connect = %q, %v; want the connected access token", got, err)
 				}
