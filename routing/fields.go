@@ -210,6 +210,8 @@ func (r *Rules) setFields(fields map[string]string, lines map[string]int, fields
 			}
 		}()
 	}
+	// Keys are compiled in name order so that problems are always listed
+	// in the same order.
 	keys := make([]string, 0, len(fields))
 	for k := range fields {
 		keys = append(keys, k)
@@ -220,44 +222,21 @@ func (r *Rules) setFields(fields map[string]string, lines map[string]int, fields
 	ms := make([]mapping, 0, len(fields)+3)
 	for _, k := range keys {
 		line, path := lines[k], "fields."+k
-		m := mapping{}
-		switch name, isCustom := strings.CutPrefix(k, "cf:"); {
-		case k == "email":
-			p.add(line, path, "email cannot be mapped: it identifies the contact in Constant Contact, so it is always the enrollment's email")
+		m, ok := fieldMapping(k, line, path, p)
+		if !ok {
 			continue
-		case isCustom:
-			if !customFieldName.MatchString(name) {
-				p.add(line, path, "custom field name %q must be letters, digits and underscores (the field's name in Constant Contact, not its label)", name)
-				continue
-			}
-			m.field, m.cf = fCustom, name
+		}
+		// A valid key counts as mapped even when its source is not, so
+		// that a bad birthday_month source is not reported a second time
+		// as birthday_month missing.
+		if m.field == fCustom {
 			customs++
-		default:
-			id := slices.IndexFunc(standardFields[:], func(f fieldSpec) bool { return f.name == k })
-			if id < 0 {
-				p.add(line, path, "unknown Constant Contact field %q; valid fields are %s and cf:<custom field name>", k, standardNames())
-				continue
-			}
-			m.field = fieldID(id)
-			mapped[id] = true
+		} else {
+			mapped[m.field] = true
 		}
-		src := strings.TrimSpace(fields[k])
-		m.source = src
-		switch {
-		case src == "":
-			p.add(line, path, "no source; give a HubSpot property name or one of %s", specialList())
-			continue
-		case strings.HasPrefix(src, "@"):
-			kind, ok := specialSources[src]
-			if !ok {
-				p.add(line, path, "unknown source %q; sources starting with @ are %s", src, specialList())
-				continue
-			}
-			m.kind = kind
-		default:
-			m.kind, m.property = srcProperty, src
+		if m.setSource(fields[k], line, path, p) {
+			ms = append(ms, m)
 		}
-		ms = append(ms, m)
 	}
 	if customs > MaxCustomFields {
 		p.add(fieldsLine, "fields", "%d custom fields (cf:) are mapped; Constant Contact accepts at most %d per contact", customs, MaxCustomFields)
@@ -265,9 +244,61 @@ func (r *Rules) setFields(fields map[string]string, lines map[string]int, fields
 	if mapped[fBirthdayMonth] != mapped[fBirthdayDay] {
 		p.add(fieldsLine, "fields", "birthday_month and birthday_day must be mapped together; Constant Contact ignores one without the other")
 	}
-	// The enrollment's own names and country are what hs2cc sent before
-	// rules existed, so they are kept when a mapping leaves them out and
-	// used when the mapped property is blank.
+	r.install(withEnrollmentFields(ms, mapped))
+}
+
+// fieldMapping starts the mapping of the CC key k, with its field set, or
+// adds a problem and returns false when k is not a key ImportContact can
+// carry.
+func fieldMapping(k string, line int, path string, p *problems) (mapping, bool) {
+	name, isCustom := strings.CutPrefix(k, "cf:")
+	switch {
+	case k == "email":
+		p.add(line, path, "email cannot be mapped: it identifies the contact in Constant Contact, so it is always the enrollment's email")
+		return mapping{}, false
+	case isCustom:
+		if !customFieldName.MatchString(name) {
+			p.add(line, path, "custom field name %q must be letters, digits and underscores (the field's name in Constant Contact, not its label)", name)
+			return mapping{}, false
+		}
+		return mapping{field: fCustom, cf: name}, true
+	}
+	id := slices.IndexFunc(standardFields[:], func(f fieldSpec) bool { return f.name == k })
+	if id < 0 {
+		p.add(line, path, "unknown Constant Contact field %q; valid fields are %s and cf:<custom field name>", k, standardNames())
+		return mapping{}, false
+	}
+	return mapping{field: fieldID(id)}, true
+}
+
+// setSource sets where m's value comes from, as written in the rules file,
+// or adds a problem and returns false when source names nothing.
+func (m *mapping) setSource(source string, line int, path string, p *problems) bool {
+	src := strings.TrimSpace(source)
+	m.source = src
+	switch {
+	case src == "":
+		p.add(line, path, "no source; give a HubSpot property name or one of %s", specialList())
+		return false
+	case strings.HasPrefix(src, "@"):
+		kind, ok := specialSources[src]
+		if !ok {
+			p.add(line, path, "unknown source %q; sources starting with @ are %s", src, specialList())
+			return false
+		}
+		m.kind = kind
+	default:
+		m.kind, m.property = srcProperty, src
+	}
+	return true
+}
+
+// withEnrollmentFields adds to ms the enrollment's own names and country
+// where mapped says they are not mapped, and makes them the fallback of the
+// mappings of those fields. They are what hs2cc sent before rules existed,
+// so they are kept when a mapping leaves them out and used when the mapped
+// property is blank.
+func withEnrollmentFields(ms []mapping, mapped [numStandard]bool) []mapping {
 	for _, f := range [...]struct {
 		id   fieldID
 		kind sourceKind
@@ -286,6 +317,12 @@ func (r *Rules) setFields(fields map[string]string, lines map[string]int, fields
 			ms[i].fallback = srcCountry
 		}
 	}
+	return ms
+}
+
+// install makes ms the field mapping of r, in CC key order with the custom
+// fields last, which is the order Contact fills and checks them in.
+func (r *Rules) install(ms []mapping) {
 	slices.SortFunc(ms, func(a, b mapping) int {
 		if a.field != b.field {
 			return int(a.field) - int(b.field)

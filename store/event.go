@@ -170,10 +170,7 @@ func applyChange(ctx context.Context, tx *sql.Tx, now time.Time, d *Delivery, c 
 	d.EnrollmentID = id
 	res.EnrollmentID, res.Version, res.Status, res.Lists = id, cur.Version, cur.Status, cur.Lists
 
-	asOf := cur.SourceUpdatedAt
-	if t := cur.PropertyTimes[c.Name]; t.After(asOf) {
-		asOf = t
-	}
+	asOf := propertyAsOf(cur, c.Name)
 	if !c.OccurredAt.IsZero() && !asOf.IsZero() && c.OccurredAt.Before(asOf) {
 		res.Outcome, d.Verdict = OutcomeStale, VerdictStale
 		d.Reason = fmt.Sprintf("change of %q at %s is older than the stored value of %s",
@@ -193,16 +190,7 @@ func applyChange(ctx context.Context, tx *sql.Tx, now time.Time, d *Delivery, c 
 		d.Verdict, d.Reason = refusal.Verdict, refusal.Reason
 		return nil
 	}
-	// The change's time is kept even when the content stays, so that an
-	// older change of the same property, arriving later, is known as such.
-	times, timesChanged := cur.PropertyTimes, c.OccurredAt.After(asOf)
-	if timesChanged {
-		times = maps.Clone(cur.PropertyTimes)
-		if times == nil {
-			times = map[string]time.Time{}
-		}
-		times[c.Name] = c.OccurredAt.UTC()
-	}
+	times, timesChanged := timesAfter(cur.PropertyTimes, c, asOf)
 	timesCol, err := encodeTimes(times)
 	if err != nil {
 		return err
@@ -216,23 +204,57 @@ func applyChange(ctx context.Context, tx *sql.Tx, now time.Time, d *Delivery, c 
 		}
 		return nil
 	}
-	props, err := json.Marshal(nonNilMap(next.Properties))
-	if err != nil {
-		return err
-	}
-	lists, err := json.Marshal(nonNilSlice(next.Lists))
-	if err != nil {
-		return err
-	}
 	res.Outcome, d.Verdict = OutcomeUpdated, VerdictAccepted
 	res.Version, res.Status, res.Lists = cur.Version+1, StatusPending, next.Lists
+	return updateEnrollment(ctx, tx, id, &next, res.Version, now, timesCol)
+}
+
+// propertyAsOf returns how recent e's data for the property name is: the
+// newer of the body it was last stored from and the last change of that
+// property, either of which may be zero when unknown.
+func propertyAsOf(e *Enrollment, name string) time.Time {
+	asOf := e.SourceUpdatedAt
+	if t := e.PropertyTimes[name]; t.After(asOf) {
+		asOf = t
+	}
+	return asOf
+}
+
+// timesAfter returns the property times once c is applied, and whether
+// they differ from times, which it leaves as they are. The change's time
+// is kept even when the content stays, so that an older change of the same
+// property, arriving later, is known as such.
+func timesAfter(times map[string]time.Time, c *PropertyChange, asOf time.Time) (map[string]time.Time, bool) {
+	if !c.OccurredAt.After(asOf) {
+		return times, false
+	}
+	times = maps.Clone(times)
+	if times == nil {
+		times = map[string]time.Time{}
+	}
+	times[c.Name] = c.OccurredAt.UTC()
+	return times, true
+}
+
+// updateEnrollment stores e, changed by an event, as the given version of
+// enrollment id, pending import again. Its import_id is cleared: the import
+// it named carried an older version, and this one waits for its own.
+func updateEnrollment(ctx context.Context, tx *sql.Tx, id int64, e *Enrollment, version int, now time.Time, timesCol sql.NullString) error {
+	props, err := json.Marshal(nonNilMap(e.Properties))
+	if err != nil {
+		return err
+	}
+	lists, err := json.Marshal(nonNilSlice(e.Lists))
+	if err != nil {
+		return err
+	}
 	_, err = tx.ExecContext(ctx,
 		`UPDATE enrollments SET email = ?, first_name = ?, last_name = ?, country = ?, enrolled_at = ?,
 		   properties = ?, lists = ?, list_key = ?, content_hash = ?, version = ?, status = ?, status_reason = '',
 		   import_id = NULL, updated_at = ?, property_times = ?
 		 WHERE id = ?`,
-		next.Email, next.FirstName, next.LastName, next.Country, nullTime(next.EnrolledAt), string(props), string(lists),
-		ListKey(next.Lists), next.ContentHash, res.Version, StatusPending, now, timesCol, id)
+		e.Email, e.FirstName, e.LastName, e.Country, nullTime(e.EnrolledAt), string(props), string(lists),
+		ListKey(e.Lists), e.ContentHash, version, StatusPending, now, timesCol, id)
 	return err
 }
 

@@ -77,62 +77,20 @@ type importRecord struct {
 func parseRecord(i int, m map[string]any) (*importRecord, error) {
 	rec := &importRecord{line: i + 1, text: map[string]string{}}
 	var cf int
-	var month, day any
-	var hasMonth, hasDay bool
+	var bd birthdayFields
 	for k, v := range m {
 		if v == nil {
 			continue // null is as good as absent
 		}
+		var err error
 		if name, ok := strings.CutPrefix(k, "cf:"); ok {
 			cf++
-			str, ok := v.(string)
-			if !ok {
-				return nil, fmt.Errorf("import_data[%d].%s must be a string", i, k)
-			}
-			if n := utf8.RuneCountInString(str); n > 255 {
-				return nil, fmt.Errorf("import_data[%d].%s is %d characters; the maximum is 255", i, k, n)
-			}
-			if rec.custom == nil {
-				rec.custom = map[string]string{}
-			}
-			rec.custom[name] = str
-			continue
+			err = rec.setCustom(i, k, name, v)
+		} else {
+			err = rec.setField(i, k, v, &bd)
 		}
-		canon, kind, maxLen := importField(k)
-		switch kind {
-		case fieldIgnored:
-			continue
-		case fieldBirthday:
-			if k == "birthday_month" {
-				month, hasMonth = v, true
-			} else {
-				day, hasDay = v, true
-			}
-			continue
-		}
-		str, ok := v.(string)
-		if !ok {
-			return nil, fmt.Errorf("import_data[%d].%s must be a string", i, k)
-		}
-		if n := utf8.RuneCountInString(str); maxLen > 0 && n > maxLen {
-			return nil, fmt.Errorf("import_data[%d].%s is %d characters; the maximum is %d", i, k, n, maxLen)
-		}
-		switch kind {
-		case fieldEmail:
-			rec.email = strings.ToLower(strings.TrimSpace(str))
-		case fieldSMS:
-			rec.sms = strings.TrimSpace(str)
-		case fieldDate:
-			if str != "" {
-				d, ok := parseCCDate(str)
-				if !ok {
-					rec.correctable = true
-				}
-				str = d
-			}
-			rec.text[canon] = str
-		default:
-			rec.text[canon] = str
+		if err != nil {
+			return nil, err
 		}
 	}
 	if cf > maxCustomFieldsCF {
@@ -141,20 +99,107 @@ func parseRecord(i int, m map[string]any) (*importRecord, error) {
 	if rec.email == "" && rec.sms == "" {
 		return nil, fmt.Errorf("import_data[%d] must have an email or an sms_number", i)
 	}
-	if hasMonth || hasDay {
-		mo, errM := birthdayPart(month, 12)
-		d, errD := birthdayPart(day, 31)
-		switch {
-		case errors.Is(errM, errBirthdayType) || errors.Is(errD, errBirthdayType):
-			return nil, fmt.Errorf("import_data[%d] birthday_month and birthday_day must be integers", i)
-		case errM != nil || errD != nil:
-			// Out of range, or one without the other (each requires the
-			// other): CC counts the row as correctable.
-			rec.correctable = true
-		default:
-			rec.birthdayMonth, rec.birthdayDay = mo, d
-		}
+	if err := rec.setBirthday(i, bd); err != nil {
+		return nil, err
 	}
+	rec.checkIdentity()
+	return rec, nil
+}
+
+// birthdayFields holds birthday_month and birthday_day as the row sent
+// them, because each requires the other and so they can only be checked
+// once the whole row has been read.
+type birthdayFields struct {
+	month, day       any
+	hasMonth, hasDay bool
+}
+
+// setCustom stores the custom field name, sent under the key k of row i,
+// or returns why the request must be refused.
+func (rec *importRecord) setCustom(i int, k, name string, v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("import_data[%d].%s must be a string", i, k)
+	}
+	if n := utf8.RuneCountInString(str); n > 255 {
+		return fmt.Errorf("import_data[%d].%s is %d characters; the maximum is 255", i, k, n)
+	}
+	if rec.custom == nil {
+		rec.custom = map[string]string{}
+	}
+	rec.custom[name] = str
+	return nil
+}
+
+// setField stores the standard field k of row i, or returns why the
+// request must be refused. Birthday parts go to bd for setBirthday, and
+// keys that are not JsonImportContact keys are dropped, as CC drops them.
+func (rec *importRecord) setField(i int, k string, v any, bd *birthdayFields) error {
+	canon, kind, maxLen := importField(k)
+	switch kind {
+	case fieldIgnored:
+		return nil
+	case fieldBirthday:
+		if k == "birthday_month" {
+			bd.month, bd.hasMonth = v, true
+		} else {
+			bd.day, bd.hasDay = v, true
+		}
+		return nil
+	}
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("import_data[%d].%s must be a string", i, k)
+	}
+	if n := utf8.RuneCountInString(str); maxLen > 0 && n > maxLen {
+		return fmt.Errorf("import_data[%d].%s is %d characters; the maximum is %d", i, k, n, maxLen)
+	}
+	switch kind {
+	case fieldEmail:
+		rec.email = strings.ToLower(strings.TrimSpace(str))
+	case fieldSMS:
+		rec.sms = strings.TrimSpace(str)
+	case fieldDate:
+		if str != "" {
+			d, ok := parseCCDate(str)
+			if !ok {
+				rec.correctable = true
+			}
+			str = d
+		}
+		rec.text[canon] = str
+	default:
+		rec.text[canon] = str
+	}
+	return nil
+}
+
+// setBirthday stores the birthday of row i from bd. Parts that are not
+// integers refuse the request, as the schema types them; parts out of
+// range, or one without the other, only make the record correctable.
+func (rec *importRecord) setBirthday(i int, bd birthdayFields) error {
+	if !bd.hasMonth && !bd.hasDay {
+		return nil
+	}
+	mo, errM := birthdayPart(bd.month, 12)
+	d, errD := birthdayPart(bd.day, 31)
+	switch {
+	case errors.Is(errM, errBirthdayType) || errors.Is(errD, errBirthdayType):
+		return fmt.Errorf("import_data[%d] birthday_month and birthday_day must be integers", i)
+	case errM != nil || errD != nil:
+		// Out of range, or one without the other (each requires the
+		// other): CC counts the row as correctable.
+		rec.correctable = true
+	default:
+		rec.birthdayMonth, rec.birthdayDay = mo, d
+	}
+	return nil
+}
+
+// checkIdentity marks the record correctable when its email or SMS number
+// has a shape CC would hold for correction. A valid number is kept as its
+// digits, so that 123-123-1234 and 1231231234 find the same contact.
+func (rec *importRecord) checkIdentity() {
 	if rec.email != "" && !validEmail(rec.email) {
 		rec.correctable = true
 	}
@@ -165,7 +210,6 @@ func parseRecord(i int, m map[string]any) (*importRecord, error) {
 		}
 		rec.sms = digits
 	}
-	return rec, nil
 }
 
 // errBirthdayType marks a birthday part that is not a JSON integer, which the

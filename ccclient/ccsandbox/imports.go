@@ -101,100 +101,138 @@ func (s *Server) postImport(w http.ResponseWriter, r *http.Request) {
 // a body over 4 MB; everything else in the body still counts, so list_ids
 // placed after import_data are honoured.
 func parseImport(body []byte, limit int) (*importRequest, []apiError) {
-	var errs []apiError
-	add := func(format string, args ...any) {
-		if len(errs) < maxErrorsReported {
-			errs = append(errs, apiError{keyValidation, fmt.Sprintf(format, args...)})
+	var errs importErrors
+	b, err := decodeImport(body, limit, &errs)
+	if err != nil {
+		return nil, []apiError{{keyMalformedJSON, "The request body is not valid JSON: " + err.Error()}}
+	}
+	b.checkRequired(&errs)
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	b.req.records = make([]*importRecord, 0, len(b.rows))
+	for i, m := range b.rows {
+		rec, err := parseRecord(i, m)
+		if err != nil {
+			errs.add("%v", err)
+			continue
 		}
+		b.req.records = append(b.req.records, rec)
 	}
-	malformed := func(err error) []apiError {
-		return []apiError{{keyMalformedJSON, "The request body is not valid JSON: " + err.Error()}}
+	if len(errs) > 0 {
+		return nil, errs
 	}
+	return b.req, nil
+}
 
+// importErrors gathers the validation errors of one request, keeping only
+// as many as CC reports in one 400 body.
+type importErrors []apiError
+
+// add records a validation error unless the list is already full.
+func (errs *importErrors) add(format string, args ...any) {
+	if len(*errs) < maxErrorsReported {
+		*errs = append(*errs, apiError{keyValidation, fmt.Sprintf(format, args...)})
+	}
+}
+
+// decodedImport is a ContactsJsonImport as decoded, before its rows are
+// checked: the request so far, the rows kept, and which of the required
+// members the body had.
+type decodedImport struct {
+	req               *importRequest
+	rows              []map[string]any
+	hasData, hasLists bool
+}
+
+// decodeImport reads the top-level object of body, adding to errs what
+// breaks a rule. A returned error means the body is not JSON at all, which
+// CC reports alone, whatever else is wrong.
+func decodeImport(body []byte, limit int, errs *importErrors) (*decodedImport, error) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 	if err := expectDelim(dec, '{'); err != nil {
-		return nil, malformed(err)
+		return nil, err
 	}
-	req := &importRequest{}
-	var rows []map[string]any
-	var hasData, hasLists bool
+	b := &decodedImport{req: &importRequest{}}
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
-			return nil, malformed(err)
+			return nil, err
 		}
 		key, _ := tok.(string)
-		switch key {
-		case "import_data":
-			hasData = true
-			rows, req.dropped, err = decodeRows(dec, limit)
-			if errors.Is(err, errMalformed) {
-				return nil, malformed(err)
-			}
-			if err != nil {
-				add("%v", err)
-			}
-		case "list_ids":
-			hasLists = true
-			var v any
-			if err := dec.Decode(&v); err != nil {
-				return nil, malformed(err)
-			}
-			ids, err := listIDsOf(v)
-			if err != nil {
-				add("%v", err)
-			}
-			req.listIDs = ids
-		case "sms_permission_to_send":
-			var v any
-			if err := dec.Decode(&v); err != nil {
-				return nil, malformed(err)
-			}
-			if v != nil && v != "explicit" && v != "not_set" {
-				add("sms_permission_to_send must be explicit or not_set")
-			}
-		default:
-			var skip json.RawMessage
-			if err := dec.Decode(&skip); err != nil {
-				return nil, malformed(err)
-			}
+		if err := b.decodeMember(dec, key, limit, errs); err != nil {
+			return nil, err
 		}
 	}
 	if err := expectDelim(dec, '}'); err != nil {
-		return nil, malformed(err)
+		return nil, err
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return nil, malformed(errors.New("unexpected data after the top-level object"))
+		return nil, errors.New("unexpected data after the top-level object")
 	}
+	return b, nil
+}
 
-	switch {
-	case !hasData:
-		add("import_data is required")
-	case len(rows) == 0 && len(errs) == 0:
-		add("import_data must hold at least one contact")
-	case len(rows) > maxImportContacts:
-		add("import_data holds %d contacts; the maximum is %d", len(rows), maxImportContacts)
-	}
-	if !hasLists {
-		add("list_ids is required")
-	}
-	if len(errs) > 0 {
-		return nil, errs
-	}
-	req.records = make([]*importRecord, 0, len(rows))
-	for i, m := range rows {
-		rec, err := parseRecord(i, m)
-		if err != nil {
-			add("%v", err)
-			continue
+// decodeMember reads the value of the top-level member key into b, adding
+// to errs what breaks a rule; members CC does not define are skipped. A
+// returned error means the value is not JSON.
+func (b *decodedImport) decodeMember(dec *json.Decoder, key string, limit int, errs *importErrors) error {
+	switch key {
+	case "import_data":
+		b.hasData = true
+		var err error
+		b.rows, b.req.dropped, err = decodeRows(dec, limit)
+		if errors.Is(err, errMalformed) {
+			return err
 		}
-		req.records = append(req.records, rec)
+		if err != nil {
+			errs.add("%v", err)
+		}
+	case "list_ids":
+		b.hasLists = true
+		var v any
+		if err := dec.Decode(&v); err != nil {
+			return err
+		}
+		ids, err := listIDsOf(v)
+		if err != nil {
+			errs.add("%v", err)
+		}
+		b.req.listIDs = ids
+	case "sms_permission_to_send":
+		var v any
+		if err := dec.Decode(&v); err != nil {
+			return err
+		}
+		if v != nil && v != "explicit" && v != "not_set" {
+			errs.add("sms_permission_to_send must be explicit or not_set")
+		}
+	default:
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return err
+		}
 	}
-	if len(errs) > 0 {
-		return nil, errs
+	return nil
+}
+
+// checkRequired adds to errs the rules on the request as a whole: both
+// members present, and a contact count CC accepts. An empty import_data is
+// reported only when no error came before it: an import_data of the wrong
+// shape keeps no rows, and has been reported already.
+func (b *decodedImport) checkRequired(errs *importErrors) {
+	switch {
+	case !b.hasData:
+		errs.add("import_data is required")
+	case len(b.rows) == 0 && len(*errs) == 0:
+		errs.add("import_data must hold at least one contact")
+	case len(b.rows) > maxImportContacts:
+		errs.add("import_data holds %d contacts; the maximum is %d", len(b.rows), maxImportContacts)
 	}
-	return req, nil
+	if !b.hasLists {
+		errs.add("list_ids is required")
+	}
 }
 
 // decodeRows reads the import_data array, keeping the rows whose JSON ends

@@ -282,86 +282,120 @@ func (s *Server) tokenLocked(r *http.Request) (int, any, bool) {
 		return http.StatusTooManyRequests, oauthError{"too_many_requests", "API call exceeded rate limit due to too many requests."}, false
 	}
 	clientID, confidential, basic, ok := s.clientAuth(r)
-	invalidClient := func() (int, any, bool) {
-		s.stats.InvalidClient++
-		return http.StatusUnauthorized, oauthError{"invalid_client", descInvalidClient}, basic
-	}
-	invalidGrant := func(desc string) (int, any, bool) {
-		s.stats.InvalidGrant++
-		return http.StatusBadRequest, oauthError{"invalid_grant", desc}, basic
-	}
+	tr := &tokenRequest{form: r.Form, now: now, clientID: clientID, confidential: confidential, basic: basic}
 	if !ok {
-		return invalidClient()
+		return s.invalidClientLocked(tr)
 	}
-	grant := r.Form.Get("grant_type")
-	switch grant {
+	switch r.Form.Get("grant_type") {
 	case "":
 		return http.StatusBadRequest, oauthError{"invalid_request", "The token request must specify a 'grant_type'. Valid values: [authorization_code, refresh_token, urn:ietf:params:oauth:grant-type:device_code]"}, basic
-
 	case grantAuthorizationCode:
-		verifier := r.Form.Get("code_verifier")
-		if !confidential && verifier == "" {
-			// A client without its secret must prove the code with PKCE.
-			return invalidClient()
-		}
-		code := r.Form.Get("code")
-		ac := s.codes[code]
-		if ac == nil || !now.Before(ac.expires) || ac.clientID != clientID {
-			return invalidGrant(descInvalidCode)
-		}
-		if r.Form.Get("redirect_uri") != ac.redirectURI {
-			return invalidGrant(descRedirectURI)
-		}
-		switch {
-		case ac.challenge != "" && (verifier == "" || !equalSecret(pkceS256(verifier), ac.challenge)):
-			return invalidGrant(descPKCE)
-		case ac.challenge == "" && verifier != "":
-			return http.StatusBadRequest, oauthError{"invalid_request", "PKCE code verifier is specified but a code challenge was not specified in the authorize request."}, basic
-		}
-		delete(s.codes, code) // single use
-		s.stats.TokenGrants[grant]++
-		return http.StatusOK, s.issueLocked(clientID, ac.scope, !confidential, hasScope(ac.scope, scopeOfflineAccess), now), basic
-
+		return s.codeGrantLocked(tr)
 	case grantRefreshToken:
-		rt := s.refresh[r.Form.Get("refresh_token")]
-		if rt == nil || rt.clientID != clientID {
-			return invalidGrant(descInvalidRefresh)
-		}
-		if !confidential && !rt.public {
-			return invalidClient()
-		}
-		if rt.family.revoked || now.Sub(rt.lastUsed) >= s.opts.RefreshIdleTTL {
-			return invalidGrant(descInvalidRefresh)
-		}
-		if rt.dead {
-			if s.opts.RevokeFamilyOnReuse {
-				rt.family.revoked = true
-			}
-			return invalidGrant(descInvalidRefresh)
-		}
-		s.stats.TokenGrants[grant]++
-		resp := s.issueLocked(clientID, rt.scope, rt.public, false, now)
-		if s.opts.RefreshMode == RefreshLongLived {
-			rt.lastUsed = now
-			resp.RefreshToken = rt.value
-		} else {
-			rt.dead = true
-			resp.RefreshToken = s.newRefreshLocked(rt.clientID, rt.scope, rt.public, rt.family, now).value
-		}
-		return http.StatusOK, resp, basic
-
+		return s.refreshGrantLocked(tr)
 	case grantDeviceCode:
-		code := r.Form.Get("device_code")
-		dg := s.devices[code]
-		if dg == nil || !now.Before(dg.expires) || dg.clientID != clientID {
-			return invalidGrant(descInvalidDevice)
-		}
-		delete(s.devices, code)
-		s.stats.TokenGrants[grant]++
-		// CC support says the device flow always yields a refresh token.
-		return http.StatusOK, s.issueLocked(clientID, dg.scope, true, true, now), basic
+		return s.deviceGrantLocked(tr)
 	}
 	return http.StatusBadRequest, oauthError{"unsupported_grant_type", "The authorization grant type is not supported by the authorization server. Configured grant types: [authorization_code, refresh_token, urn:ietf:params:oauth:grant-type:device_code]."}, basic
+}
+
+// tokenRequest is a token request whose client clientAuth has accepted,
+// with what the grant handlers need to decide it.
+type tokenRequest struct {
+	form         url.Values
+	now          time.Time
+	clientID     string
+	confidential bool // the client proved its secret
+	basic        bool // the client tried Basic auth
+}
+
+// invalidClientLocked refuses a request whose client failed to
+// authenticate, or may not use the grant without its secret, and counts
+// the refusal in Stats.
+func (s *Server) invalidClientLocked(tr *tokenRequest) (int, any, bool) {
+	s.stats.InvalidClient++
+	return http.StatusUnauthorized, oauthError{"invalid_client", descInvalidClient}, tr.basic
+}
+
+// invalidGrantLocked refuses a request whose code or token is unknown,
+// expired, revoked or another client's, and counts the refusal in Stats.
+func (s *Server) invalidGrantLocked(tr *tokenRequest, desc string) (int, any, bool) {
+	s.stats.InvalidGrant++
+	return http.StatusBadRequest, oauthError{"invalid_grant", desc}, tr.basic
+}
+
+// codeGrantLocked exchanges an authorization code, once, for tokens. The
+// client proves it is the one the code was issued to by its secret, by the
+// PKCE verifier, or by both.
+func (s *Server) codeGrantLocked(tr *tokenRequest) (int, any, bool) {
+	verifier := tr.form.Get("code_verifier")
+	if !tr.confidential && verifier == "" {
+		// A client without its secret must prove the code with PKCE.
+		return s.invalidClientLocked(tr)
+	}
+	code := tr.form.Get("code")
+	ac := s.codes[code]
+	if ac == nil || !tr.now.Before(ac.expires) || ac.clientID != tr.clientID {
+		return s.invalidGrantLocked(tr, descInvalidCode)
+	}
+	if tr.form.Get("redirect_uri") != ac.redirectURI {
+		return s.invalidGrantLocked(tr, descRedirectURI)
+	}
+	switch {
+	case ac.challenge != "" && (verifier == "" || !equalSecret(pkceS256(verifier), ac.challenge)):
+		return s.invalidGrantLocked(tr, descPKCE)
+	case ac.challenge == "" && verifier != "":
+		return http.StatusBadRequest, oauthError{"invalid_request", "PKCE code verifier is specified but a code challenge was not specified in the authorize request."}, tr.basic
+	}
+	delete(s.codes, code) // single use
+	s.stats.TokenGrants[grantAuthorizationCode]++
+	return http.StatusOK, s.issueLocked(tr.clientID, ac.scope, !tr.confidential, hasScope(ac.scope, scopeOfflineAccess), tr.now), tr.basic
+}
+
+// refreshGrantLocked redeems a refresh token for a new access token. In
+// RefreshLongLived mode the refresh token stays valid; otherwise it is
+// rotated, and reuse of a rotated one may revoke its whole family.
+func (s *Server) refreshGrantLocked(tr *tokenRequest) (int, any, bool) {
+	rt := s.refresh[tr.form.Get("refresh_token")]
+	if rt == nil || rt.clientID != tr.clientID {
+		return s.invalidGrantLocked(tr, descInvalidRefresh)
+	}
+	if !tr.confidential && !rt.public {
+		return s.invalidClientLocked(tr)
+	}
+	if rt.family.revoked || tr.now.Sub(rt.lastUsed) >= s.opts.RefreshIdleTTL {
+		return s.invalidGrantLocked(tr, descInvalidRefresh)
+	}
+	if rt.dead {
+		if s.opts.RevokeFamilyOnReuse {
+			rt.family.revoked = true
+		}
+		return s.invalidGrantLocked(tr, descInvalidRefresh)
+	}
+	s.stats.TokenGrants[grantRefreshToken]++
+	resp := s.issueLocked(tr.clientID, rt.scope, rt.public, false, tr.now)
+	if s.opts.RefreshMode == RefreshLongLived {
+		rt.lastUsed = tr.now
+		resp.RefreshToken = rt.value
+	} else {
+		rt.dead = true
+		resp.RefreshToken = s.newRefreshLocked(rt.clientID, rt.scope, rt.public, rt.family, tr.now).value
+	}
+	return http.StatusOK, resp, tr.basic
+}
+
+// deviceGrantLocked exchanges a device code, once, for tokens; the sandbox
+// has approved every device code from the moment it was issued.
+func (s *Server) deviceGrantLocked(tr *tokenRequest) (int, any, bool) {
+	code := tr.form.Get("device_code")
+	dg := s.devices[code]
+	if dg == nil || !tr.now.Before(dg.expires) || dg.clientID != tr.clientID {
+		return s.invalidGrantLocked(tr, descInvalidDevice)
+	}
+	delete(s.devices, code)
+	s.stats.TokenGrants[grantDeviceCode]++
+	// CC support says the device flow always yields a refresh token.
+	return http.StatusOK, s.issueLocked(tr.clientID, dg.scope, true, true, tr.now), tr.basic
 }
 
 // clientAuth identifies the client of a token request: by HTTP Basic, by

@@ -125,14 +125,7 @@ func MySQL(ctx context.Context, addr, dbName string) (dsn string, stop func(), e
 	}
 	quietLogs()
 
-	db := memory.NewDatabase(dbName)
-	// This exposes each table's primary key to the planner as an index, as
-	// MySQL does, so query plans resemble production's. It is not a
-	// speed-up: the memory engine still scans rows underneath, so every
-	// lookup and write costs time proportional to the table's size.
-	db.EnablePrimaryKeyIndexes()
-	provider := memory.NewDBProvider(db)
-	engine := sqle.NewDefault(provider)
+	engine, provider := newMemoryEngine(dbName)
 
 	// Listening ourselves, rather than letting go-mysql-server do it, lets
 	// "127.0.0.1:0" work: we learn the chosen port from the listener, and a
@@ -181,10 +174,29 @@ func MySQL(ctx context.Context, addr, dbName string) (dsn string, stop func(), e
 		}
 	}()
 
+	return mysqlDSN(ln.Addr().String(), dbName), stop, nil
+}
+
+// newMemoryEngine returns a query engine over one empty in-memory database
+// named dbName, and the provider that sessions of the server look it up in.
+func newMemoryEngine(dbName string) (*sqle.Engine, *memory.DbProvider) {
+	db := memory.NewDatabase(dbName)
+	// This exposes each table's primary key to the planner as an index, as
+	// MySQL does, so query plans resemble production's. It is not a
+	// speed-up: the memory engine still scans rows underneath, so every
+	// lookup and write costs time proportional to the table's size.
+	db.EnablePrimaryKeyIndexes()
+	provider := memory.NewDBProvider(db)
+	return sqle.NewDefault(provider), provider
+}
+
+// mysqlDSN returns the DSN of database dbName on the server at addr, with
+// the parameters that MySQL's doc comment lists, as root with no password.
+func mysqlDSN(addr, dbName string) string {
 	dsnCfg := mysql.NewConfig()
 	dsnCfg.User = "root"
 	dsnCfg.Net = "tcp"
-	dsnCfg.Addr = ln.Addr().String()
+	dsnCfg.Addr = addr
 	dsnCfg.DBName = dbName
 	dsnCfg.ParseTime = true
 	dsnCfg.Loc = time.UTC
@@ -198,7 +210,7 @@ func MySQL(ctx context.Context, addr, dbName string) (dsn string, stop func(), e
 		// UTC makes server-side timestamps agree with Go-side ones.
 		"time_zone": "'+00:00'",
 	}
-	return dsnCfg.FormatDSN(), stop, nil
+	return dsnCfg.FormatDSN()
 }
 
 // Redis starts miniredis on addr ("127.0.0.1:0" picks a free port) and
