@@ -103,7 +103,7 @@ func start(t testing.TB, opts ...func(*setup)) *app {
 		t.Cleanup(func() { rdb.Close() })
 		s.cfg.Ready = []handlers.Check{
 			{Name: "mysql", Fn: s.db.Ping},
-			{Name: "redis", Fn: store.NewCache(rdb).Ping},
+			{Name: "redis", Fn: store.NewRedis(rdb).Ping},
 			{Name: "schema", Fn: s.db.CheckSchema},
 		}
 	}

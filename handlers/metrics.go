@@ -11,6 +11,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/hs2cc/hs2cc/ingest"
 	"github.com/hs2cc/hs2cc/store"
 )
 
@@ -72,33 +73,16 @@ func noteOutcome(ctx context.Context, outcome string) {
 	}
 }
 
-// verdictStore notes each delivery's verdict once it is stored: the store's
-// verdict is the truth about a request, which its status alone is not (a
-// 200 is a duplicate, a stale delivery or a Webhooks API batch).
-type verdictStore struct{ Store }
-
-func (s verdictStore) IngestEvent(ctx context.Context, d *store.Delivery, key string, change *store.PropertyChange) (store.IngestResult, error) {
-	res, err := s.Store.IngestEvent(ctx, d, key, change)
-	if err == nil {
-		noteOutcome(ctx, OutcomeWebhooksAPI)
+// outcomeOfResult names what the ingest core made of a request that was
+// answered 2xx: a Webhooks API batch as such (its events have verdicts of
+// their own), otherwise the stored delivery's verdict, which is the truth
+// about a request where its status alone is not (a 200 is a duplicate or a
+// stale delivery).
+func outcomeOfResult(res ingest.Result) string {
+	if res.Code == ingest.CodeEvents {
+		return OutcomeWebhooksAPI
 	}
-	return res, err
-}
-
-func (s verdictStore) Ingest(ctx context.Context, d *store.Delivery, e *store.Enrollment) (store.IngestResult, error) {
-	res, err := s.Store.Ingest(ctx, d, e)
-	if err == nil {
-		noteOutcome(ctx, d.Verdict)
-	}
-	return res, err
-}
-
-func (s verdictStore) RecordDelivery(ctx context.Context, d *store.Delivery) error {
-	err := s.Store.RecordDelivery(ctx, d)
-	if err == nil {
-		noteOutcome(ctx, d.Verdict)
-	}
-	return err
+	return res.Verdict
 }
 
 // measureWebhook counts each webhook request by outcome and times its

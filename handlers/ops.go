@@ -178,107 +178,151 @@ func collectOps(ctx context.Context, cfg Config) opsReport {
 	ctx, cancel := context.WithTimeout(ctx, opsTimeout)
 	defer cancel()
 	now := cfg.now()
-	r := opsReport{GeneratedAt: now.UTC()}
-	fail := func(section string, err error) {
-		if r.Errors == nil {
-			r.Errors = map[string]string{}
-		}
-		r.Errors[section] = "unavailable"
-		cfg.Logger.Error("ops: could not read a figure", "section", section, "err", err)
+	c := &opsCollector{ctx: ctx, cfg: cfg, now: now, r: opsReport{GeneratedAt: now.UTC(), Attention: []attentionReport{}}}
+	for _, section := range []func(){c.enrollments, c.imports, c.ccCalls, c.token, c.attention, c.quarantine, c.tooLarge} {
+		section()
 	}
-	if counts, err := cfg.Ops.CountEnrollments(ctx); err != nil {
-		fail("enrollments", err)
+	return c.r
+}
+
+// opsCollector reads the figures of one /ops answer, section by section.
+type opsCollector struct {
+	ctx context.Context
+	cfg Config
+	now time.Time
+	r   opsReport
+}
+
+// fail leaves a section out and names it; the cause goes to the log only.
+func (c *opsCollector) fail(section string, err error) {
+	if c.r.Errors == nil {
+		c.r.Errors = map[string]string{}
+	}
+	c.r.Errors[section] = "unavailable"
+	c.cfg.Logger.Error("ops: could not read a figure", "section", section, "err", err)
+}
+
+func (c *opsCollector) enrollments() {
+	if counts, err := c.cfg.Ops.CountEnrollments(c.ctx); err != nil {
+		c.fail("enrollments", err)
 	} else {
-		r.Enrollments = map[string]int{}
+		c.r.Enrollments = map[string]int{}
 		for _, s := range enrollmentStatuses {
-			r.Enrollments[s] = 0
+			c.r.Enrollments[s] = 0
 		}
 		for s, n := range counts {
-			r.Enrollments[s] = n
+			c.r.Enrollments[s] = n
 		}
 	}
-	if o, err := cfg.Ops.OldestUnimported(ctx); err != nil {
-		fail("oldest_unimported", err)
+	if o, err := c.cfg.Ops.OldestUnimported(c.ctx); err != nil {
+		c.fail("oldest_unimported", err)
 	} else if o != nil {
-		r.OldestUnimported = &oldestReport{ID: o.ID, Status: o.Status, Since: o.Since.UTC(),
-			AgeSeconds: int64(now.Sub(o.Since).Seconds())}
+		c.r.OldestUnimported = &oldestReport{ID: o.ID, Status: o.Status, Since: o.Since.UTC(),
+			AgeSeconds: int64(c.now.Sub(o.Since).Seconds())}
 	}
-	r.Imports = []importReport{}
-	if imps, err := cfg.Ops.RecentImports(ctx, recentImports); err != nil {
-		fail("recent_imports", err)
+}
+
+func (c *opsCollector) imports() {
+	c.r.Imports = []importReport{}
+	imps, err := c.cfg.Ops.RecentImports(c.ctx, recentImports)
+	if err != nil {
+		c.fail("recent_imports", err)
+		return
+	}
+	for _, imp := range imps {
+		ir := importReport{ID: imp.ID, CreatedAt: imp.CreatedAt.UTC(), ActivityID: imp.ActivityID, State: imp.State,
+			ContactCount: imp.ContactCount, PersonCount: imp.PersonCount, ErrorCount: imp.ErrorCount,
+			CannotAddToListCount: imp.CannotAddToListCount}
+		if len(imp.ActivityErrors) > 0 {
+			ir.FirstError = truncate(imp.ActivityErrors[0])
+		}
+		c.r.Imports = append(c.r.Imports, ir)
+	}
+}
+
+func (c *opsCollector) ccCalls() {
+	if c.cfg.CCBudget == nil {
+		return
+	}
+	if used, err := c.cfg.CCBudget.Used(c.ctx); err != nil {
+		c.fail("cc_calls", err)
 	} else {
-		for _, imp := range imps {
-			ir := importReport{ID: imp.ID, CreatedAt: imp.CreatedAt.UTC(), ActivityID: imp.ActivityID, State: imp.State,
-				ContactCount: imp.ContactCount, PersonCount: imp.PersonCount, ErrorCount: imp.ErrorCount,
-				CannotAddToListCount: imp.CannotAddToListCount}
-			if len(imp.ActivityErrors) > 0 {
-				ir.FirstError = truncate(imp.ActivityErrors[0])
-			}
-			r.Imports = append(r.Imports, ir)
-		}
+		c.r.CCCalls = &ccCallsReport{Used: used, Budget: c.cfg.CCBudget.Budget()}
 	}
-	if cfg.CCBudget != nil {
-		if used, err := cfg.CCBudget.Used(ctx); err != nil {
-			fail("cc_calls", err)
-		} else {
-			r.CCCalls = &ccCallsReport{Used: used, Budget: cfg.CCBudget.Budget()}
-		}
-	}
-	r.Attention = []attentionReport{}
-	switch st, err := cfg.Ops.TokenState(ctx); {
+}
+
+// token reports the CC connection, and puts a connection that stops work
+// (none yet, or one CC refused) first among what needs attention.
+func (c *opsCollector) token() {
+	st, err := c.cfg.Ops.TokenState(c.ctx)
+	switch {
 	case errors.Is(err, store.ErrNotFound):
-		r.Token = &tokenReport{Status: "not_connected"}
-		r.Attention = append(r.Attention, attentionReport{Kind: attentionNotConnected, Subject: "Constant Contact",
+		c.r.Token = &tokenReport{Status: "not_connected"}
+		c.r.Attention = append(c.r.Attention, attentionReport{Kind: attentionNotConnected, Subject: "Constant Contact",
 			Detail: "not connected: connect it at /oauth/connect or with `hs2cc connect`; enrollments wait until then"})
+		return
 	case err != nil:
-		fail("cc_token", err)
-	default:
-		if st.Status == store.TokenNeedsReconnect {
-			r.Attention = append(r.Attention, attentionReport{Kind: attentionNeedsReconnect, Subject: "Constant Contact",
-				Detail: "CC refused the refresh token (" + st.StatusReason + "): connect it again at /oauth/connect or with `hs2cc connect`",
-				Since:  st.StatusAt.UTC()})
-		}
-		in := int64(st.ExpiresAt.Sub(now).Seconds())
-		r.Token = &tokenReport{Status: st.Status, Reason: st.StatusReason, StatusAt: timePtr(st.StatusAt),
-			ExpiresAt: timePtr(st.ExpiresAt), ExpiresInSeconds: &in,
-			ConnectedAt: timePtr(st.ConnectedAt), RefreshedAt: timePtr(st.RefreshedAt)}
+		c.fail("cc_token", err)
+		return
 	}
-	if items, err := cfg.Ops.ListAttention(ctx); err != nil {
-		fail("attention", err)
-	} else {
-		for _, a := range items {
-			ar := attentionReport{Kind: a.Kind, Subject: a.Subject, Detail: a.Detail, Since: a.Since.UTC()}
-			if a.Kind == store.AttentionMissingList {
-				if n, err := cfg.Ops.CountWaitingFor(ctx, a.Subject); err != nil {
-					fail("attention_waiting", err)
-				} else {
-					ar.Waiting = &n
-				}
+	if st.Status == store.TokenNeedsReconnect {
+		c.r.Attention = append(c.r.Attention, attentionReport{Kind: attentionNeedsReconnect, Subject: "Constant Contact",
+			Detail: "CC refused the refresh token (" + st.StatusReason + "): connect it again at /oauth/connect or with `hs2cc connect`",
+			Since:  st.StatusAt.UTC()})
+	}
+	in := int64(st.ExpiresAt.Sub(c.now).Seconds())
+	c.r.Token = &tokenReport{Status: st.Status, Reason: st.StatusReason, StatusAt: timePtr(st.StatusAt),
+		ExpiresAt: timePtr(st.ExpiresAt), ExpiresInSeconds: &in,
+		ConnectedAt: timePtr(st.ConnectedAt), RefreshedAt: timePtr(st.RefreshedAt)}
+}
+
+// attention reports the recorded states that stop work, with how many
+// enrollments wait on a missing list.
+func (c *opsCollector) attention() {
+	items, err := c.cfg.Ops.ListAttention(c.ctx)
+	if err != nil {
+		c.fail("attention", err)
+		return
+	}
+	for _, a := range items {
+		ar := attentionReport{Kind: a.Kind, Subject: a.Subject, Detail: a.Detail, Since: a.Since.UTC()}
+		if a.Kind == store.AttentionMissingList {
+			if n, err := c.cfg.Ops.CountWaitingFor(c.ctx, a.Subject); err != nil {
+				c.fail("attention_waiting", err)
+			} else {
+				ar.Waiting = &n
 			}
-			r.Attention = append(r.Attention, ar)
 		}
+		c.r.Attention = append(c.r.Attention, ar)
 	}
-	if cfg.Quarantine != nil {
-		if rows, n, err := cfg.Quarantine.QuarantineSize(ctx); err != nil {
-			fail("quarantine", err)
-		} else {
-			r.Quarantine = &quarantineReport{Rows: rows, Bytes: n}
-		}
+}
+
+func (c *opsCollector) quarantine() {
+	if c.cfg.Quarantine == nil {
+		return
 	}
-	since := now.Add(-tooLargeWindow).UTC()
-	if sum, err := cfg.Ops.TooLargeSince(ctx, since); err != nil {
-		fail("too_large", err)
+	if rows, n, err := c.cfg.Quarantine.QuarantineSize(c.ctx); err != nil {
+		c.fail("quarantine", err)
 	} else {
-		r.TooLarge = &tooLargeReport{Since: since, Count: sum.Count}
-		if d := sum.Newest; d != nil {
-			n := &tooLargeNewest{DeliveryID: d.ID, ReceivedAt: d.ReceivedAt.UTC(), BodyBytes: d.BodyLength, AtLeast: d.BodyLengthAtLeast}
-			if d.DeclaredLength > 0 {
-				n.DeclaredBytes = &d.DeclaredLength
-			}
-			r.TooLarge.Newest = n
-		}
+		c.r.Quarantine = &quarantineReport{Rows: rows, Bytes: n}
 	}
-	return r
+}
+
+func (c *opsCollector) tooLarge() {
+	since := c.now.Add(-tooLargeWindow).UTC()
+	sum, err := c.cfg.Ops.TooLargeSince(c.ctx, since)
+	if err != nil {
+		c.fail("too_large", err)
+		return
+	}
+	c.r.TooLarge = &tooLargeReport{Since: since, Count: sum.Count}
+	if d := sum.Newest; d != nil {
+		n := &tooLargeNewest{DeliveryID: d.ID, ReceivedAt: d.ReceivedAt.UTC(), BodyBytes: d.BodyLength, AtLeast: d.BodyLengthAtLeast}
+		if d.DeclaredLength > 0 {
+			n.DeclaredBytes = &d.DeclaredLength
+		}
+		c.r.TooLarge.Newest = n
+	}
 }
 
 func (c Config) now() time.Time {

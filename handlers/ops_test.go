@@ -126,8 +126,9 @@ func newFakeOps() *fakeOps {
 		counts: map[string]int{store.StatusPending: 7, store.StatusImporting: 3, store.StatusImported: 1234, store.StatusFailed: 2},
 		oldest: &handlers.OldestEnrollment{ID: 4242, Status: store.StatusFailed, Since: opsNow.Add(-90 * time.Minute)},
 		imports: []*store.Import{
-			{ID: 31, ActivityID: "act-31", State: "completed", ContactCount: 500, PersonCount: 498, ErrorCount: 2,
-				CannotAddToListCount: 1, ActivityErrors: []string{hostile, "second error"}, CreatedAt: opsNow.Add(-time.Hour)},
+			{ID: 31, ActivityID: "act-31", State: "completed", ContactCount: 500, ActivityCounts: store.ActivityCounts{
+				PersonCount: 498, ErrorCount: 2, CannotAddToListCount: 1, ActivityErrors: []string{hostile, "second error"}},
+				CreatedAt: opsNow.Add(-time.Hour)},
 			{ID: 30, ActivityID: "act-30", State: "processing", ContactCount: 40, CreatedAt: opsNow.Add(-2 * time.Hour)},
 		},
 		token: &store.TokenState{Status: store.TokenConnected, ExpiresAt: opsNow.Add(time.Hour),

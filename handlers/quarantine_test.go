@@ -10,11 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hibiken/asynq"
-
 	"github.com/hs2cc/hs2cc/handlers"
 	"github.com/hs2cc/hs2cc/hubspot"
-	"github.com/hs2cc/hs2cc/jobs"
 	"github.com/hs2cc/hs2cc/store"
 	"github.com/hs2cc/hs2cc/store/storetest"
 )
@@ -364,69 +361,5 @@ func TestWebhookQuarantineStoreFails(t *testing.T) {
 				t.Errorf("log does not name the failure %q:\n%s", o.logged, a.logs)
 			}
 		})
-	}
-}
-
-// The Ingester runs a verified body through the webhook's own code, so a
-// replay ends as the request would have ended on arrival: stored, queued,
-// a duplicate the second time, and a body that cannot be imported kept
-// with its verdict. Our own faults are errors, not verdicts.
-func TestIngester(t *testing.T) {
-	ctx := context.Background()
-	// No server: the Ingester is what replay uses, on a store and a queue.
-	redisOpt, err := asynq.ParseRedisURI(storetest.RedisURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := asynq.NewClient(redisOpt)
-	t.Cleanup(func() { client.Close() })
-	a := &app{db: storetest.MySQL(t), ins: asynq.NewInspector(redisOpt)}
-	t.Cleanup(func() { a.ins.Close() })
-	in := handlers.NewIngester(handlers.Config{Lists: lists, Logger: slogDiscard()}, a.db, jobs.NewEnqueuer(client))
-	arrived := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	body := profile(t)
-
-	steps := []struct {
-		name    string
-		body    []byte
-		status  int
-		verdict string
-		version int
-	}{
-		{"new contact", body, http.StatusAccepted, store.VerdictAccepted, 1},
-		{"the same again", body, http.StatusOK, store.VerdictDuplicate, 1},
-		{"malformed", []byte(`{"email":`), http.StatusBadRequest, store.VerdictMalformed, 0},
-		{"no email", []byte(`{"hs_object_id":"9","firstname":"Ann"}`), http.StatusUnprocessableEntity, store.VerdictNoEmail, 0},
-	}
-	var enrollment int64
-	for _, st := range steps {
-		got, err := in.Ingest(ctx, st.body, hubspot.V3, arrived)
-		if err != nil {
-			t.Fatalf("%s: %v", st.name, err)
-		}
-		if got.Status != st.status || got.Verdict != st.verdict || got.Version != st.version || got.DeliveryID <= 0 {
-			t.Errorf("%s: %+v, want status %d verdict %q version %d", st.name, got, st.status, st.verdict, st.version)
-		}
-		if st.status >= 400 && got.Message == "" {
-			t.Errorf("%s: no message for a %d", st.name, got.Status)
-		}
-		if enrollment == 0 {
-			enrollment = got.EnrollmentID
-		}
-		d, err := a.db.GetDelivery(ctx, got.DeliveryID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !d.ReceivedAt.Equal(arrived) || d.SignatureVersion != "v3" || !bytes.Equal(d.Body, st.body) {
-			t.Errorf("%s: delivery received %v signature %q, want dated when it arrived", st.name, d.ReceivedAt, d.SignatureVersion)
-		}
-	}
-	a.wantTasks(t, taskID(enrollment, 1))
-
-	if err := a.db.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if got, err := in.Ingest(ctx, body, hubspot.V3, arrived); err == nil {
-		t.Errorf("with MySQL closed: %+v, want an error", got)
 	}
 }

@@ -11,29 +11,17 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 
 	"github.com/hs2cc/hs2cc/hubspot"
+	"github.com/hs2cc/hs2cc/ingest"
 	"github.com/hs2cc/hs2cc/store"
 )
 
-// Store is what the handlers need from the store.
+// Store is what the handlers need from the store: what the ingest core
+// stores, and the quarantine.
 type Store interface {
-	Ingest(ctx context.Context, d *store.Delivery, e *store.Enrollment) (store.IngestResult, error)
-	RecordDelivery(ctx context.Context, d *store.Delivery) error
-	// IngestEvent stores one Webhooks API event as its own delivery, with
-	// the property change it applies when change is not nil.
-	IngestEvent(ctx context.Context, d *store.Delivery, key string, change *store.PropertyChange) (store.IngestResult, error)
+	ingest.Store
 	// Quarantine keeps a request refused for its signature, or returns
 	// store.ErrQuarantineFull when that would pass limit.
 	Quarantine(ctx context.Context, q *store.Quarantined, limit store.QuarantineCap) error
-}
-
-// Enqueuer queues an enrollment version for import; *jobs.Enqueuer is one.
-type Enqueuer interface {
-	EnqueueEnrollment(ctx context.Context, id int64, version int, lists []string) error
-}
-
-// Router decides which CC lists an enrollment goes to.
-type Router interface {
-	Lists(e *store.Enrollment) ([]string, error)
 }
 
 // Check is one readiness probe: MySQL, Redis, the schema.
@@ -55,7 +43,7 @@ type Config struct {
 	Lists []string
 	// Router picks each enrollment's CC lists from its fields and
 	// properties; *routing.Rules is one.
-	Router Router
+	Router ingest.Router
 	// MaxBodyBytes is the largest webhook body taken, DefaultMaxBodyBytes
 	// when zero. A larger one is answered 413 and recorded as a too_large
 	// delivery; the quarantine keeps bodies whole up to it.
@@ -99,7 +87,7 @@ type Config struct {
 }
 
 // New builds the HTTP application.
-func New(cfg Config, st Store, enq Enqueuer) *echo.Echo {
+func New(cfg Config, st Store, enq ingest.Enqueuer) *echo.Echo {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -110,10 +98,11 @@ func New(cfg Config, st Store, enq Enqueuer) *echo.Echo {
 	e.Use(requestLog(cfg.Logger))
 	e.Use(middleware.Recover())
 
+	core := ingest.New(ingest.Config{Fields: cfg.Fields, Lists: cfg.Lists, Router: cfg.Router, Logger: cfg.Logger}, st, enq)
 	if m := cfg.WebhookMetrics; m != nil {
-		e.POST("/webhooks/hubspot", handleWebhook(cfg, verdictStore{st}, enq), measureWebhook(m))
+		e.POST("/webhooks/hubspot", handleWebhook(cfg, st, core), measureWebhook(m))
 	} else {
-		e.POST("/webhooks/hubspot", handleWebhook(cfg, st, enq))
+		e.POST("/webhooks/hubspot", handleWebhook(cfg, st, core))
 	}
 	e.GET("/healthz", handleHealth())
 	e.GET("/readyz", handleReady(cfg.Ready))

@@ -87,7 +87,7 @@ func TestHealthAndReady(t *testing.T) {
 					s.db = db
 					s.cfg.Ready = []handlers.Check{
 						{Name: "mysql", Fn: db.Ping},
-						{Name: "redis", Fn: store.NewCache(rdb).Ping},
+						{Name: "redis", Fn: store.NewRedis(rdb).Ping},
 						{Name: "schema", Fn: db.CheckSchema},
 					}
 				}
