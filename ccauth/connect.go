@@ -27,7 +27,7 @@ type OAuthFlow interface {
 	Exchange(ctx context.Context, code, verifier string) (*ccclient.Token, error)
 }
 
-// StateStore keeps started connections; *store.Cache is one.
+// StateStore keeps started connections; *store.Redis is one.
 type StateStore interface {
 	SaveOAuthState(ctx context.Context, state, verifier string, ttl time.Duration) error
 	TakeOAuthState(ctx context.Context, state string) (string, error)

@@ -10,9 +10,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/hs2cc/hs2cc/ccauth"
 	"github.com/hs2cc/hs2cc/ccclient"
 	"github.com/hs2cc/hs2cc/ccclient/ccsandbox"
-	"github.com/hs2cc/hs2cc/ccauth"
 	"github.com/hs2cc/hs2cc/store"
 )
 

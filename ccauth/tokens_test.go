@@ -13,9 +13,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/hs2cc/hs2cc/ccauth"
 	"github.com/hs2cc/hs2cc/ccclient"
 	"github.com/hs2cc/hs2cc/ccclient/ccsandbox"
-	"github.com/hs2cc/hs2cc/ccauth"
 	"github.com/hs2cc/hs2cc/store"
 	"github.com/hs2cc/hs2cc/store/storetest"
 )
@@ -90,10 +90,10 @@ func (te *tokenEnv) process() *ccauth.Tokens {
 	}
 	rdb := redis.NewClient(opt)
 	te.t.Cleanup(func() { rdb.Close() })
-	return ccauth.NewTokens(te.openDB(), store.NewCache(rdb), te.oauth, newLogger(te.t), tokenMargin)
+	return ccauth.NewTokens(te.openDB(), store.NewRedis(rdb), te.oauth, newLogger(te.t), tokenMargin)
 }
 
-func (te *tokenEnv) cache() *store.Cache {
+func (te *tokenEnv) cache() *store.Redis {
 	te.t.Helper()
 	opt, err := redis.ParseURL(te.redisURL)
 	if err != nil {
@@ -101,7 +101,7 @@ func (te *tokenEnv) cache() *store.Cache {
 	}
 	rdb := redis.NewClient(opt)
 	te.t.Cleanup(func() { rdb.Close() })
-	return store.NewCache(rdb)
+	return store.NewRedis(rdb)
 }
 
 // connect stores a pair the sandbox issued, expiring (as far as the bridge

@@ -63,7 +63,7 @@ type Store interface {
 	SwapRedisEpoch(ctx context.Context, epoch string) (string, error)
 }
 
-// Importer handles cc:import and cc:activity.
+// Importer handles cc:import (here) and cc:activity (activity.go).
 type Importer struct {
 	store        Store
 	cc           CC
@@ -197,11 +197,24 @@ func (im *Importer) submit(ctx context.Context, imp *store.Import) error {
 			return im.submitted(ctx, imp, lists, listIDs, act, imp.PostedContacts)
 		}
 	}
+	contacts, err := im.gather(ctx, imp, lists, listIDs)
+	if err != nil || contacts == nil {
+		return err
+	}
+	return im.post(ctx, imp, lists, &ccclient.ImportRequest{ImportData: contacts, ListIDs: listIDs})
+}
+
+// gather takes every row already waiting for the import's lists, maps the
+// rows to contacts, rejects those CC could not take as they are, and keeps
+// what fits one import, releasing the rest for another. It returns nil
+// contacts (and settles or holds the import) when there is nothing to send
+// now.
+func (im *Importer) gather(ctx context.Context, imp *store.Import, lists, listIDs []string) ([]ccclient.ImportContact, error) {
 	// Take along every row already waiting for the same lists, up to one
 	// import's worth: however asynq grouped the tasks, one call carries it.
 	added, err := im.store.ExtendImport(ctx, imp.ID, im.maxContacts)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	// The rows are mapped as they are read, in the same pass that finds
 	// what budgetHold needs, so that the import's rows (each with every
@@ -212,25 +225,25 @@ func (im *Importer) submit(ctx context.Context, imp *store.Import) error {
 	// the claim between the two reads, could disagree with what is mapped.
 	set, err := im.contactsFor(ctx, imp.ID, imp.ContactCount+added)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if set.rows == 0 {
 		// Nothing is left under this claim; settle the import so that the
 		// sweep does not keep resuming it.
-		return im.store.FailImport(ctx, imp.ID, "no rows left under the claim")
+		return nil, im.store.FailImport(ctx, imp.ID, "no rows left under the claim")
 	}
 	if wait := im.budgetHold(ctx, set.rows, set.oldest); wait > 0 {
-		return &waitError{after: wait, reason: "today's CC budget is low; letting the import grow"}
+		return nil, &waitError{after: wait, reason: "today's CC budget is low; letting the import grow"}
 	}
 	contacts, owners, rejected := set.contacts, set.owners, set.rejected
 	if err := im.store.RejectRows(ctx, imp.ID, rejected); err != nil {
-		return err
+		return nil, err
 	}
 	if len(rejected) > 0 {
 		im.log.Warn("rows rejected before import: they cannot be sent to CC as they are", "import_id", imp.ID, "rejected", len(rejected))
 	}
 	if len(contacts) == 0 {
-		return im.store.FailImport(ctx, imp.ID, "every row was rejected before import")
+		return nil, im.store.FailImport(ctx, imp.ID, "every row was rejected before import")
 	}
 	// At least one contact goes, even one larger than maxBytes alone:
 	// releasing every row would hand the same rows to a new task that
@@ -239,37 +252,42 @@ func (im *Importer) submit(ctx context.Context, imp *store.Import) error {
 	keep := max(fitImport(contacts, listIDs, im.maxBytes, im.maxContacts), 1)
 	if keep < len(contacts) {
 		if err := im.release(ctx, imp, lists, owners[keep:]); err != nil {
-			return err
+			return nil, err
 		}
 		contacts = contacts[:keep]
 	}
-	req := &ccclient.ImportRequest{ImportData: contacts, ListIDs: listIDs}
-	if err := im.store.MarkPosted(ctx, imp.ID, len(contacts)); err != nil {
+	return contacts, nil
+}
+
+// post sends the import to CC, marked posted first so that a retry whose
+// answer was lost looks for it before posting again.
+func (im *Importer) post(ctx context.Context, imp *store.Import, lists []string, req *ccclient.ImportRequest) error {
+	if err := im.store.MarkPosted(ctx, imp.ID, len(req.ImportData)); err != nil {
 		return err
 	}
 	act, err := im.cc.ImportContacts(ctx, req)
-	if err != nil {
-		if !noAnswer(err) {
-			// CC answered, with a refusal, or the call was never sent:
-			// nothing was queued, and the next attempt need not look.
-			if cerr := im.store.ClearPosted(ctx, imp.ID); cerr != nil {
-				return errors.Join(err, cerr)
-			}
-		}
-		if permanent(err) {
-			// A list deleted (or replaced) in CC after its id was cached
-			// makes CC refuse the import: post again with the ids CC knows
-			// now, or wait for the list if it is gone for good.
-			switch changed, lerr := im.listsChanged(ctx, lists, listIDs); {
-			case blocked(lerr):
-				return lerr
-			case changed:
-				return &waitError{after: time.Second, reason: "a CC list changed since its id was cached; posting again"}
-			}
-		}
-		return fmt.Errorf("import %d: %w", imp.ID, err)
+	if err == nil {
+		return im.submitted(ctx, imp, lists, req.ListIDs, act, len(req.ImportData))
 	}
-	return im.submitted(ctx, imp, lists, listIDs, act, len(req.ImportData))
+	if !noAnswer(err) {
+		// CC answered, with a refusal, or the call was never sent:
+		// nothing was queued, and the next attempt need not look.
+		if cerr := im.store.ClearPosted(ctx, imp.ID); cerr != nil {
+			return errors.Join(err, cerr)
+		}
+	}
+	if permanent(err) {
+		// A list deleted (or replaced) in CC after its id was cached
+		// makes CC refuse the import: post again with the ids CC knows
+		// now, or wait for the list if it is gone for good.
+		switch changed, lerr := im.listsChanged(ctx, lists, req.ListIDs); {
+		case blocked(lerr):
+			return lerr
+		case changed:
+			return &waitError{after: time.Second, reason: "a CC list changed since its id was cached; posting again"}
+		}
+	}
+	return fmt.Errorf("import %d: %w", imp.ID, err)
 }
 
 // submitted records that CC accepted the import as act and queues its
@@ -441,120 +459,6 @@ func overCCLimits(r *store.Enrollment) string {
 		}
 	}
 	return ""
-}
-
-// handleActivity polls one import's activity.
-func (im *Importer) handleActivity(ctx context.Context, t *asynq.Task) error {
-	p, err := decode[activityPayload](t)
-	if err != nil {
-		return err
-	}
-	imp, err := im.store.GetImport(ctx, p.ImportID)
-	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("import %d: %w", p.ImportID, asynq.SkipRetry)
-		}
-		return err
-	}
-	if !imp.CompletedAt.IsZero() {
-		return nil
-	}
-	act, err := im.cc.GetActivity(ctx, imp.ActivityID)
-	if err != nil {
-		var apiErr *ccclient.APIError
-		if errors.As(err, &apiErr) && apiErr.StatusCode == 404 {
-			// CC keeps activities for 10 days; a missing one cannot tell us
-			// anything more, so its rows fail and can be replayed.
-			reason := fmt.Sprintf("CC activity %s not found", imp.ActivityID)
-			if ferr := im.store.FailImport(ctx, imp.ID, reason); ferr != nil {
-				return ferr
-			}
-			return nil
-		}
-		if lastAttempt(ctx) {
-			if ferr := im.store.FailImport(ctx, imp.ID, "polling gave up: "+err.Error()); ferr != nil {
-				return errors.Join(err, ferr)
-			}
-		}
-		return err
-	}
-	res := store.ActivityResult{
-		State: act.State, Final: act.Final(),
-		ItemsTotalCount: act.Status.ItemsTotalCount, PersonCount: act.Status.PersonCount,
-		ErrorCount: act.Status.ErrorCount, CorrectableCount: act.Status.CorrectableCount,
-		CannotAddToListCount: act.Status.CannotAddToListCount, ActivityErrors: act.ActivityErrors,
-	}
-	clean := act.Clean()
-	reason := ""
-	if res.Final && !clean {
-		reason = activityProblem(act)
-		if act.State == ccclient.StateCompleted {
-			// A completed import with problems took most of its rows:
-			// the ones CC did not take are found and settled one by one,
-			// and the rest are on their lists.
-			if err := im.settleRefusals(ctx, imp, act); err != nil {
-				return err
-			}
-			clean = true
-		}
-	}
-	if !res.Final && im.pollGiveUp > 0 && im.now().Sub(imp.CreatedAt) > im.pollGiveUp {
-		reason := fmt.Sprintf("CC activity %s still %s after %s; its rows are failed and can be replayed",
-			imp.ActivityID, act.State, im.pollGiveUp)
-		im.log.Error("gave up polling a CC activity", "import_id", imp.ID, "activity_id", imp.ActivityID, "state", act.State)
-		return im.store.FailImport(ctx, imp.ID, reason)
-	}
-	if err := im.store.RecordActivity(ctx, imp.ID, res, clean, reason); err != nil {
-		return err
-	}
-	if res.Final && clean && im.metrics != nil {
-		im.metrics.ImportSettled(ctx, imp.ID)
-	}
-	if !res.Final {
-		return &waitError{after: im.pollDelay(imp.CreatedAt), reason: "activity " + act.State}
-	}
-	level := slog.LevelInfo
-	if !clean {
-		level = slog.LevelWarn
-	}
-	im.log.Log(ctx, level, "import finished", "import_id", imp.ID, "activity_id", imp.ActivityID,
-		"state", act.State, "clean", clean, "person_count", res.PersonCount, "error_count", res.ErrorCount,
-		"cannot_add_to_list_count", res.CannotAddToListCount)
-	return nil
-}
-
-// pollDelay grows with the age of the import, so short imports are seen
-// finished quickly and long ones do not spend CC's daily quota on polls.
-func (im *Importer) pollDelay(created time.Time) time.Duration {
-	d := im.now().Sub(created) / 4
-	if d < im.pollInterval {
-		d = im.pollInterval
-	}
-	if d > im.pollMax {
-		d = im.pollMax
-	}
-	return d
-}
-
-func activityProblem(a *ccclient.Activity) string {
-	parts := []string{"CC activity " + a.State}
-	s := a.Status
-	for _, c := range []struct {
-		n    int
-		what string
-	}{{s.ErrorCount, "errors"}, {s.CorrectableCount, "correctable"}, {s.CannotAddToListCount, "cannot be added to lists (unsubscribed)"}} {
-		if c.n > 0 {
-			parts = append(parts, fmt.Sprintf("%d %s", c.n, c.what))
-		}
-	}
-	if len(a.ActivityErrors) > 0 {
-		errs := a.ActivityErrors
-		if len(errs) > 5 {
-			errs = errs[:5]
-		}
-		parts = append(parts, strings.Join(errs, "; "))
-	}
-	return strings.Join(parts, ", ")
 }
 
 // permanent reports whether CC refused a request in a way that repeating it

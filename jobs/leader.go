@@ -12,7 +12,7 @@ import (
 	"github.com/hs2cc/hs2cc/store"
 )
 
-// Leases hands out the scheduler's leadership; *store.Cache is one.
+// Leases hands out the scheduler's leadership; *store.Redis is one.
 type Leases interface {
 	Acquire(ctx context.Context, name string, ttl time.Duration) (*store.Lease, error)
 }

@@ -122,7 +122,7 @@ func (s *Sweeper) Recover(ctx context.Context, before time.Time) (int, error) {
 const redisWatchEvery = 2 * time.Second
 
 // EpochMarker tells when Redis was last found without its data, and
-// whether this call found it so; *store.Cache is one.
+// whether this call found it so; *store.Redis is one.
 type EpochMarker interface {
 	MarkEpoch(ctx context.Context) (time.Time, bool, error)
 }

@@ -175,7 +175,7 @@ func NewWorker(redisOpt asynq.RedisConnOpt, cfg Config, st Store, cc CC, enq *En
 	if lease <= 0 {
 		lease = DefaultConfig().LeaderLease
 	}
-	w.leader = newLeader(store.NewCache(rdb), lease, startScheduler, log)
+	w.leader = newLeader(store.NewRedis(rdb), lease, startScheduler, log)
 	return w
 }
 
@@ -238,7 +238,7 @@ func (w *Worker) Start() error {
 	go func() {
 		defer w.done.Done()
 		if w.redis != nil {
-			w.sweeper.watch(ctx, store.NewCache(w.redis))
+			w.sweeper.watch(ctx, store.NewRedis(w.redis))
 		}
 	}()
 	return nil

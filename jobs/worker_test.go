@@ -460,7 +460,7 @@ func TestWorkerSweepReenqueuesLostTasks(t *testing.T) {
 	// its age, so only a row for other lists shows what the sweep leaves.
 	freshPerson := people("fresh", 1, "Newsletter")
 	fresh := e.ingest(freshPerson)
-	if _, _, err := store.NewCache(e.rdb).MarkEpoch(ctx); err != nil {
+	if _, _, err := store.NewRedis(e.rdb).MarkEpoch(ctx); err != nil {
 		t.Fatal(err)
 	}
 

@@ -268,7 +268,7 @@ func TestCountWaitingFor(t *testing.T) {
 	if err := db.SubmitImport(ctx, id, agents, []string{"l-1"}, "act-1", "initialized"); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.RecordActivity(ctx, id, store.ActivityResult{State: "completed", Final: true, PersonCount: 1}, true, ""); err != nil {
+	if err := db.RecordActivity(ctx, id, store.ActivityResult{State: "completed", Final: true, ActivityCounts: store.ActivityCounts{PersonCount: 1}}, true, ""); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.FailImport(ctx, claim("failed", failed), "refused"); err != nil {

@@ -20,22 +20,17 @@ const (
 
 // Import is one contacts_json_import call and what came of it.
 type Import struct {
-	ID                   int64
-	TaskID               string
-	Lists                []string
-	ListIDs              []string
-	ActivityID           string
-	State                string
-	ContactCount         int
-	ItemsTotalCount      int
-	PersonCount          int
-	ErrorCount           int
-	CorrectableCount     int
-	CannotAddToListCount int
-	ActivityErrors       []string
-	CreatedAt            time.Time
-	UpdatedAt            time.Time
-	CompletedAt          time.Time
+	ID           int64
+	TaskID       string
+	Lists        []string
+	ListIDs      []string
+	ActivityID   string
+	State        string
+	ContactCount int
+	ActivityCounts
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+	CompletedAt time.Time
 	// PostedAt is when the import was last sent to CC without an answer
 	// yet (zero otherwise), and PostedContacts how many contacts it
 	// carried: a retry looks for that import among CC's activities before
@@ -235,8 +230,14 @@ func (s *DB) SubmitImport(ctx context.Context, importID int64, lists, listIDs []
 
 // ActivityResult is what CC reported about an activity.
 type ActivityResult struct {
-	State                string
-	Final                bool
+	State string
+	Final bool
+	ActivityCounts
+}
+
+// ActivityCounts are CC's counters of an import's activity and its errors,
+// as an Import keeps them and as a poll reports them.
+type ActivityCounts struct {
 	ItemsTotalCount      int
 	PersonCount          int
 	ErrorCount           int

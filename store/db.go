@@ -117,6 +117,13 @@ func (s *DB) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	}
 }
 
+// retryable reports whether a transaction failed only because of another
+// transaction (deadlock, lock wait timeout) and may simply run again.
+func retryable(err error) bool {
+	var me *mysql.MySQLError
+	return errors.As(err, &me) && (me.Number == 1213 || me.Number == 1205)
+}
+
 func (s *DB) inTxOnce(ctx context.Context, fn func(*sql.Tx) error) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {

@@ -6,13 +6,10 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"sort"
 	"strings"
 	"time"
-
-	"github.com/go-sql-driver/mysql"
 )
 
 // Enrollment statuses. A row moves pending → importing → imported, or to
@@ -144,119 +141,142 @@ func (s *DB) Ingest(ctx context.Context, d *Delivery, e *Enrollment) (IngestResu
 	if err != nil {
 		return IngestResult{}, fmt.Errorf("store: ingest: %w", err)
 	}
+	now := s.utcNow()
+	if d.ReceivedAt.IsZero() {
+		d.ReceivedAt = now
+	}
 	var res IngestResult
 	reason := d.Reason
-	for attempt := 0; ; attempt++ {
+	// inTx is the one place a deadlocked transaction is run again; the
+	// delivery's reason is set back each time, since a stale decision of
+	// a rolled-back attempt writes it.
+	err = s.inTx(ctx, func(tx *sql.Tx) error {
 		d.Reason = reason
-		res, err = s.ingestOnce(ctx, d, e, string(props), string(lists))
-		if err == nil || attempt == 3 || !retryable(err) {
-			break
-		}
-	}
+		var err error
+		res, err = ingestTx(ctx, tx, now, d, e, string(props), string(lists))
+		return err
+	})
 	if err != nil {
 		return IngestResult{}, fmt.Errorf("store: ingest: %w", translate(err))
 	}
 	return res, nil
 }
 
-func (s *DB) ingestOnce(ctx context.Context, d *Delivery, e *Enrollment, props, lists string) (IngestResult, error) {
-	now := s.utcNow()
-	if d.ReceivedAt.IsZero() {
-		d.ReceivedAt = now
-	}
-	enrolledAt, sourceAt := nullTime(e.EnrolledAt), nullTime(e.SourceUpdatedAt)
-	var res IngestResult
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		r, err := tx.ExecContext(ctx,
-			`INSERT INTO enrollments (portal_id, object_key, email, first_name, last_name, country, enrolled_at,
-			   properties, lists, list_key, content_hash, version, status, status_reason, received_at, updated_at,
-			   source_updated_at)
-			 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, '', ?, ?, ?)
-			 ON DUPLICATE KEY UPDATE id = LAST_INSERT_ID(id)`,
-			e.PortalID, e.ObjectKey, e.Email, e.FirstName, e.LastName, e.Country, enrolledAt,
-			props, lists, ListKey(e.Lists), e.ContentHash, StatusPending, now, now, sourceAt)
-		if err != nil {
-			return err
-		}
-		id, err := r.LastInsertId()
-		if err != nil {
-			return err
-		}
-		n, err := r.RowsAffected()
-		if err != nil {
-			return err
-		}
-		res.EnrollmentID = id
-		res.Lists = e.Lists
-		if n == 1 {
-			res.Outcome, res.Version, res.Status = OutcomeCreated, 1, StatusPending
-		} else {
-			cur, err := lockEnrollment(ctx, tx, id)
-			if err != nil {
-				return err
-			}
-			res.Version = cur.Version
-			newest, incoming := cur.newestSource(), e.SourceUpdatedAt
-			switch {
-			case !incoming.IsZero() && !newest.IsZero() && incoming.Before(newest):
-				res.Outcome, res.Status, res.Lists = OutcomeStale, cur.Status, cur.Lists
-				d.Reason = fmt.Sprintf("HubSpot data of %s is older than the stored data of %s",
-					formatMillis(incoming), formatMillis(newest))
-			case cur.ContentHash == e.ContentHash:
-				// The stored lists are the ones its task was queued with.
-				res.Outcome, res.Status, res.Lists = OutcomeUnchanged, cur.Status, cur.Lists
-				// Content and version stay; only a newer time is kept, so
-				// that a late delivery of an older change is still known
-				// for what it is.
-				if incoming.After(cur.SourceUpdatedAt) {
-					if _, err := tx.ExecContext(ctx,
-						`UPDATE enrollments SET source_updated_at = ?, property_times = NULL WHERE id = ?`,
-						incoming.UTC(), id); err != nil {
-						return err
-					}
-				}
-			default:
-				res.Outcome, res.Version, res.Status = OutcomeUpdated, res.Version+1, StatusPending
-				// The body replaces every property, so the event times no
-				// longer describe the row; what stays is how new its data
-				// is at least, which an unknown time cannot lower.
-				if incoming.IsZero() {
-					sourceAt = nullTime(newest)
-				}
-				if _, err := tx.ExecContext(ctx,
-					`UPDATE enrollments SET email = ?, first_name = ?, last_name = ?, country = ?, enrolled_at = ?,
-					   properties = ?, lists = ?, list_key = ?, content_hash = ?, version = ?, status = ?, status_reason = '',
-					   import_id = NULL, updated_at = ?, source_updated_at = ?, property_times = NULL
-					 WHERE id = ?`,
-					e.Email, e.FirstName, e.LastName, e.Country, enrolledAt, props, lists, ListKey(e.Lists), e.ContentHash,
-					res.Version, StatusPending, now, sourceAt, id); err != nil {
-					return err
-				}
-			}
-		}
-		d.EnrollmentID = id
-		switch res.Outcome {
-		case OutcomeUnchanged:
-			d.Verdict = VerdictDuplicate
-		case OutcomeStale:
-			d.Verdict = VerdictStale
-		default:
-			d.Verdict = VerdictAccepted
-		}
-		if err := insertDelivery(ctx, tx, d); err != nil {
-			return err
-		}
-		res.DeliveryID = d.ID
-		return nil
-	})
-	return res, err
+// decision is what an incoming delivery does to the stored row of its
+// contact (see decide).
+type decision struct {
+	outcome Outcome // OutcomeStale, OutcomeUnchanged or OutcomeUpdated
+	reason  string  // why a delivery is stale
+	// sourceAt is how recent the row's HubSpot data is after the delivery:
+	// for an unchanged row, a newer time than the stored one to keep (zero
+	// to keep the row as it is); for a new version, the time to store.
+	sourceAt time.Time
 }
 
-// retryable reports whether a transaction failed only because of another
-// transaction (deadlock, lock wait timeout) and may simply run again.
-func retryable(err error) bool {
-	var me *mysql.MySQLError
-	return errors.As(err, &me) && (me.Number == 1213 || me.Number == 1205)
+// decide compares an incoming enrollment with the stored row of its
+// contact, with no I/O: data older than the row's newest (its body or an
+// event since, when both times are known) is stale and changes nothing; the
+// same content is unchanged, keeping only a newer time, so that a late
+// delivery of an older change is still known for what it is; anything else
+// is a new version. A new version's body replaces every property, so what
+// stays of the event times is how new its data is at least, which an
+// unknown incoming time cannot lower.
+func decide(cur, in *Enrollment) decision {
+	newest, incoming := cur.newestSource(), in.SourceUpdatedAt
+	switch {
+	case !incoming.IsZero() && !newest.IsZero() && incoming.Before(newest):
+		return decision{outcome: OutcomeStale, reason: fmt.Sprintf("HubSpot data of %s is older than the stored data of %s",
+			formatMillis(incoming), formatMillis(newest))}
+	case cur.ContentHash == in.ContentHash:
+		d := decision{outcome: OutcomeUnchanged}
+		if incoming.After(cur.SourceUpdatedAt) {
+			d.sourceAt = incoming
+		}
+		return d
+	}
+	d := decision{outcome: OutcomeUpdated, sourceAt: incoming}
+	if incoming.IsZero() {
+		d.sourceAt = newest
+	}
+	return d
+}
+
+// verdictOf is the delivery verdict of an ingest outcome.
+func verdictOf(o Outcome) string {
+	switch o {
+	case OutcomeUnchanged:
+		return VerdictDuplicate
+	case OutcomeStale:
+		return VerdictStale
+	}
+	return VerdictAccepted
+}
+
+// ingestTx writes one delivery and what it decides for its enrollment, in
+// tx. The row is written first with INSERT … ON DUPLICATE KEY UPDATE (see
+// Ingest); an existing row is then locked and the decision applied.
+func ingestTx(ctx context.Context, tx *sql.Tx, now time.Time, d *Delivery, e *Enrollment, props, lists string) (IngestResult, error) {
+	enrolledAt := nullTime(e.EnrolledAt)
+	r, err := tx.ExecContext(ctx,
+		`INSERT INTO enrollments (portal_id, object_key, email, first_name, last_name, country, enrolled_at,
+		   properties, lists, list_key, content_hash, version, status, status_reason, received_at, updated_at,
+		   source_updated_at)
+		 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, '', ?, ?, ?)
+		 ON DUPLICATE KEY UPDATE id = LAST_INSERT_ID(id)`,
+		e.PortalID, e.ObjectKey, e.Email, e.FirstName, e.LastName, e.Country, enrolledAt,
+		props, lists, ListKey(e.Lists), e.ContentHash, StatusPending, now, now, nullTime(e.SourceUpdatedAt))
+	if err != nil {
+		return IngestResult{}, err
+	}
+	id, err := r.LastInsertId()
+	if err != nil {
+		return IngestResult{}, err
+	}
+	n, err := r.RowsAffected()
+	if err != nil {
+		return IngestResult{}, err
+	}
+	res := IngestResult{EnrollmentID: id, Lists: e.Lists, Outcome: OutcomeCreated, Version: 1, Status: StatusPending}
+	if n != 1 {
+		cur, err := lockEnrollment(ctx, tx, id)
+		if err != nil {
+			return IngestResult{}, err
+		}
+		dec := decide(cur, e)
+		res.Outcome, res.Version = dec.outcome, cur.Version
+		switch dec.outcome {
+		case OutcomeStale:
+			res.Status, res.Lists = cur.Status, cur.Lists
+			d.Reason = dec.reason
+		case OutcomeUnchanged:
+			// The stored lists are the ones its task was queued with.
+			res.Status, res.Lists = cur.Status, cur.Lists
+			if !dec.sourceAt.IsZero() {
+				if _, err := tx.ExecContext(ctx,
+					`UPDATE enrollments SET source_updated_at = ?, property_times = NULL WHERE id = ?`,
+					dec.sourceAt.UTC(), id); err != nil {
+					return IngestResult{}, err
+				}
+			}
+		default:
+			res.Version++
+			if _, err := tx.ExecContext(ctx,
+				`UPDATE enrollments SET email = ?, first_name = ?, last_name = ?, country = ?, enrolled_at = ?,
+				   properties = ?, lists = ?, list_key = ?, content_hash = ?, version = ?, status = ?, status_reason = '',
+				   import_id = NULL, updated_at = ?, source_updated_at = ?, property_times = NULL
+				 WHERE id = ?`,
+				e.Email, e.FirstName, e.LastName, e.Country, enrolledAt, props, lists, ListKey(e.Lists), e.ContentHash,
+				res.Version, StatusPending, now, nullTime(dec.sourceAt), id); err != nil {
+				return IngestResult{}, err
+			}
+		}
+	}
+	d.EnrollmentID, d.Verdict = id, verdictOf(res.Outcome)
+	if err := insertDelivery(ctx, tx, d); err != nil {
+		return IngestResult{}, err
+	}
+	res.DeliveryID = d.ID
+	return res, nil
 }
 
 const enrollmentColumns = `id, portal_id, object_key, email, first_name, last_name, country, enrolled_at,

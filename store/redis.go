@@ -19,14 +19,16 @@ const (
 	keyLockPrefix  = "hs2cc:lock:"
 )
 
-// Cache is the Redis side of the store: the access-token cache and
-// cross-process locks. Losing it loses nothing, since MySQL holds the truth.
-type Cache struct {
+// Redis is the Redis side of the store: the access-token cache, the
+// cross-process locks and leases, the OAuth states of connections under
+// way, and the epoch marker. Losing its data loses nothing, since MySQL
+// holds the truth.
+type Redis struct {
 	rdb redis.UniversalClient
 }
 
-// NewCache wraps a Redis client.
-func NewCache(rdb redis.UniversalClient) *Cache { return &Cache{rdb: rdb} }
+// NewRedis wraps a Redis client.
+func NewRedis(rdb redis.UniversalClient) *Redis { return &Redis{rdb: rdb} }
 
 // ParseRedisURL turns redis://host:port/db into client options.
 func ParseRedisURL(u string) (*redis.Options, error) {
@@ -38,7 +40,7 @@ func ParseRedisURL(u string) (*redis.Options, error) {
 }
 
 // Ping reports whether Redis answers.
-func (c *Cache) Ping(ctx context.Context) error {
+func (c *Redis) Ping(ctx context.Context) error {
 	if err := c.rdb.Ping(ctx).Err(); err != nil {
 		return fmt.Errorf("store: redis ping: %w", err)
 	}
@@ -46,7 +48,7 @@ func (c *Cache) Ping(ctx context.Context) error {
 }
 
 // AccessToken returns the cached access token, or "" when none is cached.
-func (c *Cache) AccessToken(ctx context.Context) (string, error) {
+func (c *Redis) AccessToken(ctx context.Context) (string, error) {
 	v, err := c.rdb.Get(ctx, keyAccessToken).Result()
 	if errors.Is(err, redis.Nil) {
 		return "", nil
@@ -58,7 +60,7 @@ func (c *Cache) AccessToken(ctx context.Context) (string, error) {
 }
 
 // SetAccessToken caches the access token for ttl.
-func (c *Cache) SetAccessToken(ctx context.Context, token string, ttl time.Duration) error {
+func (c *Redis) SetAccessToken(ctx context.Context, token string, ttl time.Duration) error {
 	if ttl <= 0 {
 		return nil
 	}
@@ -71,7 +73,7 @@ func (c *Cache) SetAccessToken(ctx context.Context, token string, ttl time.Durat
 // DropAccessToken forgets the cached token, but only if it is still the one
 // given, so that a slow caller cannot evict a token another process just
 // refreshed.
-func (c *Cache) DropAccessToken(ctx context.Context, token string) error {
+func (c *Redis) DropAccessToken(ctx context.Context, token string) error {
 	if err := compareAndDelete.Run(ctx, c.rdb, []string{keyAccessToken}, token).Err(); err != nil && !errors.Is(err, redis.Nil) {
 		return fmt.Errorf("store: drop cached token: %w", err)
 	}
@@ -89,7 +91,7 @@ return 0`)
 // Lock takes a named cross-process lock for at most ttl. It returns a release
 // func and true when this caller holds the lock. The owner token makes sure a
 // caller whose lock expired cannot release someone else's.
-func (c *Cache) Lock(ctx context.Context, name string, ttl time.Duration) (func(), bool, error) {
+func (c *Redis) Lock(ctx context.Context, name string, ttl time.Duration) (func(), bool, error) {
 	var b [16]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return nil, false, fmt.Errorf("store: lock %s: %w", name, err)
@@ -123,7 +125,7 @@ const keyEpoch = "hs2cc:epoch"
 // lost its data since, and this caller, the only one to see true for that
 // loss, should queue again what MySQL knows to be waiting. A marker that
 // vanishes between the two commands is set again at the next call.
-func (c *Cache) MarkEpoch(ctx context.Context) (time.Time, bool, error) {
+func (c *Redis) MarkEpoch(ctx context.Context) (time.Time, bool, error) {
 	now := time.Now().UTC()
 	ok, err := c.rdb.SetNX(ctx, keyEpoch, now.Format(time.RFC3339Nano), 0).Result()
 	if err != nil {
@@ -151,7 +153,7 @@ func (c *Cache) MarkEpoch(ctx context.Context) (time.Time, bool, error) {
 const keyOAuthStatePrefix = "hs2cc:oauth:state:"
 
 // SaveOAuthState remembers a PKCE verifier under its state for ttl.
-func (c *Cache) SaveOAuthState(ctx context.Context, state, verifier string, ttl time.Duration) error {
+func (c *Redis) SaveOAuthState(ctx context.Context, state, verifier string, ttl time.Duration) error {
 	if err := c.rdb.Set(ctx, keyOAuthStatePrefix+state, verifier, ttl).Err(); err != nil {
 		return fmt.Errorf("store: save oauth state: %w", err)
 	}
@@ -161,7 +163,7 @@ func (c *Cache) SaveOAuthState(ctx context.Context, state, verifier string, ttl 
 // TakeOAuthState returns the verifier saved under state and forgets it in
 // the same step, so that a state works once. It returns ErrNotFound for an
 // unknown, used or expired state.
-func (c *Cache) TakeOAuthState(ctx context.Context, state string) (string, error) {
+func (c *Redis) TakeOAuthState(ctx context.Context, state string) (string, error) {
 	v, err := c.rdb.GetDel(ctx, keyOAuthStatePrefix+state).Result()
 	if errors.Is(err, redis.Nil) {
 		return "", ErrNotFound
@@ -190,7 +192,7 @@ return 0`)
 
 // Acquire takes the lease name for ttl; it returns nil, nil when another
 // owner holds it.
-func (c *Cache) Acquire(ctx context.Context, name string, ttl time.Duration) (*Lease, error) {
+func (c *Redis) Acquire(ctx context.Context, name string, ttl time.Duration) (*Lease, error) {
 	var b [16]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return nil, fmt.Errorf("store: lease %s: %w", name, err)

@@ -19,10 +19,10 @@ func TestCacheMarkEpoch(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	ra, rb := redisPair(t)
-	a, b := store.NewCache(ra), store.NewCache(rb)
+	a, b := store.NewRedis(ra), store.NewRedis(rb)
 	steps := []struct {
 		name  string
-		cache *store.Cache
+		cache *store.Redis
 		flush bool // FLUSHDB this test's own Redis database first
 		want  bool
 		// newEpoch: the call sets the marker, at a time between just
@@ -77,7 +77,7 @@ func TestCacheMarkEpoch(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range results {
 		wg.Go(func() {
-			since, lost, err := []*store.Cache{a, b}[i%2].MarkEpoch(ctx)
+			since, lost, err := []*store.Redis{a, b}[i%2].MarkEpoch(ctx)
 			if err != nil {
 				t.Errorf("MarkEpoch: %v", err)
 			}

@@ -212,7 +212,7 @@ func TestRecordActivitySettlesRows(t *testing.T) {
 			if e, _ := db.GetEnrollment(ctx, ids[1]); e.Status != store.StatusImporting {
 				t.Fatalf("non-final report changed row status to %s", e.Status)
 			}
-			res := store.ActivityResult{State: "completed", Final: true, PersonCount: 2, ErrorCount: 1, ActivityErrors: []string{"x"}}
+			res := store.ActivityResult{State: "completed", Final: true, ActivityCounts: store.ActivityCounts{PersonCount: 2, ErrorCount: 1, ActivityErrors: []string{"x"}}}
 			if err := db.RecordActivity(ctx, imp.ID, res, tc.clean, "1 error"); err != nil {
 				t.Fatal(err)
 			}
@@ -290,7 +290,7 @@ func TestTokenCompareAndSwap(t *testing.T) {
 
 func TestCacheLockAndToken(t *testing.T) {
 	ctx := context.Background()
-	c := store.NewCache(storetest.Redis(t))
+	c := store.NewRedis(storetest.Redis(t))
 	release, ok, err := c.Lock(ctx, "refresh", time.Minute)
 	if err != nil || !ok {
 		t.Fatalf("first lock: %v %v", ok, err)

@@ -791,7 +791,7 @@ func TestClaimRefresh(t *testing.T) {
 func TestOAuthState(t *testing.T) {
 	ctx := context.Background()
 	rdb := storetest.Redis(t)
-	c := store.NewCache(rdb)
+	c := store.NewRedis(rdb)
 
 	cases := []struct {
 		name, state, verifier string
@@ -870,7 +870,7 @@ func TestOAuthState(t *testing.T) {
 func TestLease(t *testing.T) {
 	ctx := context.Background()
 	rdb := storetest.Redis(t)
-	c := store.NewCache(rdb)
+	c := store.NewRedis(rdb)
 	const ttl = 10 * time.Second
 
 	// leaseKey finds the one Redis key that holds the named lease, without
