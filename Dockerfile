@@ -22,9 +22,10 @@ RUN --mount=type=cache,target=/go/pkg/mod \
     go mod download
 
 COPY . .
-# -tags nodev leaves out `hs2cc dev` and its embedded MySQL, whose ICU
-# regexp package compiles WebAssembly at init: about 60 MB of RSS and 250 ms
-# at the start of every process that links it.
+# -tags nodev leaves out `hs2cc sandbox`, a fake CC, and `hs2cc dev` with its
+# embedded MySQL, whose ICU regexp package compiles WebAssembly at init:
+# about 60 MB of RSS and 250 ms at the start of every process that links it.
+# TestProductionBuildDeps checks what the binary links.
 RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
     go build -trimpath -tags nodev -ldflags "-s -w" -o /out/hs2cc ./cmd/hs2cc \

@@ -104,39 +104,8 @@ type config struct {
 // loadConfig reads every HS2CC_ variable, applying defaults, and reports all
 // malformed values at once so that a deploy fails with the whole list.
 func loadConfig(getenv func(string) string) (config, error) {
-	get := func(name string) string {
-		if v := strings.TrimSpace(getenv(name)); v != "" {
-			return v
-		}
-		for _, s := range settings {
-			if s.name == name {
-				return s.def
-			}
-		}
-		panic("unknown setting " + name)
-	}
-	var errs []string
-	dur := func(name string) time.Duration {
-		d, err := time.ParseDuration(get(name))
-		if err != nil {
-			errs = append(errs, fmt.Sprintf("%s: %v", name, err))
-		}
-		return d
-	}
-	num := func(name string) int {
-		n, err := strconv.Atoi(get(name))
-		if err != nil || n <= 0 {
-			errs = append(errs, fmt.Sprintf("%s: want a positive whole number, got %q", name, get(name)))
-		}
-		return n
-	}
-	boolean := func(name string) bool {
-		b, err := strconv.ParseBool(get(name))
-		if err != nil {
-			errs = append(errs, fmt.Sprintf("%s: want true or false, got %q", name, get(name)))
-		}
-		return b
-	}
+	env := &envReader{getenv: getenv}
+	get, num, dur, boolean := env.get, env.num, env.dur, env.boolean
 	cfg := config{
 		MySQLDSN:       get("HS2CC_MYSQL_DSN"),
 		RedisURL:       get("HS2CC_REDIS_URL"),
@@ -169,51 +138,110 @@ func loadConfig(getenv func(string) string) (config, error) {
 		MetricsAddr:     get("HS2CC_METRICS_ADDR"),
 		LogFormat:       get("HS2CC_LOG_FORMAT"),
 		LogLevel:        get("HS2CC_LOG_LEVEL"),
+		Worker:          env.worker(),
 	}
-	w := jobs.DefaultConfig()
-	w.Concurrency = num("HS2CC_WORKER_CONCURRENCY")
-	w.GroupGracePeriod = dur("HS2CC_GROUP_GRACE_PERIOD")
-	w.GroupMaxDelay = dur("HS2CC_GROUP_MAX_DELAY")
-	w.GroupMaxSize = num("HS2CC_GROUP_MAX_SIZE")
-	w.SweepInterval = dur("HS2CC_SWEEP_INTERVAL")
-	w.SweepAge = dur("HS2CC_SWEEP_AGE")
-	w.TokenRefreshInterval = dur("HS2CC_TOKEN_REFRESH_INTERVAL")
-	w.LeaderLease = dur("HS2CC_LEADER_LEASE")
-	w.Retention = dur("HS2CC_RETENTION")
-	cfg.Worker = w
 	if cfg.CCRedirectURL == "" && cfg.PublicURL != "" {
 		cfg.CCRedirectURL = cfg.PublicURL + "/oauth/callback"
 	}
-	if k := get("HS2CC_TOKEN_KEY"); k != "" {
-		keys, err := store.ParseTokenKeys(k)
-		if err != nil {
-			errs = append(errs, fmt.Sprintf("HS2CC_TOKEN_KEY: %v", err))
-		}
-		cfg.TokenKeys = keys
-	}
-	if cfg.MaxBody > store.BodyMax {
-		errs = append(errs, fmt.Sprintf("HS2CC_MAX_BODY: at most %d bytes, what a stored body can hold, got %d", store.BodyMax, cfg.MaxBody))
-	}
-	if len(cfg.Lists) == 0 && cfg.RoutesFile == "" {
-		errs = append(errs, "HS2CC_CC_LISTS: name at least one CC list")
-	}
-	if rules, err := loadRules(cfg.RoutesFile, cfg.Lists); err != nil {
-		errs = append(errs, err.Error())
-	} else {
-		cfg.Rules = rules
-	}
-	if accounts, err := parseOpsUsers(get("HS2CC_OPS_USERS"), cfg.OpsUser); err != nil {
-		errs = append(errs, err.Error())
-	} else {
-		cfg.OpsAccounts = accounts
-	}
-	if cfg.LogFormat != "json" && cfg.LogFormat != "text" {
-		errs = append(errs, fmt.Sprintf("HS2CC_LOG_FORMAT: want json or text, got %q", cfg.LogFormat))
-	}
-	if len(errs) > 0 {
-		return cfg, fmt.Errorf("config: %s", strings.Join(errs, "; "))
+	cfg.check(env)
+	if len(env.errs) > 0 {
+		return cfg, fmt.Errorf("config: %s", strings.Join(env.errs, "; "))
 	}
 	return cfg, nil
+}
+
+// envReader reads HS2CC_ variables, applying defaults, and collects every
+// malformed value rather than stopping at the first.
+type envReader struct {
+	getenv func(string) string
+	errs   []string
+}
+
+func (r *envReader) fail(format string, args ...any) {
+	r.errs = append(r.errs, fmt.Sprintf(format, args...))
+}
+
+func (r *envReader) get(name string) string {
+	if v := strings.TrimSpace(r.getenv(name)); v != "" {
+		return v
+	}
+	for _, s := range settings {
+		if s.name == name {
+			return s.def
+		}
+	}
+	panic("unknown setting " + name)
+}
+
+func (r *envReader) dur(name string) time.Duration {
+	d, err := time.ParseDuration(r.get(name))
+	if err != nil {
+		r.fail("%s: %v", name, err)
+	}
+	return d
+}
+
+func (r *envReader) num(name string) int {
+	n, err := strconv.Atoi(r.get(name))
+	if err != nil || n <= 0 {
+		r.fail("%s: want a positive whole number, got %q", name, r.get(name))
+	}
+	return n
+}
+
+func (r *envReader) boolean(name string) bool {
+	b, err := strconv.ParseBool(r.get(name))
+	if err != nil {
+		r.fail("%s: want true or false, got %q", name, r.get(name))
+	}
+	return b
+}
+
+// worker reads the worker's settings over its production defaults.
+func (r *envReader) worker() jobs.Config {
+	w := jobs.DefaultConfig()
+	w.Concurrency = r.num("HS2CC_WORKER_CONCURRENCY")
+	w.GroupGracePeriod = r.dur("HS2CC_GROUP_GRACE_PERIOD")
+	w.GroupMaxDelay = r.dur("HS2CC_GROUP_MAX_DELAY")
+	w.GroupMaxSize = r.num("HS2CC_GROUP_MAX_SIZE")
+	w.SweepInterval = r.dur("HS2CC_SWEEP_INTERVAL")
+	w.SweepAge = r.dur("HS2CC_SWEEP_AGE")
+	w.TokenRefreshInterval = r.dur("HS2CC_TOKEN_REFRESH_INTERVAL")
+	w.LeaderLease = r.dur("HS2CC_LEADER_LEASE")
+	w.Retention = r.dur("HS2CC_RETENTION")
+	return w
+}
+
+// check reads what needs more than parsing (the token key, the rules file,
+// the ops logins) and checks what the settings mean together, reporting
+// each problem to r.
+func (c *config) check(r *envReader) {
+	if k := r.get("HS2CC_TOKEN_KEY"); k != "" {
+		keys, err := store.ParseTokenKeys(k)
+		if err != nil {
+			r.fail("HS2CC_TOKEN_KEY: %v", err)
+		}
+		c.TokenKeys = keys
+	}
+	if c.MaxBody > store.BodyMax {
+		r.fail("HS2CC_MAX_BODY: at most %d bytes, what a stored body can hold, got %d", store.BodyMax, c.MaxBody)
+	}
+	if len(c.Lists) == 0 && c.RoutesFile == "" {
+		r.fail("HS2CC_CC_LISTS: name at least one CC list")
+	}
+	if rules, err := loadRules(c.RoutesFile, c.Lists); err != nil {
+		r.fail("%s", err)
+	} else {
+		c.Rules = rules
+	}
+	if accounts, err := parseOpsUsers(r.get("HS2CC_OPS_USERS"), c.OpsUser); err != nil {
+		r.fail("%s", err)
+	} else {
+		c.OpsAccounts = accounts
+	}
+	if c.LogFormat != "json" && c.LogFormat != "text" {
+		r.fail("HS2CC_LOG_FORMAT: want json or text, got %q", c.LogFormat)
+	}
 }
 
 // minOpsCost is the least bcrypt cost accepted for an ops login: below

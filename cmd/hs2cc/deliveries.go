@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/hs2cc/hs2cc/hubspot"
+	"github.com/hs2cc/hs2cc/ingest"
 	"github.com/hs2cc/hs2cc/store"
 )
 
@@ -76,7 +76,7 @@ func runDeliveries(ctx context.Context, cfg config, args []string, stdout, stder
 				// stays replayed, and running the command again is safe.
 				return fmt.Errorf("deliveries replay: delivery %d: %w (replayed %d before it)", dl.ID, err, total-1)
 			}
-			outcomes[outcomeOf(got.Status, got.Verdict)]++
+			outcomes[outcomeOf(got)]++
 		}
 		if len(page) < 500 {
 			break
@@ -93,14 +93,14 @@ func runDeliveries(ctx context.Context, cfg config, args []string, stdout, stder
 
 // outcomeOf names what became of one replayed body by the verdict of the
 // delivery it stored.
-func outcomeOf(status int, verdict string) string {
-	if verdict == "" {
-		return fmt.Sprintf("answered %d", status)
+func outcomeOf(res ingest.Result) string {
+	switch res.Code {
+	case ingest.CodeAccepted:
+		return res.Verdict + " (new version)"
+	case ingest.CodeEvents:
+		return "webhooks api events"
 	}
-	if status == http.StatusAccepted {
-		return verdict + " (new version)"
-	}
-	return verdict
+	return res.Verdict
 }
 
 // outcomeSummary lists the outcomes and their counts, by name.

@@ -49,6 +49,8 @@ Commands:
   dev        the whole bridge in one process on embedded MySQL, Redis and sandbox
   simulate   send signed, realistic HubSpot webhooks and report latency
 
+sandbox and dev are left out of builds made with -tags nodev, as the image is.
+
 Configuration is read from HS2CC_* environment variables; see README.md.
 `
 

@@ -7,13 +7,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/hs2cc/hs2cc/handlers"
 	"github.com/hs2cc/hs2cc/hubspot"
+	"github.com/hs2cc/hs2cc/ingest"
 	"github.com/hs2cc/hs2cc/store"
 )
 
@@ -48,23 +48,6 @@ func runQuarantine(ctx context.Context, cfg config, args []string, stdout, stder
 	}
 	fmt.Fprintf(stderr, "hs2cc quarantine: unknown command %q\n\n%s", args[0], quarantineUsage)
 	return errUsage
-}
-
-// openStore opens MySQL for a command that needs nothing else and refuses an
-// old schema.
-func openStore(ctx context.Context, cfg config) (*store.DB, error) {
-	if err := cfg.requireMySQL(); err != nil {
-		return nil, err
-	}
-	db, err := store.Open(ctx, cfg.MySQLDSN)
-	if err != nil {
-		return nil, err
-	}
-	if err := db.CheckSchema(ctx); err != nil {
-		db.Close()
-		return nil, err
-	}
-	return db, nil
 }
 
 func runQuarantineList(ctx context.Context, cfg config, args []string, stdout, stderr io.Writer) error {
@@ -188,7 +171,7 @@ func runQuarantineReplay(ctx context.Context, cfg config, args []string, stdout,
 type replayer struct {
 	db        *store.DB
 	verifier  *hubspot.Verifier
-	ingester  *handlers.Ingester
+	ingester  *ingest.Core
 	publicURL string
 	dryRun    bool
 	out       io.Writer
@@ -282,14 +265,15 @@ func (r *replayer) judge(ctx context.Context, q *store.Quarantined) (outcome, de
 	if err != nil {
 		return "", "", err
 	}
-	switch res.Verdict {
-	case store.VerdictAccepted:
+	switch res.Code {
+	case ingest.CodeAccepted:
 		return store.ReplayIngested, fmt.Sprintf("enrollment %d version %d", res.EnrollmentID, res.Version), nil
-	case store.VerdictDuplicate:
+	case ingest.CodeDuplicate:
 		return store.ReplayDuplicate, fmt.Sprintf("enrollment %d version %d", res.EnrollmentID, res.Version), nil
-	case "":
-		// The webhook code stored no delivery; its answer is all there is.
-		return fmt.Sprintf("answered_%d", res.Status), http.StatusText(res.Status), nil
+	case ingest.CodeEvents:
+		// A Webhooks API batch: its events are stored one by one, each
+		// with its own verdict.
+		return store.ReplayIngested, fmt.Sprintf("%d events stored, %d new versions", res.Stored, res.Updated), nil
 	}
 	detail = fmt.Sprintf("delivery %d", res.DeliveryID)
 	if res.Message != "" {

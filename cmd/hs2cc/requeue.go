@@ -7,10 +7,8 @@ import (
 	"io"
 	"time"
 
-	"github.com/hibiken/asynq"
 	"github.com/schollz/progressbar/v3"
 
-	"github.com/hs2cc/hs2cc/jobs"
 	"github.com/hs2cc/hs2cc/store"
 )
 
@@ -63,17 +61,12 @@ func runReplay(ctx context.Context, cfg config, args []string, stdout, stderr io
 }
 
 func requeue(ctx context.Context, cfg config, what string, f store.RequeueFilter, dry bool, stdout, stderr io.Writer) error {
-	if err := cfg.requireMySQL(); err != nil {
-		return err
-	}
-	db, err := store.Open(ctx, cfg.MySQLDSN)
+	d, err := connect(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	if err := db.CheckSchema(ctx); err != nil {
-		return err
-	}
+	defer d.close()
+	db, enq := d.db, d.enq
 	total, err := db.CountRequeue(ctx, f)
 	if err != nil {
 		return err
@@ -82,13 +75,6 @@ func requeue(ctx context.Context, cfg config, what string, f store.RequeueFilter
 		fmt.Fprintf(stdout, "%s: %d enrollments match%s\n", what, total, map[bool]string{true: " (dry run: nothing queued)"}[dry])
 		return nil
 	}
-	opt, err := store.ParseRedisURL(cfg.RedisURL)
-	if err != nil {
-		return err
-	}
-	client := asynq.NewClient(asynqOpt(opt))
-	defer client.Close()
-	enq := jobs.NewEnqueuer(client)
 	// The bar goes to stderr, so that stdout keeps only the summary.
 	bar := progressbar.NewOptions(total, progressbar.OptionSetWriter(stderr), progressbar.OptionSetDescription(what),
 		progressbar.OptionShowCount(), progressbar.OptionThrottle(200*time.Millisecond), progressbar.OptionClearOnFinish())

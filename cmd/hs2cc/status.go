@@ -22,17 +22,11 @@ var (
 // state that stops work (a missing list) and the enrollments by status. It
 // needs no token key: it never opens the tokens.
 func runStatus(ctx context.Context, cfg config, stdout io.Writer, now time.Time) error {
-	if err := cfg.requireMySQL(); err != nil {
-		return err
-	}
-	db, err := store.Open(ctx, cfg.MySQLDSN)
+	db, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	if err := db.CheckSchema(ctx); err != nil {
-		return err
-	}
 	var result error
 	st, err := db.TokenState(ctx)
 	switch {

@@ -18,6 +18,7 @@ import (
 	"github.com/hs2cc/hs2cc/ccclient"
 	"github.com/hs2cc/hs2cc/handlers"
 	"github.com/hs2cc/hs2cc/hubspot"
+	"github.com/hs2cc/hs2cc/ingest"
 	"github.com/hs2cc/hs2cc/jobs"
 	"github.com/hs2cc/hs2cc/store"
 )
@@ -27,11 +28,28 @@ type deps struct {
 	db       *store.DB
 	redisOpt *redis.Options
 	rdb      *redis.Client
-	cache    *store.Cache
+	cache    *store.Redis
 	// aq is the process's one asynq client, behind enq; every producer of
 	// tasks in the process uses it.
 	aq  *asynq.Client
 	enq *jobs.Enqueuer
+}
+
+// openStore opens MySQL for a command that needs nothing else and refuses an
+// old schema.
+func openStore(ctx context.Context, cfg config) (*store.DB, error) {
+	if err := cfg.requireMySQL(); err != nil {
+		return nil, err
+	}
+	db, err := store.Open(ctx, cfg.MySQLDSN)
+	if err != nil {
+		return nil, err
+	}
+	if err := db.CheckSchema(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
 }
 
 // connect opens MySQL and Redis and refuses an old schema.
@@ -50,15 +68,14 @@ func connect(ctx context.Context, cfg config) (*deps, error) {
 	}
 	rdb := redis.NewClient(opt)
 	aq := asynq.NewClient(asynqOpt(opt))
-	return &deps{db: db, redisOpt: opt, rdb: rdb, cache: store.NewCache(rdb), aq: aq, enq: jobs.NewEnqueuer(aq)}, nil
+	return &deps{db: db, redisOpt: opt, rdb: rdb, cache: store.NewRedis(rdb), aq: aq, enq: jobs.NewEnqueuer(aq)}, nil
 }
 
 // newIngester builds the webhook's code after the signature, configured as
 // serve configures it, for the commands that store bodies without HTTP
 // (quarantine and delivery replays, simulate --in-process).
-func newIngester(cfg config, d *deps, log *slog.Logger) *handlers.Ingester {
-	return handlers.NewIngester(handlers.Config{Fields: cfg.Fields, Lists: cfg.Lists, Router: cfg.Rules, Logger: log},
-		d.db, d.enq)
+func newIngester(cfg config, d *deps, log *slog.Logger) *ingest.Core {
+	return ingest.New(ingest.Config{Fields: cfg.Fields, Lists: cfg.Lists, Router: cfg.Rules, Logger: log}, d.db, d.enq)
 }
 
 // oauthConfig describes the CC app for the connect flow and refreshes.
@@ -274,7 +291,9 @@ func runWork(ctx context.Context, cfg config, log *slog.Logger) error {
 	return result
 }
 
-// runMigrate applies pending migrations.
+// runMigrate applies pending migrations. It is the one command that opens
+// MySQL without openStore, whose schema check would refuse the very schema
+// it is here to bring up to date.
 func runMigrate(ctx context.Context, cfg config, stdout interface{ Write([]byte) (int, error) }) error {
 	if err := cfg.requireMySQL(); err != nil {
 		return err
