@@ -46,14 +46,9 @@ func (b *logBuffer) String() string {
 	return b.buf.String()
 }
 
-func newLogger(t *testing.T) *slog.Logger {
-	t.Helper()
-	l, _ := newLoggerBuffer(t)
-	return l
-}
-
-// newLoggerBuffer is newLogger that also hands back the buffer, for tests
-// that count what the worker logged.
+// newLoggerBuffer makes a logger whose output is shown only when the test
+// failed, and hands back its buffer, for tests that count what the worker
+// logged.
 func newLoggerBuffer(t *testing.T) (*slog.Logger, *logBuffer) {
 	t.Helper()
 	lb := &logBuffer{}

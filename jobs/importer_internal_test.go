@@ -292,7 +292,7 @@ func TestImportAfterListDeletedInCC(t *testing.T) {
 			if err := e.run(t); err != nil {
 				t.Fatal(err)
 			}
-			old := e.im.resolver.Known()[tc.list]
+			old := e.im.resolver.ids[tc.list]
 			if _, err := e.db.SQL().Exec(`UPDATE cc_imports SET task_id = 'first'`); err != nil {
 				t.Fatal(err)
 			}
@@ -324,7 +324,7 @@ func TestImportAfterListDeletedInCC(t *testing.T) {
 			if err := e.run(t); err != nil {
 				t.Fatalf("second run: %v", err)
 			}
-			if now := e.im.resolver.Known()[tc.list]; now == old || now != e.sb.Lists()[0].ListID {
+			if now := e.im.resolver.ids[tc.list]; now == old || now != e.sb.Lists()[0].ListID {
 				t.Errorf("posted under %s, want the new id %s (old %s)", now, e.sb.Lists()[0].ListID, old)
 			}
 			if got := e.rows(t); !slices.Equal(got, []string{"importing: "}) {

@@ -172,17 +172,6 @@ func (r *Resolver) Forget(names []string) {
 	}
 }
 
-// Known returns the ids cached so far, by name.
-func (r *Resolver) Known() map[string]string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make(map[string]string, len(r.ids))
-	for k, v := range r.ids {
-		out[k] = v
-	}
-	return out
-}
-
 func (r *Resolver) cached(name string) (string, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
