@@ -14,6 +14,9 @@ type RequeueFilter struct {
 	Statuses []string  // required: the statuses to take, e.g. failed
 	Since    time.Time // only rows last changed at or after this; zero for all
 	List     string    // only rows bound for this CC list; "" for any
+	// IDs, when set, keeps only these enrollments: a reconcile's repair
+	// names the imported rows CC lost.
+	IDs []int64
 }
 
 func (f RequeueFilter) where() (string, []any, error) {
@@ -35,6 +38,12 @@ func (f RequeueFilter) where() (string, []any, error) {
 		name, _ := json.Marshal(f.List)
 		q += " AND JSON_CONTAINS(lists, ?)"
 		args = append(args, string(name))
+	}
+	if len(f.IDs) > 0 {
+		q += " AND id IN (" + placeholders(len(f.IDs)) + ")"
+		for _, id := range f.IDs {
+			args = append(args, id)
+		}
 	}
 	return q, args, nil
 }

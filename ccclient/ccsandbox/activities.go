@@ -35,6 +35,8 @@ type activity struct {
 	doneAt      time.Time // when it reaches its outcome
 	outcome     string    // final state, chosen by Faults when queued
 	req         *importRequest
+	remove      *removeRequest // a remove_list_memberships activity's work
+	listCount   int            // lists a list-membership activity processed
 	detail      string // Faults.RejectDetail when queued
 	state       string
 	completedAt time.Time
@@ -65,22 +67,30 @@ func (s *Server) queueImportLocked(req *importRequest, now time.Time) *activity 
 			rec.rejected = !rec.correctable && s.chanceLocked(s.faults.RejectRate)
 		}
 	}
+	a := s.queueActivityLocked(now, len(req.records))
+	a.req = req
+	a.detail = cmp.Or(s.faults.RejectDetail, RejectDetailLineEmail)
+	s.stats.Imports++
+	s.stats.ImportRowsDropped += req.dropped
+	return a
+}
+
+// queueActivityLocked creates and indexes an activity of any kind, due on
+// the sandbox clock after ActivityDelay, ending as Faults.ImportOutcome
+// says (completed by default); the caller attaches its work.
+func (s *Server) queueActivityLocked(now time.Time, total int) *activity {
 	a := &activity{
 		id:        newUUID(),
 		createdAt: now,
 		startAt:   now.Add(s.opts.ActivityDelay / 2),
 		doneAt:    now.Add(s.opts.ActivityDelay),
-		outcome:   outcome,
-		req:       req,
-		detail:    cmp.Or(s.faults.RejectDetail, RejectDetailLineEmail),
+		outcome:   cmp.Or(s.faults.ImportOutcome, stateCompleted),
 		state:     stateInitialized,
-		total:     len(req.records),
+		total:     total,
 	}
 	s.activities = append(s.activities, a)
 	s.activityByID[a.id] = a
 	s.pending = append(s.pending, a)
-	s.stats.Imports++
-	s.stats.ImportRowsDropped += req.dropped
 	return a
 }
 
@@ -127,8 +137,13 @@ func (s *Server) finishLocked(a *activity) {
 	req := a.req
 	a.req = nil // the rows are not needed once applied
 	if a.outcome != stateCompleted {
-		a.errors = append(a.errors, "The activity ended "+a.outcome+" (sandbox fault injection); no contacts were imported.")
-		s.log.Info("ccsandbox: import ended by fault", "activity_id", a.id, "state", a.state)
+		a.remove = nil
+		a.errors = append(a.errors, "The activity ended "+a.outcome+" (sandbox fault injection); no contacts were changed.")
+		s.log.Info("ccsandbox: activity ended by fault", "activity_id", a.id, "state", a.state)
+		return
+	}
+	if a.remove != nil {
+		s.finishRemoveLocked(a)
 		return
 	}
 	// Only a completed import counts its rows as received: a failed one
@@ -209,6 +224,8 @@ type activityStatusJSON struct {
 	ErrorCount           int `json:"error_count"`
 	CorrectableCount     int `json:"correctable_count"`
 	CannotAddToListCount int `json:"cannot_add_to_list_count"`
+	// ListCount is set for list-membership activities only.
+	ListCount int `json:"list_count,omitempty"`
 }
 
 // selfLinks is the _links of an activity.
@@ -271,6 +288,7 @@ func (a *activity) json(now time.Time) activityJSON {
 			ErrorCount:           a.counts.errors,
 			CorrectableCount:     a.counts.correctable,
 			CannotAddToListCount: a.counts.cannotAdd,
+			ListCount:            a.listCount,
 		}
 	}
 	return out

@@ -319,6 +319,7 @@ func (s *Server) routes() {
 	s.handleAPI("GET /v3/contact_custom_fields", s.getCustomFields)
 	s.handleAPI("POST /v3/contact_custom_fields", s.postCustomField)
 	s.handleAPI("POST /v3/activities/contacts_json_import", s.postImport)
+	s.handleAPI("POST /v3/activities/remove_list_memberships", s.postRemoveListMemberships)
 	s.handleAPI("GET /v3/activities/{id}", s.getActivity)
 	s.handleAPI("GET /v3/activities", s.getActivities)
 	s.handleAPI("GET /v3/contacts", s.getContacts)

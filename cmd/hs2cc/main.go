@@ -44,6 +44,7 @@ Commands:
   keygen     print a new HS2CC_TOKEN_KEY
   backfill   queue again every enrollment of a window that is not imported (--since 24h)
   replay     queue again enrollments of a status (--status failed [--since T] [--list NAME] [--dry-run])
+  reconcile  compare the routed CC lists with what the bridge imported ([--list NAME] [--since 30d] [--repair] [--dry-run] [--json])
   deliveries replay stored deliveries refused for the rules or fields (replay --verdict no_route [--since 72h] [--dry-run])
   sandbox    run the Constant Contact sandbox (a faithful in-memory CC)
   dev        the whole bridge in one process on embedded MySQL, Redis and sandbox
@@ -69,7 +70,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "keygen":
 		fmt.Fprintln(stdout, store.NewTokenKey())
 		return nil
-	case "serve", "work", "migrate", "connect", "status", "quarantine", "backfill", "replay", "deliveries":
+	case "serve", "work", "migrate", "connect", "status", "quarantine", "backfill", "replay", "deliveries", "reconcile":
 		cfg, err := loadConfig(getenv)
 		if err != nil {
 			return err
@@ -92,6 +93,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return runQuarantine(ctx, cfg, rest, stdout, stderr, log)
 		case "deliveries":
 			return runDeliveries(ctx, cfg, rest, stdout, stderr, log)
+		case "reconcile":
+			return runReconcile(ctx, cfg, rest, stdout, stderr, log)
 		default:
 			return runMigrate(ctx, cfg, stdout)
 		}

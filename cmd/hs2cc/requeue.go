@@ -66,8 +66,7 @@ func requeue(ctx context.Context, cfg config, what string, f store.RequeueFilter
 		return err
 	}
 	defer d.close()
-	db, enq := d.db, d.enq
-	total, err := db.CountRequeue(ctx, f)
+	total, err := d.db.CountRequeue(ctx, f)
 	if err != nil {
 		return err
 	}
@@ -75,6 +74,19 @@ func requeue(ctx context.Context, cfg config, what string, f store.RequeueFilter
 		fmt.Fprintf(stdout, "%s: %d enrollments match%s\n", what, total, map[bool]string{true: " (dry run: nothing queued)"}[dry])
 		return nil
 	}
+	queued, err := requeueRows(ctx, d, what, f, total, stderr)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: queued %d enrollments\n", what, queued)
+	return nil
+}
+
+// requeueRows moves the total rows f picks back to pending and queues them,
+// showing a progress bar on stderr; it is the one way back into the queue
+// for backfill, replay and reconcile --repair.
+func requeueRows(ctx context.Context, d *deps, what string, f store.RequeueFilter, total int, stderr io.Writer) (int, error) {
+	db, enq := d.db, d.enq
 	// The bar goes to stderr, so that stdout keeps only the summary.
 	bar := progressbar.NewOptions(total, progressbar.OptionSetWriter(stderr), progressbar.OptionSetDescription(what),
 		progressbar.OptionShowCount(), progressbar.OptionThrottle(200*time.Millisecond), progressbar.OptionClearOnFinish())
@@ -83,7 +95,7 @@ func requeue(ctx context.Context, cfg config, what string, f store.RequeueFilter
 	for {
 		refs, err := db.RequeueBatch(ctx, f, after, requeueBatch)
 		if err != nil {
-			return err
+			return queued, err
 		}
 		if len(refs) == 0 {
 			break
@@ -92,7 +104,7 @@ func requeue(ctx context.Context, cfg config, what string, f store.RequeueFilter
 			// The row is pending now, so if this enqueue fails the sweep
 			// queues it later; stop and say so rather than press on.
 			if err := enq.EnqueueEnrollment(ctx, r.ID, r.Version, r.Lists); err != nil {
-				return fmt.Errorf("%s: queued %d, then: %w (the rest are pending; the sweep will queue them)", what, queued, err)
+				return queued, fmt.Errorf("%s: queued %d, then: %w (the rest are pending; the sweep will queue them)", what, queued, err)
 			}
 			queued++
 			_ = bar.Add(1)
@@ -100,6 +112,5 @@ func requeue(ctx context.Context, cfg config, what string, f store.RequeueFilter
 		after = refs[len(refs)-1].ID
 	}
 	_ = bar.Finish()
-	fmt.Fprintf(stdout, "%s: queued %d enrollments\n", what, queued)
-	return nil
+	return queued, nil
 }

@@ -112,6 +112,7 @@ var loadSpec = sync.OnceValues(func() (*spec, error) {
 	if err != nil {
 		return nil, fmt.Errorf("convert: %w", err)
 	}
+	dropZeroMaxItems(doc3)
 	// The file has one invalid example (CustomField: "9A63BC" for an integer).
 	if err := doc3.Validate(context.Background(), openapi3.DisableExamplesValidation()); err != nil {
 		return nil, fmt.Errorf("validate spec: %w", err)
@@ -288,5 +289,57 @@ func (r *Recorder) checkResponse(req *http.Request, in *openapi3filter.RequestVa
 	}
 	if err := r.spec.doc.Components.Schemas[name].Value.VisitJSON(v); err != nil {
 		r.problem("%s: error body does not match %s: %v\nbody: %s", where, name, err, body)
+	}
+}
+
+// dropZeroMaxItems removes every "maxItems: 0" from the spec. The file puts
+// it on arrays whose descriptions allow up to 50 or 500 values (the
+// ListActivityRemoveContacts ids among them), so taken literally it would
+// refuse every valid request; no array in CC's API is meant to be empty.
+// Only the bound 0 is dropped: every real bound is still checked.
+func dropZeroMaxItems(doc *openapi3.T) {
+	seen := map[*openapi3.Schema]bool{}
+	var walk func(ref *openapi3.SchemaRef)
+	walk = func(ref *openapi3.SchemaRef) {
+		if ref == nil || ref.Value == nil || seen[ref.Value] {
+			return
+		}
+		s := ref.Value
+		seen[s] = true
+		if s.MaxItems != nil && *s.MaxItems == 0 {
+			s.MaxItems = nil
+		}
+		walk(s.Items)
+		walk(s.Not)
+		for _, p := range s.Properties {
+			walk(p)
+		}
+		if s.AdditionalProperties.Schema != nil {
+			walk(s.AdditionalProperties.Schema)
+		}
+		for _, list := range []openapi3.SchemaRefs{s.OneOf, s.AnyOf, s.AllOf} {
+			for _, r := range list {
+				walk(r)
+			}
+		}
+	}
+	for _, ref := range doc.Components.Schemas {
+		walk(ref)
+	}
+	for _, body := range doc.Components.RequestBodies {
+		if body.Value != nil {
+			for _, mt := range body.Value.Content {
+				walk(mt.Schema)
+			}
+		}
+	}
+	for _, item := range doc.Paths.Map() {
+		for _, op := range item.Operations() {
+			if op.RequestBody != nil && op.RequestBody.Value != nil {
+				for _, mt := range op.RequestBody.Value.Content {
+					walk(mt.Schema)
+				}
+			}
+		}
 	}
 }
