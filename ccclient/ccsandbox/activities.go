@@ -37,7 +37,7 @@ type activity struct {
 	req         *importRequest
 	remove      *removeRequest // a remove_list_memberships activity's work
 	listCount   int            // lists a list-membership activity processed
-	detail      string // Faults.RejectDetail when queued
+	detail      string         // Faults.RejectDetail when queued
 	state       string
 	completedAt time.Time
 	errors      []string

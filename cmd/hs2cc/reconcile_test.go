@@ -107,7 +107,7 @@ func TestReconcileAfterImports(t *testing.T) {
 
 	// 1 call counts the lists, 2 read 985 members, 15 look up the missing.
 	for _, step := range []struct {
-		args                                   []string
+		args                                  []string
 		missing, unsub, unknown, repaired, cc int
 	}{
 		{nil, 10, 5, 0, 0, 18},
