@@ -23,7 +23,8 @@ const (
 // way, and the epoch marker. Losing its data loses nothing, since MySQL
 // holds the truth.
 type Redis struct {
-	rdb redis.UniversalClient
+	rdb  redis.UniversalClient
+	keys *TokenKeys // seal and open the cached access token; nil refuses to cache it
 }
 
 // NewRedis wraps a Redis client.
@@ -42,39 +43,6 @@ func ParseRedisURL(u string) (*redis.Options, error) {
 func (c *Redis) Ping(ctx context.Context) error {
 	if err := c.rdb.Ping(ctx).Err(); err != nil {
 		return fmt.Errorf("store: redis ping: %w", err)
-	}
-	return nil
-}
-
-// AccessToken returns the cached access token, or "" when none is cached.
-func (c *Redis) AccessToken(ctx context.Context) (string, error) {
-	v, err := c.rdb.Get(ctx, keyAccessToken).Result()
-	if errors.Is(err, redis.Nil) {
-		return "", nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("store: cached token: %w", err)
-	}
-	return v, nil
-}
-
-// SetAccessToken caches the access token for ttl.
-func (c *Redis) SetAccessToken(ctx context.Context, token string, ttl time.Duration) error {
-	if ttl <= 0 {
-		return nil
-	}
-	if err := c.rdb.Set(ctx, keyAccessToken, token, ttl).Err(); err != nil {
-		return fmt.Errorf("store: cache token: %w", err)
-	}
-	return nil
-}
-
-// DropAccessToken forgets the cached token, but only if it is still the one
-// given, so that a slow caller cannot evict a token another process just
-// refreshed.
-func (c *Redis) DropAccessToken(ctx context.Context, token string) error {
-	if err := compareAndDelete.Run(ctx, c.rdb, []string{keyAccessToken}, token).Err(); err != nil && !errors.Is(err, redis.Nil) {
-		return fmt.Errorf("store: drop cached token: %w", err)
 	}
 	return nil
 }
@@ -145,32 +113,6 @@ func (c *Redis) MarkEpoch(ctx context.Context) (time.Time, bool, error) {
 		return time.Time{}, false, fmt.Errorf("store: redis epoch %q: %w", v, err)
 	}
 	return t, false, nil
-}
-
-// keyOAuthStatePrefix holds a pending OAuth authorization: the state value
-// names it and the PKCE verifier is its content.
-const keyOAuthStatePrefix = "hs2cc:oauth:state:"
-
-// SaveOAuthState remembers a PKCE verifier under its state for ttl.
-func (c *Redis) SaveOAuthState(ctx context.Context, state, verifier string, ttl time.Duration) error {
-	if err := c.rdb.Set(ctx, keyOAuthStatePrefix+state, verifier, ttl).Err(); err != nil {
-		return fmt.Errorf("store: save oauth state: %w", err)
-	}
-	return nil
-}
-
-// TakeOAuthState returns the verifier saved under state and forgets it in
-// the same step, so that a state works once. It returns ErrNotFound for an
-// unknown, used or expired state.
-func (c *Redis) TakeOAuthState(ctx context.Context, state string) (string, error) {
-	v, err := c.rdb.GetDel(ctx, keyOAuthStatePrefix+state).Result()
-	if errors.Is(err, redis.Nil) {
-		return "", ErrNotFound
-	}
-	if err != nil {
-		return "", fmt.Errorf("store: take oauth state: %w", err)
-	}
-	return v, nil
 }
 
 // Lease is a named cross-process lock held for a while and renewed by its

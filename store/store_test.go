@@ -291,6 +291,8 @@ func TestTokenCompareAndSwap(t *testing.T) {
 func TestCacheLockAndToken(t *testing.T) {
 	ctx := context.Background()
 	c := store.NewRedis(storetest.Redis(t))
+	// The token is cached sealed, so the cache needs the keys.
+	c.SetTokenKeys(storetest.TokenKeys(t))
 	release, ok, err := c.Lock(ctx, "refresh", time.Minute)
 	if err != nil || !ok {
 		t.Fatalf("first lock: %v %v", ok, err)

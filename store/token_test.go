@@ -788,36 +788,58 @@ func TestClaimRefresh(t *testing.T) {
 	}
 }
 
+// TestOAuthState: a state is taken once, and only with the binding it was
+// saved with; a wrong or missing binding is refused without spending it,
+// so the browser that started the connection can still finish.
 func TestOAuthState(t *testing.T) {
 	ctx := context.Background()
 	rdb := storetest.Redis(t)
 	c := store.NewRedis(rdb)
+	const binding = "digest-of-the-starting-browser"
 
 	cases := []struct {
 		name, state, verifier string
+		// wrong are bindings presented before the right one, each refused.
+		wrong []string
 	}{
-		{"plain", "st-1", "verifier-1"},
-		{"url-safe random state", "b64_-state~.x", strings.Repeat("v", 128)},
+		{name: "plain", state: "st-1", verifier: "verifier-1"},
+		{name: "url-safe random state", state: "b64_-state~.x", verifier: strings.Repeat("v", 128)},
+		{name: "another browser first", state: "st-2", verifier: "verifier-2",
+			wrong: []string{"digest-of-another-browser", "", binding + "x", binding[:10]}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if err := c.SaveOAuthState(ctx, tc.state, tc.verifier, time.Minute); err != nil {
+			if err := c.SaveOAuthState(ctx, tc.state, binding, tc.verifier, time.Minute); err != nil {
 				t.Fatal(err)
 			}
-			if v, err := c.TakeOAuthState(ctx, "other-"+tc.state); !errors.Is(err, store.ErrNotFound) || v != "" {
+			if v, err := c.TakeOAuthState(ctx, "other-"+tc.state, binding); !errors.Is(err, store.ErrNotFound) || v != "" {
 				t.Fatalf("unknown state: %q, %v; want ErrNotFound", v, err)
 			}
-			if v, err := c.TakeOAuthState(ctx, tc.state); err != nil || v != tc.verifier {
+			for _, w := range tc.wrong {
+				if v, err := c.TakeOAuthState(ctx, tc.state, w); !errors.Is(err, store.ErrOAuthBinding) || v != "" {
+					t.Fatalf("binding %q: %q, %v; want ErrOAuthBinding", w, v, err)
+				}
+			}
+			if v, err := c.TakeOAuthState(ctx, tc.state, binding); err != nil || v != tc.verifier {
 				t.Fatalf("first take: %q, %v", v, err)
 			}
-			if v, err := c.TakeOAuthState(ctx, tc.state); !errors.Is(err, store.ErrNotFound) || v != "" {
+			if v, err := c.TakeOAuthState(ctx, tc.state, binding); !errors.Is(err, store.ErrNotFound) || v != "" {
 				t.Fatalf("second take: %q, %v; want ErrNotFound", v, err)
 			}
 		})
 	}
 
+	t.Run("an empty binding is not saved", func(t *testing.T) {
+		if err := c.SaveOAuthState(ctx, "unbound", "", "v", time.Minute); err == nil {
+			t.Fatal("SaveOAuthState with no binding succeeded")
+		}
+		if n := rdb.Exists(ctx, "hs2cc:oauth:state:unbound").Val(); n != 0 {
+			t.Fatalf("an unbound state was kept")
+		}
+	})
+
 	t.Run("kept for its ttl only", func(t *testing.T) {
-		if err := c.SaveOAuthState(ctx, "ttl-long", "v", 10*time.Minute); err != nil {
+		if err := c.SaveOAuthState(ctx, "ttl-long", binding, "v", 10*time.Minute); err != nil {
 			t.Fatal(err)
 		}
 		keys, err := rdb.Keys(ctx, "*ttl-long*").Result()
@@ -827,17 +849,17 @@ func TestOAuthState(t *testing.T) {
 		if pttl, err := rdb.PTTL(ctx, keys[0]).Result(); err != nil || pttl <= 9*time.Minute || pttl > 10*time.Minute {
 			t.Fatalf("PTTL %v, %v; want about 10m", pttl, err)
 		}
-		if err := c.SaveOAuthState(ctx, "ttl-short", "v", 50*time.Millisecond); err != nil {
+		if err := c.SaveOAuthState(ctx, "ttl-short", binding, "v", 50*time.Millisecond); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(150 * time.Millisecond)
-		if v, err := c.TakeOAuthState(ctx, "ttl-short"); !errors.Is(err, store.ErrNotFound) {
+		if v, err := c.TakeOAuthState(ctx, "ttl-short", binding); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("expired state: %q, %v; want ErrNotFound", v, err)
 		}
 	})
 
 	t.Run("one of many concurrent takes wins", func(t *testing.T) {
-		if err := c.SaveOAuthState(ctx, "race", "the-verifier", time.Minute); err != nil {
+		if err := c.SaveOAuthState(ctx, "race", binding, "the-verifier", time.Minute); err != nil {
 			t.Fatal(err)
 		}
 		const n = 16
@@ -848,7 +870,7 @@ func TestOAuthState(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				got[i], errs[i] = c.TakeOAuthState(ctx, "race")
+				got[i], errs[i] = c.TakeOAuthState(ctx, "race", binding)
 			}()
 		}
 		wg.Wait()

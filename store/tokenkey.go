@@ -142,3 +142,20 @@ func (k *TokenKeys) ids() string {
 	}
 	return strings.Join(ids, ", ")
 }
+
+// sealTagged seals v like seal and writes the sealing key's id in front
+// ("<id>.hs2cc-aesgcm-v1:…"), for copies kept where no key_id column sits
+// next to them, such as the Redis cache. The id is no secret: keyID hashes
+// the key.
+func (k *TokenKeys) sealTagged(field, v string) string {
+	return k.ID() + "." + k.seal(field, v)
+}
+
+// openTagged opens a value sealTagged made under any configured key.
+func (k *TokenKeys) openTagged(field, v string) (string, error) {
+	id, sealed, ok := strings.Cut(v, ".")
+	if !ok || !strings.HasPrefix(sealed, sealedPrefix) {
+		return "", fmt.Errorf("%w: %s is not sealed", ErrTokenKey, field)
+	}
+	return k.open(id, field, sealed)
+}
