@@ -3,7 +3,9 @@ package ccauth
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -20,6 +22,12 @@ const StateTTL = 10 * time.Minute
 // the consent must be started again.
 var ErrBadState = errors.New("ccauth: unknown, expired or already used OAuth state; start the connection again")
 
+// ErrWrongBrowser means a callback came without the nonce of the browser
+// that started the connection, or with another one: whoever got hold of
+// the consent URL tried to finish it with their own CC account. The state
+// is not spent, so the person who started can still finish.
+var ErrWrongBrowser = errors.New("ccauth: this browser did not start the connection")
+
 // OAuthFlow is the authorization-code flow with PKCE; ccclient.OAuthConfig
 // is one.
 type OAuthFlow interface {
@@ -29,8 +37,8 @@ type OAuthFlow interface {
 
 // StateStore keeps started connections; *store.Redis is one.
 type StateStore interface {
-	SaveOAuthState(ctx context.Context, state, verifier string, ttl time.Duration) error
-	TakeOAuthState(ctx context.Context, state string) (string, error)
+	SaveOAuthState(ctx context.Context, state, binding, verifier string, ttl time.Duration) error
+	TakeOAuthState(ctx context.Context, state, binding string) (string, error)
 }
 
 // Connector runs "connect Constant Contact" for /oauth/connect and
@@ -47,30 +55,47 @@ func NewConnector(oauth OAuthFlow, states StateStore, tokens *Tokens) *Connector
 	return &Connector{oauth: oauth, states: states, tokens: tokens}
 }
 
-// Begin starts a connection and returns the CC consent URL to send the
-// person to.
-func (c *Connector) Begin(ctx context.Context) (string, error) {
-	state, verifier := randomID(), ccclient.NewVerifier()
-	if err := c.states.SaveOAuthState(ctx, state, verifier, StateTTL); err != nil {
-		return "", err
+// Begin starts a connection. It returns the CC consent URL to send the
+// person to and a nonce for that person's browser alone (the handler keeps
+// it in a cookie): the state is bound to the nonce's digest, so that only
+// that browser can finish the connection.
+func (c *Connector) Begin(ctx context.Context) (authURL, nonce string, err error) {
+	state, verifier, nonce := randomID(), ccclient.NewVerifier(), randomID()
+	if err := c.states.SaveOAuthState(ctx, state, bindingOf(nonce), verifier, StateTTL); err != nil {
+		return "", "", err
 	}
-	return c.oauth.AuthCodeURL(state, verifier), nil
+	return c.oauth.AuthCodeURL(state, verifier), nonce, nil
 }
 
-// Complete finishes a connection from the callback's state and code: the
-// state is spent first, so a replayed callback fails with ErrBadState.
-func (c *Connector) Complete(ctx context.Context, state, code string) (*ccclient.Token, error) {
+// Complete finishes a connection from the callback's state and code and
+// the nonce the browser presented. A nonce that is missing or not the one
+// the state was bound to fails with ErrWrongBrowser and leaves the state;
+// otherwise the state is spent first, so a replayed callback fails with
+// ErrBadState.
+func (c *Connector) Complete(ctx context.Context, state, nonce, code string) (*ccclient.Token, error) {
 	if state == "" {
 		return nil, ErrBadState
 	}
-	verifier, err := c.states.TakeOAuthState(ctx, state)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, ErrBadState
+	if nonce == "" {
+		return nil, ErrWrongBrowser
 	}
-	if err != nil {
+	verifier, err := c.states.TakeOAuthState(ctx, state, bindingOf(nonce))
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, ErrBadState
+	case errors.Is(err, store.ErrOAuthBinding):
+		return nil, ErrWrongBrowser
+	case err != nil:
 		return nil, err
 	}
 	return ExchangeAndConnect(ctx, c.oauth, c.tokens, code, verifier)
+}
+
+// bindingOf is what the state store keeps of a browser's nonce: its
+// SHA-256, so that reading Redis does not give the cookie's value.
+func bindingOf(nonce string) string {
+	sum := sha256.Sum256([]byte(nonce))
+	return hex.EncodeToString(sum[:])
 }
 
 // ExchangeAndConnect trades a code for a pair and stores it; `hs2cc
@@ -111,8 +136,8 @@ func temporaryOAuth(err error) bool {
 // NewState returns a fresh OAuth state value.
 func NewState() string { return randomID() }
 
-// randomID returns 32 random bytes, base64url: OAuth states and owner
-// tokens.
+// randomID returns 32 random bytes, base64url: OAuth states, browser
+// nonces and owner tokens.
 func randomID() string {
 	var b [32]byte
 	if _, err := rand.Read(b[:]); err != nil {

@@ -90,7 +90,15 @@ func (te *tokenEnv) process() *ccauth.Tokens {
 	}
 	rdb := redis.NewClient(opt)
 	te.t.Cleanup(func() { rdb.Close() })
-	return ccauth.NewTokens(te.openDB(), store.NewRedis(rdb), te.oauth, newLogger(te.t), tokenMargin)
+	return ccauth.NewTokens(te.openDB(), te.sealedCache(rdb), te.oauth, newLogger(te.t), tokenMargin)
+}
+
+// sealedCache is the token cache of a process holding the deployment's
+// HS2CC_TOKEN_KEY, which seals the access token's Redis copy too.
+func (te *tokenEnv) sealedCache(rdb redis.UniversalClient) *store.Redis {
+	c := store.NewRedis(rdb)
+	c.SetTokenKeys(te.keys)
+	return c
 }
 
 func (te *tokenEnv) cache() *store.Redis {
@@ -101,7 +109,7 @@ func (te *tokenEnv) cache() *store.Redis {
 	}
 	rdb := redis.NewClient(opt)
 	te.t.Cleanup(func() { rdb.Close() })
-	return store.NewRedis(rdb)
+	return te.sealedCache(rdb)
 }
 
 // connect stores a pair the sandbox issued, expiring (as far as the bridge
@@ -177,6 +185,55 @@ func TestTokensFreshTokenServedFromCache(t *testing.T) {
 	}
 	if n := te.sb.Stats().Requests[tokenRoute]; n != 0 {
 		t.Errorf("RefreshIfDue on a fresh token called the token endpoint %d times", n)
+	}
+}
+
+// TestTokensCacheSealedInRedis: what the token source leaves in Redis under
+// hs2cc:cc:access_token is not the bearer token and does not contain it, so
+// a Redis dump or AOF file gives no access to CC; a value changed in Redis
+// is a miss that falls back to MySQL, never a token sent to CC.
+func TestTokensCacheSealedInRedis(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	te := newTokenEnv(t, ccsandbox.Options{})
+	access, refresh := te.connect(time.Now().Add(time.Hour))
+	tokens := te.process()
+	rdb := redisClient(t, te.redisURL)
+
+	steps := []struct {
+		name   string
+		tamper func(raw string) string // changes the Redis value first; nil leaves it
+	}{
+		{name: "first read caches it"},
+		{name: "a cache hit"},
+		{name: "a flipped byte", tamper: func(raw string) string {
+			b := []byte(raw)
+			b[len(b)-3] ^= 0x04
+			return string(b)
+		}},
+		{name: "a plain-text token planted", tamper: func(string) string { return "planted-token-not-from-cc" }},
+	}
+	for _, st := range steps {
+		if st.tamper != nil {
+			raw := rdb.Get(ctx, "hs2cc:cc:access_token").Val()
+			if err := rdb.Set(ctx, "hs2cc:cc:access_token", st.tamper(raw), time.Minute).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := tokens.Token(ctx)
+		if err != nil || got != access {
+			t.Fatalf("%s: Token = %q, %v; want the stored access token", st.name, got, err)
+		}
+		raw, err := rdb.Get(ctx, "hs2cc:cc:access_token").Result()
+		if err != nil {
+			t.Fatalf("%s: nothing cached: %v", st.name, err)
+		}
+		if raw == access || strings.Contains(raw, access) || strings.Contains(raw, refresh) {
+			t.Errorf("%s: Redis holds the token in plain text: %q", st.name, raw)
+		}
+		if _, err := te.client(tokens).ContactLists(ctx); err != nil {
+			t.Errorf("%s: API call with the token served: %v", st.name, err)
+		}
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"html/template"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -17,10 +18,47 @@ import (
 	"github.com/hs2cc/hs2cc/ccclient"
 )
 
-// Connector is the CC connection flow; *ccauth.Connector is one.
+// Connector is the CC connection flow; *ccauth.Connector is one. Begin
+// hands out a nonce for the starting browser; Complete wants it back.
 type Connector interface {
-	Begin(ctx context.Context) (authURL string, err error)
-	Complete(ctx context.Context, state, code string) (*ccclient.Token, error)
+	Begin(ctx context.Context) (authURL, nonce string, err error)
+	Complete(ctx context.Context, state, nonce, code string) (*ccclient.Token, error)
+}
+
+// NonceCookie is the cookie that ties a started connection to the browser
+// that started it.
+const NonceCookie = "hs2cc_oauth_nonce"
+
+// nonceCookie is the cookie's template for the public URL: sent back only
+// to /oauth/ under the public path, never readable by script, sent on the
+// top-level redirect back from CC (Lax) but not on other sites' requests,
+// and over TLS only when the bridge is served over TLS.
+func nonceCookie(publicURL string) http.Cookie {
+	c := http.Cookie{Name: NonceCookie, Path: "/oauth/", HttpOnly: true, SameSite: http.SameSiteLaxMode}
+	if u, err := url.Parse(publicURL); err == nil && u.Host != "" {
+		c.Path = strings.TrimRight(u.Path, "/") + "/oauth/"
+		c.Secure = u.Scheme == "https"
+	}
+	return c
+}
+
+// sameSiteOnly refuses an /oauth/connect that a browser sent on behalf of
+// another site (a link, an image, a redirect elsewhere): the browser adds
+// the ops login to any request to this host, so a page elsewhere could
+// otherwise start connections in the admin's browser and put a CC consent
+// page before them that they might approve out of habit. A person typing
+// the address or
+// following the /ops link sends "none" or "same-origin"; a client without
+// Fetch Metadata (the CLI, an old browser) sends nothing and is let in.
+func sameSiteOnly(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		switch c.Request().Header.Get("Sec-Fetch-Site") {
+		case "cross-site", "same-site":
+			return newError(http.StatusForbidden, CodeForbidden,
+				"open /oauth/connect from /ops or by typing its address, not from a link on another site", nil)
+		}
+		return next(c)
+	}
 }
 
 // noStore keeps the OAuth answers out of caches and keeps their URLs, whose
@@ -34,14 +72,20 @@ func noStore(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// handleConnect starts a connection and sends the browser to CC's consent
-// page. The URL is never logged: its state is what the callback trusts.
-func handleConnect(conn Connector) echo.HandlerFunc {
+// handleConnect starts a connection, gives the browser the nonce the
+// callback wants back, and sends it to CC's consent page. The URL is never
+// logged: its state is what the callback trusts.
+func handleConnect(cfg Config) echo.HandlerFunc {
+	tmpl := nonceCookie(cfg.PublicURL)
 	return func(c echo.Context) error {
-		authURL, err := conn.Begin(c.Request().Context())
+		authURL, nonce, err := cfg.Connector.Begin(c.Request().Context())
 		if err != nil {
 			return unavailable("could not start the Constant Contact connection; try again", err)
 		}
+		cookie := tmpl
+		cookie.Value = nonce
+		cookie.MaxAge = int(ccauth.StateTTL / time.Second)
+		c.SetCookie(&cookie)
 		return c.Redirect(http.StatusFound, authURL)
 	}
 }
@@ -99,6 +143,7 @@ var callbackTemplate = template.Must(template.New("callback").Funcs(template.Fun
 // back. It answers HTML, not JSON, because a person reads it.
 func handleCallback(cfg Config) echo.HandlerFunc {
 	restart := strings.TrimRight(cfg.PublicURL, "/") + "/oauth/connect"
+	cookieTmpl := nonceCookie(cfg.PublicURL)
 	log := cfg.Logger
 	return func(c echo.Context) error {
 		ctx := c.Request().Context()
@@ -133,10 +178,25 @@ func handleCallback(cfg Config) echo.HandlerFunc {
 			})
 		}
 
-		tok, err := cfg.Connector.Complete(ctx, state, code)
+		// A callback without the starting browser's nonce is refused before
+		// the state is looked at, so it cannot spend it.
+		var nonce string
+		if ck, err := c.Cookie(NonceCookie); err == nil {
+			nonce = ck.Value
+		}
+		if nonce == "" {
+			return refuse(http.StatusForbidden, "no nonce cookie", wrongBrowserPage)
+		}
+		tok, err := cfg.Connector.Complete(ctx, state, nonce, code)
 		var oe *ccclient.OAuthError
 		switch {
 		case err == nil:
+			// The nonce has done its work; the browser need not keep it.
+			gone := cookieTmpl
+			gone.MaxAge = -1
+			c.SetCookie(&gone)
+		case errors.Is(err, ccauth.ErrWrongBrowser):
+			return refuse(http.StatusForbidden, "nonce mismatch", wrongBrowserPage)
 		case errors.Is(err, ccauth.ErrBadState):
 			return refuse(http.StatusBadRequest, "bad state", callbackPage{
 				Title:   "Constant Contact was not connected",
@@ -169,6 +229,16 @@ func handleCallback(cfg Config) echo.HandlerFunc {
 		}
 		return renderCallback(c, http.StatusOK, page)
 	}
+}
+
+// wrongBrowserPage answers a callback from a browser that did not start the
+// connection. Its most likely honest cause is a consent URL copied into
+// another browser; the other is someone finishing an admin's connection
+// with their own CC account, which this refusal exists to stop.
+var wrongBrowserPage = callbackPage{
+	Title: "Constant Contact was not connected",
+	Message: "This browser did not start this connection. Finish it in the browser that opened /oauth/connect, " +
+		"or start again here; a consent link copied to another browser or person does not work.",
 }
 
 // renderCallback renders into a buffer first, so that a template failure

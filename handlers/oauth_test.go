@@ -30,9 +30,11 @@ const (
 	cbCode       = "callback-code-Wr55Pt"
 	accessToken  = "access-token-Hn42Vb"
 	refreshToken = "refresh-token-Jc07Ds"
+	// beginNonce is the nonce Begin hands out for the browser's cookie.
+	beginNonce = "begin-nonce-Ux38Ke"
 )
 
-var secrets = []string{beginState, cbState, cbCode, accessToken, refreshToken}
+var secrets = []string{beginState, cbState, cbCode, accessToken, refreshToken, beginNonce}
 
 // fakeConnector answers as configured and records what it was asked.
 type fakeConnector struct {
@@ -43,30 +45,30 @@ type fakeConnector struct {
 
 	mu        sync.Mutex
 	begins    int
-	completes [][2]string // state, code
+	completes [][3]string // state, nonce, code
 }
 
-func (f *fakeConnector) Begin(context.Context) (string, error) {
+func (f *fakeConnector) Begin(context.Context) (string, string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.begins++
 	if f.beginErr != nil {
-		return "", f.beginErr
+		return "", "", f.beginErr
 	}
-	return f.url, nil
+	return f.url, beginNonce, nil
 }
 
-func (f *fakeConnector) Complete(_ context.Context, state, code string) (*ccclient.Token, error) {
+func (f *fakeConnector) Complete(_ context.Context, state, nonce, code string) (*ccclient.Token, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.completes = append(f.completes, [2]string{state, code})
+	f.completes = append(f.completes, [3]string{state, nonce, code})
 	return f.tok, f.completeErr
 }
 
-func (f *fakeConnector) calls() (int, [][2]string) {
+func (f *fakeConnector) calls() (int, [][3]string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.begins, append([][2]string(nil), f.completes...)
+	return f.begins, append([][3]string(nil), f.completes...)
 }
 
 // startHTTP runs the application without a store or a queue, which no
@@ -122,12 +124,14 @@ func wantNoSecrets(t testing.TB, a *app, r reply, path string) {
 	}
 }
 
-// /oauth/connect is behind the ops credentials and sends the person to the
-// consent URL that Begin made.
+// /oauth/connect is behind the ops credentials, refuses what another site
+// sent through the admin's browser, and sends the person to the consent URL
+// that Begin made with the nonce cookie the callback wants back.
 func TestOAuthConnect(t *testing.T) {
 	cases := []struct {
 		name       string
 		user, pass string // no Authorization header when both are empty
+		fetchSite  string // Sec-Fetch-Site; none sent when empty
 		beginErr   error
 		status     int
 		code       string // the JSON error code; "" for the redirect
@@ -137,6 +141,16 @@ func TestOAuthConnect(t *testing.T) {
 		{name: "wrong password", user: opsUser, pass: "wrong", status: http.StatusUnauthorized, code: handlers.CodeUnauthorized},
 		{name: "wrong user", user: "admin", pass: opsPass, status: http.StatusUnauthorized, code: handlers.CodeUnauthorized},
 		{name: "right credentials", user: opsUser, pass: opsPass, status: http.StatusFound, begins: 1},
+		{name: "typed or bookmarked", user: opsUser, pass: opsPass, fetchSite: "none", status: http.StatusFound, begins: 1},
+		{name: "from the ops page", user: opsUser, pass: opsPass, fetchSite: "same-origin", status: http.StatusFound, begins: 1},
+		{name: "from another site", user: opsUser, pass: opsPass, fetchSite: "cross-site",
+			status: http.StatusForbidden, code: handlers.CodeForbidden},
+		{name: "from a sibling subdomain", user: opsUser, pass: opsPass, fetchSite: "same-site",
+			status: http.StatusForbidden, code: handlers.CodeForbidden},
+		// Refused before the password is checked: another site's request
+		// costs no bcrypt.
+		{name: "from another site without credentials", fetchSite: "cross-site",
+			status: http.StatusForbidden, code: handlers.CodeForbidden},
 		{
 			name: "Begin fails", user: opsUser, pass: opsPass, beginErr: errors.New("redis: connection refused"),
 			status: http.StatusServiceUnavailable, code: handlers.CodeUnavailable, begins: 1,
@@ -150,6 +164,9 @@ func TestOAuthConnect(t *testing.T) {
 			if tc.user != "" || tc.pass != "" {
 				req.SetBasicAuth(tc.user, tc.pass)
 			}
+			if tc.fetchSite != "" {
+				req.Header.Set("Sec-Fetch-Site", tc.fetchSite)
+			}
 			r := a.do(t, req)
 			if tc.code != "" {
 				wantError(t, r, tc.status, tc.code)
@@ -160,8 +177,14 @@ func TestOAuthConnect(t *testing.T) {
 				if loc := r.header.Get("Location"); loc != authURL {
 					t.Errorf("Location %q, want %q", loc, authURL)
 				}
-			} else if loc := r.header.Get("Location"); loc != "" {
-				t.Errorf("Location %q on a %d", loc, r.status)
+				wantNonceCookie(t, r, "/oauth/", true)
+			} else {
+				if loc := r.header.Get("Location"); loc != "" {
+					t.Errorf("Location %q on a %d", loc, r.status)
+				}
+				if sc := r.header.Values("Set-Cookie"); len(sc) != 0 {
+					t.Errorf("Set-Cookie %q on a %d", sc, r.status)
+				}
 			}
 			if tc.status == http.StatusUnauthorized {
 				if got := r.header.Get("WWW-Authenticate"); !strings.HasPrefix(strings.ToLower(got), "basic realm=") {
@@ -178,6 +201,60 @@ func TestOAuthConnect(t *testing.T) {
 			// The redirect's body may name the URL; the log must not.
 			r.body = nil
 			wantNoSecrets(t, a, r, "/oauth/connect")
+		})
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// wantNonceCookie checks the one cookie /oauth/connect sets: the nonce,
+// for /oauth/ under the public path only, out of script's reach, sent on
+// the top-level redirect back from CC but not on other sites' requests,
+// for as long as the state lives, and over TLS when the bridge is served
+// over TLS.
+func wantNonceCookie(t testing.TB, r reply, path string, secure bool) {
+	t.Helper()
+	cookies := (&http.Response{Header: r.header}).Cookies()
+	if len(cookies) != 1 {
+		t.Fatalf("Set-Cookie %q, want the nonce cookie alone", r.header.Values("Set-Cookie"))
+	}
+	c := cookies[0]
+	if c.Name != handlers.NonceCookie || c.Value != beginNonce || c.Path != path || !c.HttpOnly ||
+		c.SameSite != http.SameSiteLaxMode || c.MaxAge != int(ccauth.StateTTL/time.Second) || c.Secure != secure || c.Domain != "" {
+		t.Errorf("cookie %q: want %s=%s, Path=%s, HttpOnly, SameSite=Lax, Max-Age=%d, Secure=%v, no Domain",
+			r.header.Get("Set-Cookie"), handlers.NonceCookie, beginNonce, path, int(ccauth.StateTTL/time.Second), secure)
+	}
+}
+
+// The nonce cookie's path and Secure flag follow HS2CC_PUBLIC_URL.
+func TestOAuthNonceCookie(t *testing.T) {
+	cases := []struct {
+		publicURL string
+		path      string
+		secure    bool
+	}{
+		{"https://hooks.example.com", "/oauth/", true},
+		{"https://example.com/bridge/", "/bridge/oauth/", true},
+		{"http://127.0.0.1:8080", "/oauth/", false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.publicURL, func(t *testing.T) {
+			a := startHTTP(t, &fakeConnector{url: authURL, tok: &ccclient.Token{AccessToken: accessToken}},
+				func(c *handlers.Config) { c.PublicURL = tc.publicURL })
+			r := a.as(t, http.MethodGet, "/oauth/connect", opsUser, opsPass)
+			if r.status != http.StatusFound {
+				t.Fatalf("status %d, want 302: %s", r.status, r.body)
+			}
+			wantNonceCookie(t, r, tc.path, tc.secure)
+			// After a connection the callback deletes it, on the same path.
+			req := a.request(t, http.MethodGet, "/oauth/callback?"+url.Values{"state": {cbState}, "code": {cbCode}}.Encode(), nil)
+			req.AddCookie(&http.Cookie{Name: handlers.NonceCookie, Value: beginNonce})
+			r = a.do(t, req)
+			gone := (&http.Response{Header: r.header}).Cookies()
+			if r.status != http.StatusOK || len(gone) != 1 || gone[0].Name != handlers.NonceCookie || gone[0].MaxAge >= 0 ||
+				gone[0].Path != tc.path || gone[0].Value != "" {
+				t.Errorf("callback: %d with Set-Cookie %q; want 200 deleting the nonce cookie on %s", r.status, r.header.Values("Set-Cookie"), tc.path)
+			}
 		})
 	}
 }
@@ -209,8 +286,12 @@ func TestOAuthCallback(t *testing.T) {
 		status      int
 		contains    []string
 		notContains []string
-		complete    bool   // whether Complete is called, with cbState and cbCode
-		logs        string // a part of the log that must appear
+		// nonce is the cookie's value, beginNonce when nil; noCookie
+		// sends none.
+		nonce    *string
+		noCookie bool
+		complete bool   // whether Complete is called, with cbState, the nonce and cbCode
+		logs     string // a part of the log that must appear
 	}{
 		{
 			name: "connected", query: ok, tok: tok, status: http.StatusOK, complete: true,
@@ -262,6 +343,23 @@ func TestOAuthCallback(t *testing.T) {
 			logs:     "reason=\"bad state\"",
 		},
 		{
+			// Whoever got hold of a consent URL, finishing it in their
+			// own browser: refused before the state is looked at.
+			name: "no nonce cookie", query: ok, noCookie: true, status: http.StatusForbidden,
+			contains: []string{"This browser did not start this connection", restart},
+			logs:     "reason=\"no nonce cookie\"",
+		},
+		{
+			name: "empty nonce cookie", query: ok, nonce: ptr(""), status: http.StatusForbidden,
+			contains: []string{"This browser did not start this connection", restart},
+		},
+		{
+			name: "another browser's nonce", query: ok, nonce: ptr("another-browsers-nonce"), complete: true,
+			err: fmt.Errorf("wrapped: %w", ccauth.ErrWrongBrowser), status: http.StatusForbidden,
+			contains: []string{"This browser did not start this connection", restart},
+			logs:     "reason=\"nonce mismatch\"",
+		},
+		{
 			name: "code refused", query: ok, complete: true,
 			err: fmt.Errorf("exchange: %w", &ccclient.OAuthError{
 				StatusCode: 400, Code: "invalid_grant", Description: "The authorization code is <invalid>"}),
@@ -289,7 +387,15 @@ func TestOAuthCallback(t *testing.T) {
 			conn := &fakeConnector{tok: tc.tok, completeErr: tc.err}
 			// No ops credentials are sent: the callback must not need them.
 			a := startHTTP(t, conn)
-			r := a.do(t, a.request(t, http.MethodGet, "/oauth/callback?"+tc.query.Encode(), nil))
+			req := a.request(t, http.MethodGet, "/oauth/callback?"+tc.query.Encode(), nil)
+			nonce := beginNonce
+			if tc.nonce != nil {
+				nonce = *tc.nonce
+			}
+			if !tc.noCookie {
+				req.AddCookie(&http.Cookie{Name: handlers.NonceCookie, Value: nonce})
+			}
+			r := a.do(t, req)
 			if r.status != tc.status {
 				t.Errorf("status %d, want %d: %s", r.status, tc.status, r.body)
 			}
@@ -320,8 +426,8 @@ func TestOAuthCallback(t *testing.T) {
 			if tc.complete {
 				want = 1
 			}
-			if begins != 0 || len(completes) != want || (want == 1 && completes[0] != [2]string{cbState, cbCode}) {
-				t.Errorf("Begin called %d times, Complete with %v; want Complete %d times with the query's state and code",
+			if begins != 0 || len(completes) != want || (want == 1 && completes[0] != [3]string{cbState, nonce, cbCode}) {
+				t.Errorf("Begin called %d times, Complete with %v; want Complete %d times with the query's state and code and the cookie's nonce",
 					begins, completes, want)
 			}
 			wantNoSecrets(t, a, r, "/oauth/callback")

@@ -160,9 +160,12 @@ func New(cfg Config, st Store, enq ingest.Enqueuer) *echo.Echo {
 	if cfg.Connector != nil && opsAuth != nil {
 		// noStore comes first so that the 401 of a wrong password carries
 		// its headers too.
-		e.GET("/oauth/connect", handleConnect(cfg.Connector), noStore, opsAuth, requireAdmin)
+		// sameSiteOnly comes before the login so that another site's
+		// request is refused without a password check.
+		e.GET("/oauth/connect", handleConnect(cfg), noStore, sameSiteOnly, opsAuth, requireAdmin)
 		// The callback has no basic auth: CC's redirect brings the browser
-		// back without it, and the single-use state is its protection.
+		// back without it, and the single-use state, bound to the nonce
+		// cookie /oauth/connect set, is its protection.
 		e.GET("/oauth/callback", handleCallback(cfg), noStore)
 	}
 	return e

@@ -13,6 +13,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
 	"net/url"
 	"os"
 	"strings"
@@ -213,14 +214,21 @@ func readPasted(r io.Reader, results chan<- callback) {
 
 // connectThroughBridge opens /oauth/connect as ops would in a browser and
 // follows the redirects: to the sandbox's consent page, which approves at
-// once, and back to /oauth/callback, which stores the tokens.
+// once, and back to /oauth/callback, which stores the tokens once it sees
+// the nonce cookie /oauth/connect set.
 func connectThroughBridge(ctx context.Context, base, user, password string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/oauth/connect", nil)
 	if err != nil {
 		return err
 	}
 	req.SetBasicAuth(user, password)
-	resp, err := (&http.Client{Timeout: 15 * time.Second}).Do(req)
+	// The jar carries the nonce cookie /oauth/connect sets back to
+	// /oauth/callback, as a browser would.
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		return err
+	}
+	resp, err := (&http.Client{Timeout: 15 * time.Second, Jar: jar}).Do(req)
 	if err != nil {
 		return err
 	}

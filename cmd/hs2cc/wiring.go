@@ -63,12 +63,16 @@ func connect(ctx context.Context, cfg config) (*deps, error) {
 		db.Close()
 		return nil, err
 	}
+	rdb := redis.NewClient(opt)
+	cache := store.NewRedis(rdb)
+	// The same keys seal the pair in MySQL and the access token's copy in
+	// Redis; without them neither is stored.
 	if cfg.TokenKeys != nil {
 		db.SetTokenKeys(cfg.TokenKeys)
+		cache.SetTokenKeys(cfg.TokenKeys)
 	}
-	rdb := redis.NewClient(opt)
 	aq := asynq.NewClient(asynqOpt(opt))
-	return &deps{db: db, redisOpt: opt, rdb: rdb, cache: store.NewRedis(rdb), aq: aq, enq: jobs.NewEnqueuer(aq)}, nil
+	return &deps{db: db, redisOpt: opt, rdb: rdb, cache: cache, aq: aq, enq: jobs.NewEnqueuer(aq)}, nil
 }
 
 // newIngester builds the webhook's code after the signature, configured as
