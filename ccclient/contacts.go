@@ -162,3 +162,29 @@ func (c *Client) emails(ctx context.Context, q url.Values, maxPages int, keep fu
 	}
 	return emails, true, nil
 }
+
+// ContactByEmail returns the contact CC holds with this email, with its
+// list memberships (list ids) and email status (PermissionToSend), or nil
+// when CC has none (GET /contacts?email=…&include=list_memberships). It is
+// one call: CC matches the whole address, so there is never a second page.
+// Deleted contacts are not returned, as CC's default status filter leaves
+// them out.
+func (c *Client) ContactByEmail(ctx context.Context, email string) (*Contact, error) {
+	q := url.Values{"email": {strings.TrimSpace(email)}, "include": {"list_memberships"}}
+	req, err := c.newRequest(ctx, "GET", "contacts?"+q.Encode(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("ccclient: contact by email: %w", err)
+	}
+	var page struct {
+		Contacts []Contact `json:"contacts"`
+	}
+	if err := c.do(req, "/contacts", &page); err != nil {
+		return nil, fmt.Errorf("ccclient: contact by email: %w", err)
+	}
+	for i := range page.Contacts {
+		if strings.EqualFold(page.Contacts[i].Email, strings.TrimSpace(email)) {
+			return &page.Contacts[i], nil
+		}
+	}
+	return nil, nil
+}

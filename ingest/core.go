@@ -31,10 +31,11 @@ type Enqueuer interface {
 	EnqueueEnrollment(ctx context.Context, id int64, version int, lists []string) error
 }
 
-// Router decides which CC lists an enrollment goes to; *routing.Rules is
-// one.
+// Router decides which CC lists an enrollment goes to, and says why (the
+// rule that matched), which is stored with the delivery and the version
+// for `hs2cc trace`; *routing.Rules is one.
 type Router interface {
-	Lists(e *store.Enrollment) ([]string, error)
+	Route(e *store.Enrollment) (lists []string, why string, err error)
 }
 
 // Config is what ingest reads besides the body.
@@ -90,15 +91,17 @@ func (c *Core) Ingest(ctx context.Context, raw []byte, version hubspot.Version, 
 		return Result{}, unavailable("could not read the delivery", err)
 	}
 	e := toEnrollment(parsed, c.cfg.Lists)
+	e.Route = configuredLists
 	if c.cfg.Router != nil {
-		lists, err := c.cfg.Router.Lists(e)
+		lists, why, err := c.cfg.Router.Route(e)
 		if err != nil {
 			// The rules send this contact nowhere: the delivery is kept
-			// with the reason, to be replayed once the rules are fixed.
-			d.Verdict, d.Reason = store.VerdictNoRoute, err.Error()
+			// with the reason, to be replayed once the rules are fixed,
+			// and with the email, so that a trace of the contact finds it.
+			d.Verdict, d.Reason, d.Email = store.VerdictNoRoute, err.Error(), e.Email
 			return c.refuse(ctx, d, CodeNoRoute)
 		}
-		e.Lists = lists
+		e.Lists, e.Route = lists, why
 	}
 	res, err := c.st.Ingest(ctx, d, e)
 	if err != nil {
@@ -130,6 +133,9 @@ func (c *Core) Ingest(ctx context.Context, raw []byte, version hubspot.Version, 
 	}
 	return out, nil
 }
+
+// configuredLists is why an enrollment goes where it goes without a Router.
+const configuredLists = "HS2CC_CC_LISTS"
 
 // refuse keeps a delivery that cannot be imported, with its verdict and
 // reason; if even that fails, HubSpot must retry.

@@ -127,13 +127,13 @@ func (c *Core) applyProperty(name, value string) func(e *store.Enrollment) error
 			return err
 		}
 		e.Email, e.FirstName, e.LastName, e.Country, e.EnrolledAt = h.Email, h.FirstName, h.LastName, h.Country, h.EnrolledAt
-		e.Properties, e.ContentHash, e.Lists = h.Properties, h.ContentHash(), c.cfg.Lists
+		e.Properties, e.ContentHash, e.Lists, e.Route = h.Properties, h.ContentHash(), c.cfg.Lists, configuredLists
 		if c.cfg.Router != nil {
-			lists, err := c.cfg.Router.Lists(e)
+			lists, why, err := c.cfg.Router.Route(e)
 			if err != nil {
 				return &store.Refusal{Verdict: store.VerdictNoRoute, Reason: err.Error()}
 			}
-			e.Lists = lists
+			e.Lists, e.Route = lists, why
 		}
 		return nil
 	}

@@ -14,6 +14,9 @@ type route struct {
 	conds     []cond
 	lists     []string // sorted, distinct, never empty
 	exclusive bool
+	// desc names the route for a person reading why a contact went where
+	// it went: its place in the file and its conditions.
+	desc string
 }
 
 type condKind uint8
@@ -34,7 +37,7 @@ type cond struct {
 // compileRoute checks one route and turns it into conditions; problems
 // go to p and the result is then never used.
 func compileRoute(rd routeDoc, path string, line int, p *problems) route {
-	rt := route{exclusive: rd.Exclusive}
+	rt := route{exclusive: rd.Exclusive, desc: describeRoute(rd, path)}
 	if !rd.Lists.set || len(rd.Lists.vals) == 0 {
 		p.add(line, path, "the route has no lists; say where matching enrollments go with lists: [...]")
 	} else {
@@ -104,7 +107,17 @@ func compileRoute(rd routeDoc, path string, line int, p *problems) route {
 // routed by the country CC will show for it; codes, aliases and names of
 // the same country are equal.
 func (r *Rules) Lists(e *store.Enrollment) ([]string, error) {
+	lists, _, err := r.Route(e)
+	return lists, err
+}
+
+// Route returns what Lists returns and why, in words a person reads in a
+// trace: each route that matched with its conditions and lists, then the
+// default lists when they were added, e.g. "routes[0] (country US) →
+// Agents - North America; default_lists → New Agents".
+func (r *Rules) Route(e *store.Enrollment) ([]string, string, error) {
 	out := make([]string, 0, len(r.defaults)+4)
+	var why []string
 	exclusive := false
 	country, haveCountry := "", false
 	for i := range r.routes {
@@ -124,21 +137,58 @@ func (r *Rules) Lists(e *store.Enrollment) ([]string, error) {
 		if ok {
 			out = append(out, rt.lists...)
 			exclusive = exclusive || rt.exclusive
+			why = append(why, rt.desc+" → "+strings.Join(rt.lists, ", "))
 		}
 	}
-	if !exclusive {
+	if !exclusive && len(r.defaults) > 0 {
 		out = append(out, r.defaults...)
+		why = append(why, r.defaultsName()+" → "+strings.Join(r.defaults, ", "))
 	}
 	if len(out) == 0 {
-		return nil, ErrNoRoute
+		return nil, "", ErrNoRoute
 	}
 	slices.Sort(out)
 	out = slices.Compact(out)
 	if len(out) > MaxLists {
 		// Parse rules this out; only Default given too many names gets here.
-		return nil, fmt.Errorf("routed to %d lists; Constant Contact accepts at most %d per import", len(out), MaxLists)
+		return nil, "", fmt.Errorf("routed to %d lists; Constant Contact accepts at most %d per import", len(out), MaxLists)
 	}
-	return out, nil
+	return out, strings.Join(why, "; "), nil
+}
+
+// defaultsName says where the default lists come from: the rules file's
+// default_lists, or HS2CC_CC_LISTS when there is no rules file.
+func (r *Rules) defaultsName() string {
+	if r.fromEnv {
+		return "HS2CC_CC_LISTS"
+	}
+	return "default_lists"
+}
+
+// describeRoute names a route by its place in the file and its conditions,
+// as written, e.g. "routes[1] (agent_tier = gold, exclusive)".
+func describeRoute(rd routeDoc, path string) string {
+	var parts []string
+	if w := rd.When; w != nil {
+		if w.Country.set {
+			parts = append(parts, "country "+strings.Join(w.Country.vals, ", "))
+		}
+		property := strings.TrimSpace(w.Property)
+		switch {
+		case w.Equals != nil:
+			parts = append(parts, property+" = "+strings.TrimSpace(*w.Equals))
+		case w.In.set:
+			parts = append(parts, property+" in "+strings.Join(w.In.vals, ", "))
+		}
+		if name := strings.TrimSpace(w.Exists); name != "" {
+			parts = append(parts, name+" exists")
+		}
+	}
+	desc := path + " (" + strings.Join(parts, " and ")
+	if rd.Exclusive {
+		desc += ", exclusive"
+	}
+	return desc + ")"
 }
 
 // holds reports whether c is true for e; country is e's match key.

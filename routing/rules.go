@@ -48,6 +48,9 @@ type Rules struct {
 	nstd          int       // fields[:nstd] are the standard fields
 	country       *mapping  // the country mapping, also used for matching
 	all           []string  // every list the rules can produce, sorted
+	// fromEnv says the defaults are HS2CC_CC_LISTS rather than a rules
+	// file's default_lists, for Route's account of why.
+	fromEnv bool
 }
 
 // Default returns the rules used when no rules file is configured: every
@@ -55,7 +58,7 @@ type Rules struct {
 // list is created, and fields follow the default mapping (see the package
 // documentation). With no usable list name, Lists returns ErrNoRoute.
 func Default(lists []string) *Rules {
-	r := &Rules{defaults: normaliseNames(lists)}
+	r := &Rules{defaults: normaliseNames(lists), fromEnv: true}
 	r.setFields(defaultFieldMap(), nil, 0, nil)
 	r.all = slices.Clone(r.defaults)
 	return r

@@ -59,6 +59,19 @@ type Delivery struct {
 	// too_large deliveries only, so that the sender can be told apart
 	// from HubSpot; nil for the others.
 	Header http.Header
+	// Version is the enrollment version the delivery made or was compared
+	// with; 0 when it concerned none.
+	Version int
+	// Lists and Route are the CC lists the rules chose for the delivery's
+	// data and why; empty when it was not routed.
+	Lists []string
+	Route string
+	// Email is kept only for a delivery that names a contact but made no
+	// enrollment (no_route), so that a trace by email finds it.
+	Email string
+	// ReplayOf is the delivery that `hs2cc deliveries replay` ran again to
+	// make this one; 0 for a delivery HubSpot sent.
+	ReplayOf int64
 }
 
 // preparedBodyMin is the body size from which a delivery is inserted by a
@@ -94,13 +107,16 @@ func insertDelivery(ctx context.Context, q execPreparer, d *Delivery) error {
 		}
 		headers = sql.NullString{String: string(b), Valid: true}
 	}
+	tr, err := traceColumns(d)
+	if err != nil {
+		return fmt.Errorf("store: insert delivery: %w", err)
+	}
 	const insert = `INSERT INTO deliveries (received_at, kind, signature_version, verdict, reason, enrollment_id, body,
-		   headers, declared_length, body_length, body_length_at_least)
-		 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+		   headers, declared_length, body_length, body_length_at_least, version, lists, route, email)
+		 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	args := []any{d.ReceivedAt.UTC(), d.Kind, d.SignatureVersion, d.Verdict, truncate(d.Reason, 512), enr,
-		nonNilBytes(d.Body), headers, declared, d.BodyLength, d.BodyLengthAtLeast}
+		nonNilBytes(d.Body), headers, declared, d.BodyLength, d.BodyLengthAtLeast, tr.version, tr.lists, tr.route, tr.email}
 	var res sql.Result
-	var err error
 	if len(d.Body) >= preparedBodyMin {
 		res, err = execPrepared(ctx, q, insert, args...)
 	} else {
@@ -130,15 +146,19 @@ func (s *DB) RecordDelivery(ctx context.Context, d *Delivery) error {
 }
 
 const deliveryColumns = `id, received_at, kind, signature_version, verdict, reason, enrollment_id, body,
-  headers, declared_length, body_length, body_length_at_least`
+  headers, declared_length, body_length, body_length_at_least, version, lists, route, email, replay_of`
 
 func scanDelivery(r rowScanner) (*Delivery, error) {
 	var d Delivery
 	var enr, declared, length sql.NullInt64
 	var headers sql.NullString
+	var tr deliveryTrace
 	if err := r.Scan(&d.ID, &d.ReceivedAt, &d.Kind, &d.SignatureVersion, &d.Verdict, &d.Reason, &enr, &d.Body,
-		&headers, &declared, &length, &d.BodyLengthAtLeast); err != nil {
+		&headers, &declared, &length, &d.BodyLengthAtLeast, &tr.version, &tr.lists, &tr.route, &tr.email, &tr.replayOf); err != nil {
 		return nil, err
+	}
+	if err := tr.fill(&d); err != nil {
+		return nil, fmt.Errorf("delivery %d: %w", d.ID, err)
 	}
 	d.EnrollmentID, d.DeclaredLength, d.BodyLength = enr.Int64, declared.Int64, length.Int64
 	if headers.Valid {

@@ -65,6 +65,9 @@ type Enrollment struct {
 	// API event set after that body; the store keeps it and ignores it on
 	// input.
 	PropertyTimes map[string]time.Time
+	// Route says why the rules chose Lists; it is kept with the delivery
+	// and the version's history, not on the row.
+	Route string
 }
 
 // newestSource is the time of the newest HubSpot data in the row: its body
@@ -237,7 +240,11 @@ func ingestTx(ctx context.Context, tx *sql.Tx, now time.Time, d *Delivery, e *En
 		return IngestResult{}, err
 	}
 	res := IngestResult{EnrollmentID: id, Lists: e.Lists, Outcome: OutcomeCreated, Version: 1, Status: StatusPending}
-	if n != 1 {
+	if n == 1 {
+		if err := recordVersion(ctx, tx, id, nil, e, 1, d.ReceivedAt); err != nil {
+			return IngestResult{}, err
+		}
+	} else {
 		cur, err := lockEnrollment(ctx, tx, id)
 		if err != nil {
 			return IngestResult{}, err
@@ -260,6 +267,11 @@ func ingestTx(ctx context.Context, tx *sql.Tx, now time.Time, d *Delivery, e *En
 			}
 		default:
 			res.Version++
+			// The history comes first: it keeps the outcome the row is
+			// about to forget.
+			if err := recordVersion(ctx, tx, id, cur, e, res.Version, d.ReceivedAt); err != nil {
+				return IngestResult{}, err
+			}
 			if _, err := tx.ExecContext(ctx,
 				`UPDATE enrollments SET email = ?, first_name = ?, last_name = ?, country = ?, enrolled_at = ?,
 				   properties = ?, lists = ?, list_key = ?, content_hash = ?, version = ?, status = ?, status_reason = '',
@@ -272,6 +284,7 @@ func ingestTx(ctx context.Context, tx *sql.Tx, now time.Time, d *Delivery, e *En
 		}
 	}
 	d.EnrollmentID, d.Verdict = id, verdictOf(res.Outcome)
+	d.Version, d.Lists, d.Route = res.Version, e.Lists, e.Route
 	if err := insertDelivery(ctx, tx, d); err != nil {
 		return IngestResult{}, err
 	}

@@ -88,6 +88,7 @@ func (s *DB) IngestEvent(ctx context.Context, d *Delivery, key string, change *P
 				return err
 			}
 		}
+		d.Version = res.Version
 		if err := insertDelivery(ctx, tx, d); err != nil {
 			return err
 		}
@@ -206,6 +207,10 @@ func applyChange(ctx context.Context, tx *sql.Tx, now time.Time, d *Delivery, c 
 	}
 	res.Outcome, d.Verdict = OutcomeUpdated, VerdictAccepted
 	res.Version, res.Status, res.Lists = cur.Version+1, StatusPending, next.Lists
+	d.Lists, d.Route = next.Lists, next.Route
+	if err := recordVersion(ctx, tx, id, cur, &next, res.Version, d.ReceivedAt); err != nil {
+		return err
+	}
 	return updateEnrollment(ctx, tx, id, &next, res.Version, now, timesCol)
 }
 

@@ -103,9 +103,14 @@ func (s *DB) RequeueBatch(ctx context.Context, f RequeueFilter, afterID int64, l
 		if len(ids) == 0 {
 			return nil
 		}
+		now := s.utcNow()
+		// The outcome each row reached is kept, since the row forgets it.
+		if err := archiveAttempts(ctx, tx, EndedByReplay, now, ids); err != nil {
+			return err
+		}
 		_, err = tx.ExecContext(ctx,
 			`UPDATE enrollments SET status = ?, status_reason = '', import_id = NULL, updated_at = ?
-			 WHERE id IN (`+placeholders(len(ids))+`)`, append([]any{StatusPending, s.utcNow()}, ids...)...)
+			 WHERE id IN (`+placeholders(len(ids))+`)`, append([]any{StatusPending, now}, ids...)...)
 		return err
 	})
 	if err != nil {

@@ -77,6 +77,13 @@ func runDeliveries(ctx context.Context, cfg config, args []string, stdout, stder
 				return fmt.Errorf("deliveries replay: delivery %d: %w (replayed %d before it)", dl.ID, err, total-1)
 			}
 			outcomes[outcomeOf(got)]++
+			// The link lets a trace show the new delivery as this one's
+			// replay.
+			if got.DeliveryID != 0 {
+				if err := d.db.LinkReplay(ctx, got.DeliveryID, dl.ID); err != nil {
+					return fmt.Errorf("deliveries replay: delivery %d: %w", dl.ID, err)
+				}
+			}
 		}
 		if len(page) < 500 {
 			break

@@ -236,48 +236,55 @@ func (r *replayer) one(ctx context.Context, id int64) (outcome, detail string, e
 	if err != nil {
 		return "", "", err
 	}
-	outcome, detail, err = r.judge(ctx, q)
+	outcome, detail, deliveryID, err := r.judge(ctx, q)
 	if err != nil || r.dryRun {
 		return outcome, detail, err
 	}
 	if err := r.db.MarkReplayed(ctx, id, outcome, detail); err != nil {
 		return "", "", err
 	}
+	// The link lets a trace of the contact show the delivery as this
+	// request's replay.
+	if deliveryID != 0 {
+		if err := r.db.LinkQuarantined(ctx, id, deliveryID); err != nil {
+			return "", "", err
+		}
+	}
 	return outcome, detail, nil
 }
 
-func (r *replayer) judge(ctx context.Context, q *store.Quarantined) (outcome, detail string, err error) {
+func (r *replayer) judge(ctx context.Context, q *store.Quarantined) (outcome, detail string, deliveryID int64, err error) {
 	if q.BodyTruncated {
 		return store.ReplayTruncated, fmt.Sprintf("only %d of its %d body bytes were kept, so it cannot be verified",
-			len(q.Body), q.BodyLength), nil
+			len(q.Body), q.BodyLength), 0, nil
 	}
 	version, verr := r.verifier.VerifyAt(hubspot.Request{
 		Method: q.Method, URI: handlers.SignedURI(r.publicURL, q.Scheme, q.Host, q.RequestURI),
 		Body: q.Body, Header: q.Header,
 	}, q.ReceivedAt)
 	if verr != nil {
-		return store.ReplayStillInvalid, verr.Error(), nil
+		return store.ReplayStillInvalid, verr.Error(), 0, nil
 	}
 	if r.dryRun {
-		return dryRunVerifies, fmt.Sprintf("signature %s; it would be ingested", version), nil
+		return dryRunVerifies, fmt.Sprintf("signature %s; it would be ingested", version), 0, nil
 	}
 	res, err := r.ingester.Ingest(ctx, q.Body, version, q.ReceivedAt)
 	if err != nil {
-		return "", "", err
+		return "", "", 0, err
 	}
 	switch res.Code {
 	case ingest.CodeAccepted:
-		return store.ReplayIngested, fmt.Sprintf("enrollment %d version %d", res.EnrollmentID, res.Version), nil
+		return store.ReplayIngested, fmt.Sprintf("enrollment %d version %d", res.EnrollmentID, res.Version), res.DeliveryID, nil
 	case ingest.CodeDuplicate:
-		return store.ReplayDuplicate, fmt.Sprintf("enrollment %d version %d", res.EnrollmentID, res.Version), nil
+		return store.ReplayDuplicate, fmt.Sprintf("enrollment %d version %d", res.EnrollmentID, res.Version), res.DeliveryID, nil
 	case ingest.CodeEvents:
 		// A Webhooks API batch: its events are stored one by one, each
 		// with its own verdict.
-		return store.ReplayIngested, fmt.Sprintf("%d events stored, %d new versions", res.Stored, res.Updated), nil
+		return store.ReplayIngested, fmt.Sprintf("%d events stored, %d new versions", res.Stored, res.Updated), res.DeliveryID, nil
 	}
 	detail = fmt.Sprintf("delivery %d", res.DeliveryID)
 	if res.Message != "" {
 		detail += ": " + res.Message
 	}
-	return res.Verdict, detail, nil
+	return res.Verdict, detail, res.DeliveryID, nil
 }
