@@ -333,3 +333,19 @@ func nonNil(s []string) []string {
 	}
 	return s
 }
+
+// Tracer builds stories for the command and the ops page alike, with the
+// store and the CC client of the process.
+type Tracer struct {
+	st Store
+	cc CC
+}
+
+// NewTracer builds a Tracer; cc may be nil, and a live check then says CC
+// could not be asked.
+func NewTracer(st Store, cc CC) *Tracer { return &Tracer{st: st, cc: cc} }
+
+// Trace builds the story of key, asking CC too when live is set.
+func (t *Tracer) Trace(ctx context.Context, key string, live bool) (*Story, error) {
+	return Build(ctx, t.st, key, Options{Live: live, CC: t.cc})
+}

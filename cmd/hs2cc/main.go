@@ -46,6 +46,7 @@ Commands:
   replay     queue again enrollments of a status (--status failed [--since T] [--list NAME] [--dry-run])
   reconcile  compare the routed CC lists with what the bridge imported ([--list NAME] [--since 30d] [--repair] [--dry-run] [--json])
   deliveries replay stored deliveries refused for the rules or fields (replay --verdict no_route [--since 72h] [--dry-run])
+  trace      one contact's story, oldest first (trace EMAIL|HUBSPOT_ID [--live] [--json])
   sandbox    run the Constant Contact sandbox (a faithful in-memory CC)
   dev        the whole bridge in one process on embedded MySQL, Redis and sandbox
   simulate   send signed, realistic HubSpot webhooks and report latency
@@ -70,7 +71,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "keygen":
 		fmt.Fprintln(stdout, store.NewTokenKey())
 		return nil
-	case "serve", "work", "migrate", "connect", "status", "quarantine", "backfill", "replay", "deliveries", "reconcile":
+	case "serve", "work", "migrate", "connect", "status", "quarantine", "backfill", "replay", "deliveries", "reconcile", "trace":
 		cfg, err := loadConfig(getenv)
 		if err != nil {
 			return err
@@ -95,6 +96,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return runDeliveries(ctx, cfg, rest, stdout, stderr, log)
 		case "reconcile":
 			return runReconcile(ctx, cfg, rest, stdout, stderr, log)
+		case "trace":
+			return runTrace(ctx, cfg, rest, stdout, stderr, log)
 		default:
 			return runMigrate(ctx, cfg, stdout)
 		}
