@@ -188,37 +188,14 @@ func handleCallback(cfg Config) echo.HandlerFunc {
 			return refuse(http.StatusForbidden, "no nonce cookie", wrongBrowserPage)
 		}
 		tok, err := cfg.Connector.Complete(ctx, state, nonce, code)
-		var oe *ccclient.OAuthError
-		switch {
-		case err == nil:
-			// The nonce has done its work; the browser need not keep it.
-			gone := cookieTmpl
-			gone.MaxAge = -1
-			c.SetCookie(&gone)
-		case errors.Is(err, ccauth.ErrWrongBrowser):
-			return refuse(http.StatusForbidden, "nonce mismatch", wrongBrowserPage)
-		case errors.Is(err, ccauth.ErrBadState):
-			return refuse(http.StatusBadRequest, "bad state", callbackPage{
-				Title:   "Constant Contact was not connected",
-				Message: "This connection link expired or was already used; start again at /oauth/connect.",
-			})
-		case errors.As(err, &oe) && !oe.Temporary():
-			// CC turned the code down, e.g. invalid_grant for a code that
-			// expired or was used; only a fresh consent can help.
-			return refuse(http.StatusBadRequest, "code exchange refused", callbackPage{
-				Title:     "Constant Contact was not connected",
-				Message:   "Constant Contact refused the authorization code.",
-				ErrorCode: truncate(oe.Code), ErrorDescription: truncate(oe.Description),
-			}, slog.String("oauth_error", oe.Code))
-		default:
-			// Our fault or CC's momentary one (a 429 or 5xx from the token
-			// endpoint), never the person's, so a 5xx. The state is spent
-			// either way, so trying again means starting again.
-			return refuse(http.StatusServiceUnavailable, "could not complete", callbackPage{
-				Title:   "Constant Contact was not connected",
-				Message: "Could not save the connection; try again by starting at /oauth/connect.",
-			}, slog.Any("err", err))
+		if err != nil {
+			f := completeFailure(err)
+			return refuse(f.status, f.reason, f.page, f.attrs...)
 		}
+		// The nonce has done its work; the browser need not keep it.
+		gone := cookieTmpl
+		gone.MaxAge = -1
+		c.SetCookie(&gone)
 
 		page := callbackPage{Title: "Constant Contact is connected", Connected: true,
 			Message: "hs2cc can now import contacts into Constant Contact."}
@@ -228,6 +205,46 @@ func handleCallback(cfg Config) echo.HandlerFunc {
 			page.Expires = tok.ExpiresAt
 		}
 		return renderCallback(c, http.StatusOK, page)
+	}
+}
+
+// failure is how a callback is refused: its status, the reason logged, the
+// page shown and any further log attributes.
+type failure struct {
+	status int
+	reason string
+	page   callbackPage
+	attrs  []slog.Attr
+}
+
+// completeFailure maps an error of Connector.Complete to the callback's
+// answer.
+func completeFailure(err error) failure {
+	var oe *ccclient.OAuthError
+	switch {
+	case errors.Is(err, ccauth.ErrWrongBrowser):
+		return failure{status: http.StatusForbidden, reason: "nonce mismatch", page: wrongBrowserPage}
+	case errors.Is(err, ccauth.ErrBadState):
+		return failure{status: http.StatusBadRequest, reason: "bad state", page: callbackPage{
+			Title:   "Constant Contact was not connected",
+			Message: "This connection link expired or was already used; start again at /oauth/connect.",
+		}}
+	case errors.As(err, &oe) && !oe.Temporary():
+		// CC turned the code down, e.g. invalid_grant for a code that
+		// expired or was used; only a fresh consent can help.
+		return failure{status: http.StatusBadRequest, reason: "code exchange refused", page: callbackPage{
+			Title:     "Constant Contact was not connected",
+			Message:   "Constant Contact refused the authorization code.",
+			ErrorCode: truncate(oe.Code), ErrorDescription: truncate(oe.Description),
+		}, attrs: []slog.Attr{slog.String("oauth_error", oe.Code)}}
+	default:
+		// Our fault or CC's momentary one (a 429 or 5xx from the token
+		// endpoint), never the person's, so a 5xx. The state is spent
+		// either way, so trying again means starting again.
+		return failure{status: http.StatusServiceUnavailable, reason: "could not complete", page: callbackPage{
+			Title:   "Constant Contact was not connected",
+			Message: "Could not save the connection; try again by starting at /oauth/connect.",
+		}, attrs: []slog.Attr{slog.Any("err", err)}}
 	}
 }
 
