@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -282,4 +283,142 @@ func nonNilBytes(b []byte) []byte {
 func (s *DB) QuarantineSize(ctx context.Context) (rows int, bytes int64, err error) {
 	u, err := s.QuarantineUsage(ctx)
 	return int(u.Rows), u.Bytes, err
+}
+
+// UnshapedCount summarises the requests of one reason that were refused
+// for their signature and not kept, since they were not shaped like
+// HubSpot's (see hubspot.Verifier.CheckShape): how many, and when the first
+// and the last of them arrived.
+type UnshapedCount struct {
+	Reason    string
+	Count     int64
+	FirstSeen time.Time
+	LastSeen  time.Time
+}
+
+// AddUnshaped adds counts to the summary of unshaped requests in one
+// statement: each count is added to its reason's row, which keeps the
+// earliest first and the latest last sighting. The reasons are a fixed few,
+// so the table never holds more rows than there are reasons.
+func (s *DB) AddUnshaped(ctx context.Context, counts []UnshapedCount) error {
+	if len(counts) == 0 {
+		return nil
+	}
+	var q strings.Builder
+	q.WriteString(`INSERT INTO quarantine_unshaped (reason, count, first_seen, last_seen) VALUES `)
+	args := make([]any, 0, 4*len(counts))
+	for i, c := range counts {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		q.WriteString("(?, ?, ?, ?)")
+		args = append(args, truncate(c.Reason, 32), c.Count, c.FirstSeen.UTC(), c.LastSeen.UTC())
+	}
+	q.WriteString(` ON DUPLICATE KEY UPDATE count = count + VALUES(count),
+	  first_seen = LEAST(first_seen, VALUES(first_seen)), last_seen = GREATEST(last_seen, VALUES(last_seen))`)
+	if _, err := s.db.ExecContext(ctx, q.String(), args...); err != nil {
+		return fmt.Errorf("store: add unshaped counts: %w", translate(err))
+	}
+	return nil
+}
+
+// UnshapedCounts returns the summary of unshaped requests, one entry per
+// reason seen, by reason.
+func (s *DB) UnshapedCounts(ctx context.Context) ([]UnshapedCount, error) {
+	cs, err := queryAll(ctx, s.db, func(r rowScanner) (UnshapedCount, error) {
+		var c UnshapedCount
+		return c, r.Scan(&c.Reason, &c.Count, &c.FirstSeen, &c.LastSeen)
+	}, `SELECT reason, count, first_seen, last_seen FROM quarantine_unshaped ORDER BY reason`)
+	if err != nil {
+		return nil, fmt.Errorf("store: unshaped counts: %w", err)
+	}
+	return cs, nil
+}
+
+// PurgeBatch is how many quarantined requests one DELETE removes, so that a
+// purge of a full quarantine never holds its locks, or the webhook's
+// writes, for long.
+const PurgeBatch = 500
+
+// ErrPurgeUnfiltered means a purge named neither All nor a filter; deleting
+// everything must be asked for by name.
+var ErrPurgeUnfiltered = errors.New("store: purge needs All, a reason or a time")
+
+// QuarantinePurge selects what PurgeQuarantine deletes: everything with All,
+// else the quarantined requests of Reason (when set) received before Before
+// (when set), and likewise the unshaped counts of Reason last seen before
+// Before.
+type QuarantinePurge struct {
+	All    bool
+	Reason string
+	Before time.Time
+}
+
+// PurgeResult is how much a purge deleted: quarantined requests, and
+// reasons' rows of the unshaped summary.
+type PurgeResult struct {
+	Requests int64
+	Unshaped int64
+}
+
+// PurgeQuarantine deletes what p selects, the quarantined requests in
+// batches of PurgeBatch, oldest first, calling progress (when not nil) with
+// the running total after each batch. A purge stopped half-way has deleted
+// whole batches only, and running it again finishes it.
+func (s *DB) PurgeQuarantine(ctx context.Context, p QuarantinePurge, progress func(requests int64)) (PurgeResult, error) {
+	var res PurgeResult
+	where, args, err := p.where("received_at", "last_seen")
+	if err != nil {
+		return res, err
+	}
+	for {
+		r, err := s.db.ExecContext(ctx, `DELETE FROM quarantine`+where[0]+` ORDER BY id LIMIT ?`,
+			append(args, PurgeBatch)...)
+		if err != nil {
+			return res, fmt.Errorf("store: purge quarantine: %w", translate(err))
+		}
+		n, err := r.RowsAffected()
+		if err != nil {
+			return res, fmt.Errorf("store: purge quarantine: %w", err)
+		}
+		res.Requests += n
+		if progress != nil && n > 0 {
+			progress(res.Requests)
+		}
+		if n < PurgeBatch {
+			break
+		}
+	}
+	r, err := s.db.ExecContext(ctx, `DELETE FROM quarantine_unshaped`+where[1], args...)
+	if err != nil {
+		return res, fmt.Errorf("store: purge unshaped counts: %w", translate(err))
+	}
+	if res.Unshaped, err = r.RowsAffected(); err != nil {
+		return res, fmt.Errorf("store: purge unshaped counts: %w", err)
+	}
+	return res, nil
+}
+
+// where builds the WHERE clauses of p for the quarantine (its time column
+// requestTime) and the unshaped summary (summaryTime), which share args.
+func (p QuarantinePurge) where(requestTime, summaryTime string) (clauses [2]string, args []any, err error) {
+	if p.All {
+		return clauses, nil, nil
+	}
+	if p.Reason == "" && p.Before.IsZero() {
+		return clauses, nil, ErrPurgeUnfiltered
+	}
+	var conds [2][]string
+	if p.Reason != "" {
+		conds[0], conds[1] = append(conds[0], "reason = ?"), append(conds[1], "reason = ?")
+		args = append(args, p.Reason)
+	}
+	if !p.Before.IsZero() {
+		conds[0], conds[1] = append(conds[0], requestTime+" < ?"), append(conds[1], summaryTime+" < ?")
+		args = append(args, p.Before.UTC())
+	}
+	for i := range clauses {
+		clauses[i] = " WHERE " + strings.Join(conds[i], " AND ")
+	}
+	return clauses, args, nil
 }
