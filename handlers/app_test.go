@@ -59,6 +59,9 @@ type setup struct {
 	cfg handlers.Config
 	// db is the store the service uses; a fresh migrated database when nil.
 	db *store.DB
+	// wrap, when set, puts a Store of the test's own in front of db, to
+	// count or fail some calls.
+	wrap func(*store.DB) handlers.Store
 	// enqueueTo is where the enqueuer's asynq client connects; the test's
 	// Redis when nil.
 	enqueueTo asynq.RedisConnOpt
@@ -113,7 +116,11 @@ func start(t testing.TB, opts ...func(*setup)) *app {
 	client := asynq.NewClient(s.enqueueTo)
 	t.Cleanup(func() { client.Close() })
 
-	e := handlers.New(s.cfg, s.db, jobs.NewEnqueuer(client))
+	var st handlers.Store = s.db
+	if s.wrap != nil {
+		st = s.wrap(s.db)
+	}
+	e := handlers.New(s.cfg, st, jobs.NewEnqueuer(client))
 	a := serveApp(t, e, logs)
 	a.db = s.db
 	a.ins = ins

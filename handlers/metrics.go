@@ -11,6 +11,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/hs2cc/hs2cc/hubspot"
 	"github.com/hs2cc/hs2cc/ingest"
 	"github.com/hs2cc/hs2cc/store"
 )
@@ -20,6 +21,7 @@ import (
 type Metrics struct {
 	requests *prometheus.CounterVec
 	ack      prometheus.Histogram
+	unshaped *prometheus.CounterVec
 }
 
 // Webhook outcomes beyond the delivery verdicts of a workflow delivery
@@ -54,12 +56,27 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			// below one second and reach past its timeout.
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}),
+		unshaped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hs2cc_quarantine_unshaped_total",
+			Help: "Webhook requests refused for their signature and not quarantined, since they are not shaped like HubSpot's, by reason.",
+		}, []string{"reason"}),
 	}
 	for _, o := range knownOutcomes {
 		m.requests.WithLabelValues(o)
 	}
-	reg.MustRegister(m.requests, m.ack)
+	for _, r := range hubspot.UnshapedReasons {
+		m.unshaped.WithLabelValues(r)
+	}
+	reg.MustRegister(m.requests, m.ack, m.unshaped)
 	return m
+}
+
+// countUnshaped counts one request not shaped like HubSpot's; with m nil
+// (no metrics) it does nothing.
+func (m *Metrics) countUnshaped(reason string) {
+	if m != nil {
+		m.unshaped.WithLabelValues(reason).Inc()
+	}
 }
 
 // outcomeKey finds a request's outcome slot in its context.

@@ -56,9 +56,11 @@ type CCBudget interface {
 	Budget() int
 }
 
-// QuarantineSizer reports how much the quarantine holds.
+// QuarantineSizer reports how much the quarantine holds, and how many
+// refused requests it did not keep for not being shaped like HubSpot's.
 type QuarantineSizer interface {
 	QuarantineSize(ctx context.Context) (rows int, bytes int64, err error)
+	UnshapedCounts(ctx context.Context) ([]store.UnshapedCount, error)
 }
 
 // recentImports is how many imports /ops lists.
@@ -144,9 +146,20 @@ type tokenReport struct {
 	RefreshedAt      *time.Time `json:"refreshed_at,omitempty"`
 }
 
+// quarantineReport is what the quarantine holds, and, by reason, the
+// refused requests counted instead of kept (at most one entry per reason
+// CheckShape gives).
 type quarantineReport struct {
-	Rows  int   `json:"rows"`
-	Bytes int64 `json:"bytes"`
+	Rows     int              `json:"rows"`
+	Bytes    int64            `json:"bytes"`
+	Unshaped []unshapedReport `json:"unshaped"`
+}
+
+type unshapedReport struct {
+	Reason    string    `json:"reason"`
+	Count     int64     `json:"count"`
+	FirstSeen time.Time `json:"first_seen"`
+	LastSeen  time.Time `json:"last_seen"`
 }
 
 // tooLargeReport counts the webhook bodies answered 413 since Since and
@@ -301,10 +314,20 @@ func (c *opsCollector) quarantine() {
 	if c.cfg.Quarantine == nil {
 		return
 	}
-	if rows, n, err := c.cfg.Quarantine.QuarantineSize(c.ctx); err != nil {
+	rows, n, err := c.cfg.Quarantine.QuarantineSize(c.ctx)
+	if err != nil {
 		c.fail("quarantine", err)
-	} else {
-		c.r.Quarantine = &quarantineReport{Rows: rows, Bytes: n}
+		return
+	}
+	c.r.Quarantine = &quarantineReport{Rows: rows, Bytes: n, Unshaped: []unshapedReport{}}
+	counts, err := c.cfg.Quarantine.UnshapedCounts(c.ctx)
+	if err != nil {
+		c.fail("quarantine_unshaped", err)
+		return
+	}
+	for _, u := range counts {
+		c.r.Quarantine.Unshaped = append(c.r.Quarantine.Unshaped,
+			unshapedReport{Reason: u.Reason, Count: u.Count, FirstSeen: u.FirstSeen.UTC(), LastSeen: u.LastSeen.UTC()})
 	}
 }
 
@@ -452,6 +475,15 @@ Connected {{tstamp .ConnectedAt}}, last refreshed {{tstamp .RefreshedAt}}.</p>
 <h2>Quarantine</h2>
 {{- with .Quarantine}}
 <p>{{.Rows}} deliveries, {{bytes .Bytes}}.</p>
+{{- if .Unshaped}}
+<p>Refused and counted, not kept (not shaped like HubSpot's):</p>
+<table>
+<tr><th>reason</th><th>requests</th><th>first</th><th>last</th></tr>
+{{- range .Unshaped}}
+<tr><td>{{.Reason}}</td><td class="n">{{.Count}}</td><td>{{stamp .FirstSeen}}</td><td>{{stamp .LastSeen}}</td></tr>
+{{- end}}
+</table>
+{{- end}}
 {{- else}}
 <p>n/a</p>
 {{- end}}

@@ -105,12 +105,17 @@ func (f fakeBudget) Used(context.Context) (int, error) { return f.used, f.err }
 func (f fakeBudget) Budget() int                       { return f.budget }
 
 type fakeQuarantine struct {
-	rows  int
-	bytes int64
+	rows     int
+	bytes    int64
+	unshaped []store.UnshapedCount
 }
 
 func (f fakeQuarantine) QuarantineSize(context.Context) (int, int64, error) {
 	return f.rows, f.bytes, nil
+}
+
+func (f fakeQuarantine) UnshapedCounts(context.Context) ([]store.UnshapedCount, error) {
+	return f.unshaped, nil
 }
 
 // opsNow is the clock of the ops tests, so that ages are exact.
@@ -170,10 +175,12 @@ func startOps(t testing.TB, opts ...func(*handlers.Config)) *app {
 		QueuesReadOnly: readOnly,
 		Ops:            newFakeOps(),
 		CCBudget:       fakeBudget{used: 120, budget: 8000},
-		Quarantine:     fakeQuarantine{rows: 3, bytes: 1536},
-		Now:            func() time.Time { return opsNow },
-		Connector:      &fakeConnector{url: authURL},
-		Logger:         slog.New(slog.NewTextHandler(logs, nil)),
+		Quarantine: fakeQuarantine{rows: 3, bytes: 1536, unshaped: []store.UnshapedCount{
+			{Reason: "no_signature", Count: 2000, FirstSeen: opsNow.Add(-2 * time.Hour), LastSeen: opsNow.Add(-time.Hour)},
+		}},
+		Now:       func() time.Time { return opsNow },
+		Connector: &fakeConnector{url: authURL},
+		Logger:    slog.New(slog.NewTextHandler(logs, nil)),
 	}
 	for _, o := range opts {
 		o(&cfg)
@@ -333,6 +340,7 @@ func TestOpsPage(t *testing.T) {
 				`120 of the daily budget of 8000 (2%)`,
 				`the access token expires 2026-03-04 13:00:00 UTC`, `(in 1h 0m)`, `last refreshed 2026-03-04 11:00:00 UTC`,
 				`3 deliveries, 1.5 KiB`,
+				`<tr><td>no_signature</td><td class="n">2000</td><td>2026-03-04 10:00:00 UTC</td><td>2026-03-04 11:00:00 UTC</td></tr>`,
 				`<p class="bad">2 too large (last 7 days); the newest 2026-03-04 09:00:00 UTC, 9.0 MiB (declared 9.0 MiB), delivery <code>77</code>.</p>`,
 				`<td class="n">31</td>`, `<code>act-31</code>`, `<td>completed</td>`, `<td class="n">500</td>`, `<td class="n">498</td>`,
 				`&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt; &amp; more`,
@@ -492,8 +500,14 @@ type opsStatus struct {
 		RefreshedAt      *time.Time `json:"refreshed_at"`
 	} `json:"cc_token"`
 	Quarantine *struct {
-		Rows  int   `json:"rows"`
-		Bytes int64 `json:"bytes"`
+		Rows     int   `json:"rows"`
+		Bytes    int64 `json:"bytes"`
+		Unshaped []struct {
+			Reason    string    `json:"reason"`
+			Count     int64     `json:"count"`
+			FirstSeen time.Time `json:"first_seen"`
+			LastSeen  time.Time `json:"last_seen"`
+		} `json:"unshaped"`
 	} `json:"quarantine"`
 	TooLarge *struct {
 		Since  time.Time `json:"since"`
@@ -539,7 +553,8 @@ func TestOpsStatusJSON(t *testing.T) {
 			tok.StatusAt != nil || tok.ConnectedAt == nil || !tok.ConnectedAt.Equal(opsNow.Add(-48*time.Hour)) {
 			t.Errorf("token %+v", tok)
 		}
-		if got.Quarantine == nil || got.Quarantine.Rows != 3 || got.Quarantine.Bytes != 1536 {
+		if q := got.Quarantine; q == nil || q.Rows != 3 || q.Bytes != 1536 || len(q.Unshaped) != 1 ||
+			q.Unshaped[0].Reason != "no_signature" || q.Unshaped[0].Count != 2000 || !q.Unshaped[0].LastSeen.Equal(opsNow.Add(-time.Hour)) {
 			t.Errorf("quarantine %+v", got.Quarantine)
 		}
 		if tl := got.TooLarge; tl == nil || tl.Count != 2 || !tl.Since.Equal(opsNow.Add(-7*24*time.Hour)) || tl.Newest == nil ||

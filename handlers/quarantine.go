@@ -23,9 +23,13 @@ const fullRecheck = 10 * time.Second
 // once the configuration is fixed. Keeping one never changes the answer:
 // a full quarantine, a busy one or a failing database still get a 401.
 type quarantine struct {
-	st    Store
-	limit store.QuarantineCap
-	log   *slog.Logger
+	st Store
+	// verifier judges the shape of a refused request: only one shaped
+	// like HubSpot's is kept, and the rest are counted in unshaped.
+	verifier *hubspot.Verifier
+	unshaped *unshapedTally
+	limit    store.QuarantineCap
+	log      *slog.Logger
 	// now is the verifier's clock, so that received_at is the time the
 	// timestamp was judged against and a replay judges it the same way.
 	now    func() time.Time
@@ -50,16 +54,24 @@ func newQuarantine(cfg Config, st Store) *quarantine {
 	}
 	limit := cfg.QuarantineCap.OrDefault()
 	return &quarantine{
-		st: st, limit: limit, log: cfg.Logger, now: now, writes: newEvidenceWrites(),
+		st: st, verifier: cfg.Verifier, unshaped: newUnshapedTally(st, cfg.Logger, now, cfg.WebhookMetrics),
+		limit: limit, log: cfg.Logger, now: now, writes: newEvidenceWrites(),
 		drops: newDropLog(cfg.Logger, now, "requests refused for their signature were answered 401 but not quarantined",
 			[]string{dropFull, dropBusy}, "max_rows", limit.MaxRows, "max_bytes", limit.MaxBytes),
 	}
 }
 
 // keep stores the request r, refused by verr, with its whole body raw;
-// version is what the verifier checked.
+// version is what the verifier checked. A request not shaped like
+// HubSpot's is only counted: it can never verify, and keeping it would let
+// anyone fill the quarantine and crowd out the genuine requests it exists
+// for.
 func (q *quarantine) keep(r *http.Request, raw []byte, version hubspot.Version, verr error) {
 	at := q.now()
+	if reason, shaped := q.verifier.CheckShape(r.Header); !shaped {
+		q.unshaped.add(reason, at)
+		return
+	}
 	rec := &store.Quarantined{
 		ReceivedAt: at, Method: r.Method, Scheme: requestScheme(r), Host: r.Host, RequestURI: r.RequestURI,
 		Header: r.Header, Body: raw, Reason: quarantineReason(verr, r.Header, at), Detail: verr.Error(),

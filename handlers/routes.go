@@ -22,6 +22,9 @@ type Store interface {
 	// Quarantine keeps a request refused for its signature, or returns
 	// store.ErrQuarantineFull when that would pass limit.
 	Quarantine(ctx context.Context, q *store.Quarantined, limit store.QuarantineCap) error
+	// AddUnshaped adds to the counts of refused requests not shaped like
+	// HubSpot's, which are counted instead of quarantined.
+	AddUnshaped(ctx context.Context, counts []store.UnshapedCount) error
 }
 
 // Check is one readiness probe: MySQL, Redis, the schema.
