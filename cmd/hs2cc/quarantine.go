@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -20,14 +21,22 @@ import (
 const quarantineUsage = `Usage:
   hs2cc quarantine list [--limit N]
   hs2cc quarantine replay (--id N | --all) [--dry-run]
+  hs2cc quarantine purge (--all | [--reason R] [--before T])
 
-list shows the newest quarantined requests (never a body or a signature) and
-the quarantine's size against HS2CC_QUARANTINE_MAX_ROWS / _MAX_BYTES.
+list shows the newest quarantined requests (never a body or a signature), the
+quarantine's size against HS2CC_QUARANTINE_MAX_ROWS / _MAX_BYTES, and how many
+refused requests were only counted, by reason, for not being shaped like
+HubSpot's (no signature header, a malformed one, a timestamp out of window).
 
 replay verifies each request again under the current HS2CC_HUBSPOT_CLIENT_SECRET
 and HS2CC_PUBLIC_URL, its timestamp judged against when it arrived, and ingests
 those that verify exactly as the webhook would have. --all takes every request
 not yet replayed or still invalid; --dry-run only reports what would happen.
+
+purge deletes quarantined requests, 500 at a time, and the counts of unshaped
+requests: --all everything, else those of reason R (as list shows it) and/or
+received (for counts: last seen) before T, an RFC 3339 time or an age such as
+7d or 12h. It prints how many it deleted.
 `
 
 // runQuarantine is `hs2cc quarantine`: the webhook requests answered 401 for
@@ -42,6 +51,8 @@ func runQuarantine(ctx context.Context, cfg config, args []string, stdout, stder
 		return runQuarantineList(ctx, cfg, args[1:], stdout, stderr)
 	case "replay":
 		return runQuarantineReplay(ctx, cfg, args[1:], stdout, stderr, log)
+	case "purge":
+		return runQuarantinePurge(ctx, cfg, args[1:], stdout, stderr, time.Now())
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, quarantineUsage)
 		return nil
@@ -95,6 +106,94 @@ func runQuarantineList(ctx context.Context, cfg config, args []string, stdout, s
 	if usage.Rows >= caps.MaxRows || usage.Bytes >= caps.MaxBytes {
 		fmt.Fprintln(stdout, "It is FULL: new requests refused for their signature are answered 401 without being kept.")
 	}
+	unshaped, err := db.UnshapedCounts(ctx)
+	if err != nil {
+		return err
+	}
+	printUnshaped(stdout, unshaped)
+	return nil
+}
+
+// printQuarantineStatus is the quarantine's line in `hs2cc status`: what
+// it keeps, and what it only counted, by reason.
+func printQuarantineStatus(ctx context.Context, db *store.DB, w io.Writer) error {
+	usage, err := db.QuarantineUsage(ctx)
+	if err != nil {
+		return err
+	}
+	unshaped, err := db.UnshapedCounts(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "Quarantine: %d requests kept, %s of bodies; not shaped like HubSpot's (counted, not kept):",
+		usage.Rows, byteSize(usage.Bytes))
+	if len(unshaped) == 0 {
+		fmt.Fprint(w, " none")
+	}
+	for _, c := range unshaped {
+		fmt.Fprintf(w, " %s %d (last %s)", c.Reason, c.Count, c.LastSeen.UTC().Format(time.RFC3339))
+	}
+	fmt.Fprintln(w)
+	return nil
+}
+
+// printUnshaped lists the refused requests that were counted rather than
+// kept, one line per reason.
+func printUnshaped(w io.Writer, counts []store.UnshapedCount) {
+	if len(counts) == 0 {
+		fmt.Fprintln(w, "Not shaped like HubSpot's (counted, not kept): none.")
+		return
+	}
+	fmt.Fprintln(w, "Not shaped like HubSpot's (counted, not kept):")
+	for _, c := range counts {
+		fmt.Fprintf(w, "  %s %d, first %s, last %s\n", c.Reason, c.Count,
+			c.FirstSeen.UTC().Format(time.RFC3339), c.LastSeen.UTC().Format(time.RFC3339))
+	}
+}
+
+// purgeReasons are the reasons `quarantine purge --reason` takes: those of
+// kept requests, old and new, and those of counted ones.
+var purgeReasons = append([]string{store.QuarantineBadSignature, store.QuarantineMissingSignature,
+	store.QuarantineStaleTimestamp, store.QuarantineFutureTimestamp, store.QuarantineBadTimestamp},
+	hubspot.UnshapedReasons...)
+
+// runQuarantinePurge is `hs2cc quarantine purge`: it frees the quarantine of
+// requests no one will replay, such as a flood of forged ones.
+func runQuarantinePurge(ctx context.Context, cfg config, args []string, stdout, stderr io.Writer, now time.Time) error {
+	fs := flag.NewFlagSet("quarantine purge", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	all := fs.Bool("all", false, "delete every quarantined request and every count")
+	reason := fs.String("reason", "", "only those of this reason")
+	before := fs.String("before", "", "only those received before this time (RFC 3339) or age (e.g. 7d, 12h)")
+	if err := fs.Parse(args); err != nil || fs.NArg() > 0 || *all == (*reason != "" || *before != "") {
+		fmt.Fprint(stderr, quarantineUsage)
+		return errUsage
+	}
+	p := store.QuarantinePurge{All: *all, Reason: *reason}
+	if p.Reason != "" && !slices.Contains(purgeReasons, p.Reason) {
+		return fmt.Errorf("quarantine purge: unknown --reason %q; the reasons are %s", p.Reason, strings.Join(purgeReasons, ", "))
+	}
+	if *before != "" {
+		var err error
+		if p.Before, err = parseTimeOrAge(*before, now); err != nil {
+			return fmt.Errorf("quarantine purge: --before: %w", err)
+		}
+	}
+	db, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	res, err := db.PurgeQuarantine(ctx, p, func(n int64) {
+		if n >= store.PurgeBatch {
+			fmt.Fprintf(stderr, "deleted %d quarantined requests so far\n", n)
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("quarantine purge: %w (%d quarantined requests were deleted before it)", err, res.Requests)
+	}
+	fmt.Fprintf(stdout, "Purged %d quarantined requests and the counts of %d reasons of unshaped requests.\n",
+		res.Requests, res.Unshaped)
 	return nil
 }
 

@@ -429,7 +429,7 @@ func TestQuarantineRefusesBadInvocations(t *testing.T) {
 		want string // in the error or the output; usage errors print the usage
 	}{
 		{"no subcommand", []string{"quarantine"}, nil, "hs2cc quarantine list"},
-		{"unknown subcommand", []string{"quarantine", "purge"}, nil, `unknown command "purge"`},
+		{"unknown subcommand", []string{"quarantine", "prune"}, nil, `unknown command "prune"`},
 		{"replay of nothing", []string{"quarantine", "replay"}, nil, "--id N | --all"},
 		{"replay of one and all", []string{"quarantine", "replay", "--id", "1", "--all"}, nil, "--id N | --all"},
 		{"list with a bad limit", []string{"quarantine", "list", "--limit", "0"}, nil, "--limit N"},

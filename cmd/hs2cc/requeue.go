@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -37,7 +39,7 @@ func runReplay(ctx context.Context, cfg config, args []string, stdout, stderr io
 	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	status := fs.String("status", store.StatusFailed, "statuses to replay, comma-separated: failed, rejected, pending")
-	since := fs.String("since", "", "only rows changed at or after this time (RFC 3339) or within this duration (e.g. 6h)")
+	since := fs.String("since", "", "only rows changed at or after this time (RFC 3339) or within this age (e.g. 6h or 7d)")
 	list := fs.String("list", "", "only rows bound for this CC list")
 	dry := fs.Bool("dry-run", false, "count what would be queued, change nothing")
 	if err := fs.Parse(args); err != nil {
@@ -49,12 +51,8 @@ func runReplay(ctx context.Context, cfg config, args []string, stdout, stderr io
 	}
 	f := store.RequeueFilter{Statuses: statuses, List: *list}
 	if *since != "" {
-		if d, derr := time.ParseDuration(*since); derr == nil {
-			f.Since = time.Now().Add(-d)
-		} else if t, terr := time.Parse(time.RFC3339, *since); terr == nil {
-			f.Since = t
-		} else {
-			return fmt.Errorf("replay: --since %q: want an RFC 3339 time or a duration", *since)
+		if f.Since, err = parseTimeOrAge(*since, time.Now()); err != nil {
+			return fmt.Errorf("replay: --since: %w", err)
 		}
 	}
 	return requeue(ctx, cfg, "replay", f, *dry, stdout, stderr)
@@ -113,4 +111,23 @@ func requeueRows(ctx context.Context, d *deps, what string, f store.RequeueFilte
 	}
 	_ = bar.Finish()
 	return queued, nil
+}
+
+// parseTimeOrAge reads a moment given as an RFC 3339 time, or as an age
+// before now: a Go duration such as 6h or 90m, or a number of days such as
+// 7d, since ages of personal data and evidence are thought of in days. The
+// commands that take a point in time (--since, --before) all read it here.
+func parseTimeOrAge(s string, now time.Time) (time.Time, error) {
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		if n, err := strconv.Atoi(days); err == nil && n >= 0 {
+			return now.AddDate(0, 0, -n), nil
+		}
+	}
+	if d, err := time.ParseDuration(s); err == nil {
+		return now.Add(-d), nil
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	return time.Time{}, fmt.Errorf("%q: want an RFC 3339 time, a duration such as 6h or a number of days such as 7d", s)
 }

@@ -71,6 +71,9 @@ func runStatus(ctx context.Context, cfg config, stdout io.Writer, now time.Time)
 		fmt.Fprintf(stdout, " %s %d", s, counts[s])
 	}
 	fmt.Fprintln(stdout)
+	if err := printQuarantineStatus(ctx, db, stdout); err != nil {
+		return err
+	}
 	return result
 }
 

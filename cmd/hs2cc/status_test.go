@@ -92,6 +92,9 @@ func TestTokenStateIsVisible(t *testing.T) {
 					t.Errorf("status output lacks %q:\n%s", w, out.String())
 				}
 			}
+			if !strings.Contains(out.String(), "Quarantine: 0 requests kept") {
+				t.Errorf("status output lacks the quarantine:\n%s", out.String())
+			}
 			if !strings.Contains(out.String(), "Enrollments: pending ") {
 				t.Errorf("status output lacks the enrollment counts:\n%s", out.String())
 			}
