@@ -385,6 +385,9 @@ type opsPage struct {
 	Connect bool
 	// Statuses lists the enrollment statuses in order, unknown ones last.
 	Statuses []string
+	// Trace shows the search box of /ops/trace; Query is its empty value.
+	Trace bool
+	Query string
 }
 
 // opsCSS is the page's only style. The Content-Security-Policy allows
@@ -399,7 +402,7 @@ nav a{margin-right:1em}code{font-size:.95em}
 var opsCSP = func() string {
 	sum := sha256.Sum256([]byte(opsCSS))
 	return "default-src 'none'; style-src 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) +
-		"'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+		"'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 }()
 
 var opsTemplate = template.Must(template.New("ops").Funcs(template.FuncMap{
@@ -430,6 +433,9 @@ var opsTemplate = template.Must(template.New("ops").Funcs(template.FuncMap{
 <a href="/ops/status.json">status.json</a>
 {{- if .Connect}}<a href="/oauth/connect">Connect Constant Contact</a>{{end}}
 </nav>
+{{- if .Trace}}
+` + traceForm + `
+{{- end}}
 {{- with .Errors}}
 <p class="bad">Could not read: {{range $k, $v := .}}{{$k}} ({{$v}}) {{end}}— see the log.</p>
 {{- end}}
@@ -522,6 +528,7 @@ func handleOpsPage(cfg Config) echo.HandlerFunc {
 			Queues:         cfg.Queues != nil && (role == RoleAdmin || (role == RoleViewer && cfg.QueuesReadOnly != nil)),
 			ReadOnlyQueues: role == RoleViewer,
 			Connect:        role == RoleAdmin && cfg.Connector != nil,
+			Trace:          cfg.Trace != nil,
 		}
 		page.Statuses = slices.Clone(enrollmentStatuses)
 		var extra []string

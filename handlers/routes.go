@@ -83,6 +83,9 @@ type Config struct {
 	// "Authorization: Bearer MetricsToken" when that is set.
 	Metrics      http.Handler
 	MetricsToken string
+	// Trace tells one contact's story at /ops/trace, with a search box on
+	// /ops; with it nil, neither is served.
+	Trace Tracer
 	// WebhookMetrics counts and times the webhook's answers when set.
 	WebhookMetrics *Metrics
 	Ready          []Check
@@ -139,6 +142,9 @@ func New(cfg Config, st Store, enq ingest.Enqueuer) *echo.Echo {
 			ops.GET("", page, noStore)
 			ops.GET("/", page, noStore)
 			ops.GET("/status.json", handleOpsStatus(cfg), noStore)
+			if cfg.Trace != nil {
+				ops.GET("/trace", handleTracePage(cfg), noStore)
+			}
 		} else {
 			cfg.Logger.Warn("/ops is not served: no ops figures are configured")
 		}

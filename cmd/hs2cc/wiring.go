@@ -21,6 +21,7 @@ import (
 	"github.com/hs2cc/hs2cc/ingest"
 	"github.com/hs2cc/hs2cc/jobs"
 	"github.com/hs2cc/hs2cc/store"
+	"github.com/hs2cc/hs2cc/trace"
 )
 
 // deps are the connections serve and work share.
@@ -134,6 +135,12 @@ func newHTTPApp(cfg config, d *deps, log *slog.Logger, reg *prometheus.Registry)
 	} else {
 		log.Warn("/oauth/connect is off: set HS2CC_PUBLIC_URL or HS2CC_CC_REDIRECT_URL")
 	}
+	tracer := trace.NewTracer(d.db, nil)
+	if cc, err := d.traceCC(cfg, log); err != nil {
+		log.Warn("/ops/trace cannot check CC now", "err", err)
+	} else {
+		tracer = trace.NewTracer(d.db, cc)
+	}
 	app := handlers.New(handlers.Config{
 		PublicURL: cfg.PublicURL,
 		Verifier:  &hubspot.Verifier{Secrets: cfg.HubSpotSecrets, RequireV3: cfg.RequireV3},
@@ -148,6 +155,7 @@ func newHTTPApp(cfg config, d *deps, log *slog.Logger, reg *prometheus.Registry)
 		CCBudget:       limits,
 		Quarantine:     d.db,
 		Connector:      connector,
+		Trace:          tracer,
 		Metrics:        promHandler(reg, ""),
 		MetricsToken:   cfg.MetricsToken,
 		WebhookMetrics: webhookMetrics,
