@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"embed"
 	"errors"
 	"fmt"
@@ -93,15 +92,18 @@ const createMigrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
   PRIMARY KEY (version)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4`
 
-// Migrate applies every embedded migration newer than the database's version
-// and returns the versions it applied. MySQL commits DDL implicitly, so each
+// Migrate applies every embedded migration the database has not recorded,
+// in version order, and returns the versions it applied. It goes by the set
+// of recorded versions rather than the newest one, so that a migration
+// numbered below one applied already (branches that landed out of order) is
+// still applied. MySQL commits DDL implicitly, so each
 // migration is recorded right after its statements succeed; a migration that
 // fails half-way must be repaired by hand, which is why each one stays small.
 func (s *DB) Migrate(ctx context.Context) ([]int, error) {
 	if _, err := s.db.ExecContext(ctx, createMigrationsTable); err != nil {
 		return nil, fmt.Errorf("store: migrate: %w", err)
 	}
-	current, err := s.SchemaVersion(ctx)
+	done, err := s.appliedVersions(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -111,7 +113,7 @@ func (s *DB) Migrate(ctx context.Context) ([]int, error) {
 	}
 	var applied []int
 	for _, m := range ms {
-		if m.version <= current {
+		if done[m.version] {
 			continue
 		}
 		for _, stmt := range m.statements {
@@ -129,35 +131,54 @@ func (s *DB) Migrate(ctx context.Context) ([]int, error) {
 	return applied, nil
 }
 
-// SchemaVersion returns the newest applied migration, or 0 on an empty
-// database.
-func (s *DB) SchemaVersion(ctx context.Context) (int, error) {
-	var v int
-	err := s.db.QueryRowContext(ctx, `SELECT version FROM schema_migrations ORDER BY version DESC LIMIT 1`).Scan(&v)
-	switch {
-	case err == nil:
-		return v, nil
-	case errors.Is(err, sql.ErrNoRows):
-		return 0, nil
-	}
-	// An empty database has no schema_migrations table at all (error 1146).
-	var me *mysql.MySQLError
-	if errors.As(err, &me) && me.Number == 1146 {
-		return 0, nil
-	}
-	return 0, fmt.Errorf("store: schema version: %w", err)
-}
-
-// CheckSchema returns ErrSchemaOutdated unless the database is at the version
-// this binary was built for. A newer database is accepted, so that a rolling
-// deploy can run the old binary against the migrated schema for a while.
+// CheckSchema returns ErrSchemaOutdated unless the database has every
+// migration this binary was built with. Migrations the binary does not know
+// are accepted, so that a rolling deploy can run the old binary against the
+// migrated schema for a while.
 func (s *DB) CheckSchema(ctx context.Context) error {
-	v, err := s.SchemaVersion(ctx)
+	done, err := s.appliedVersions(ctx)
 	if err != nil {
 		return err
 	}
-	if want := LatestVersion(); v < want {
-		return fmt.Errorf("%w (database at %d, binary needs %d)", ErrSchemaOutdated, v, want)
+	ms, err := loadMigrations()
+	if err != nil {
+		return fmt.Errorf("store: check schema: %w", err)
+	}
+	var missing []string
+	for _, m := range ms {
+		if !done[m.version] {
+			missing = append(missing, strconv.Itoa(m.version))
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%w (database lacks migrations %s)", ErrSchemaOutdated, strings.Join(missing, ", "))
 	}
 	return nil
+}
+
+// appliedVersions returns the recorded migrations, none on an empty
+// database.
+func (s *DB) appliedVersions(ctx context.Context) (map[int]bool, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT version FROM schema_migrations`)
+	var me *mysql.MySQLError
+	if errors.As(err, &me) && me.Number == 1146 {
+		// An empty database has no schema_migrations table at all.
+		return map[int]bool{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: applied migrations: %w", err)
+	}
+	defer rows.Close()
+	done := map[int]bool{}
+	for rows.Next() {
+		var v int
+		if err := rows.Scan(&v); err != nil {
+			return nil, fmt.Errorf("store: applied migrations: %w", err)
+		}
+		done[v] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: applied migrations: %w", err)
+	}
+	return done, nil
 }
