@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/go-redis/redis_rate/v10"
@@ -87,7 +88,55 @@ func (l *CCLimits) Wait(ctx context.Context) error {
 		uncount()
 		return err
 	}
+	l.countHour(ctx)
 	return nil
+}
+
+// keyCCCallsHourPrefix starts the key of one UTC hour's count of CC calls,
+// which /ops charts; callsHourTTL keeps 48 whole hours and the one under way.
+const (
+	keyCCCallsHourPrefix = "hs2cc:cc:calls-hour:"
+	callsHourTTL         = 49 * time.Hour
+)
+
+func hourKey(t time.Time) string { return keyCCCallsHourPrefix + t.UTC().Format("2006-01-02T15") }
+
+// countHour counts a call about to be made in its hour. It is counted only
+// once the call has its slot, so it never needs undoing; a count that fails
+// is lost from the chart, but does not hold the call back, since the day's
+// count that keeps the budget was already taken.
+func (l *CCLimits) countHour(ctx context.Context) {
+	key := hourKey(l.now())
+	pipe := l.rdb.TxPipeline()
+	pipe.Incr(ctx, key)
+	pipe.Expire(ctx, key, callsHourTTL)
+	_, _ = pipe.Exec(ctx)
+}
+
+// CallsByHour returns the CC calls made in each of hours UTC hours from the
+// hour of from; an hour without calls, or older than its key's life, is 0.
+func (l *CCLimits) CallsByHour(ctx context.Context, from time.Time, hours int) ([]int, error) {
+	if hours <= 0 {
+		return nil, nil
+	}
+	start := from.UTC().Truncate(time.Hour)
+	keys := make([]string, hours)
+	for i := range keys {
+		keys[i] = hourKey(start.Add(time.Duration(i) * time.Hour))
+	}
+	vals, err := l.rdb.MGet(ctx, keys...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("store: CC calls by hour: %w", err)
+	}
+	counts := make([]int, hours)
+	for i, v := range vals {
+		if s, ok := v.(string); ok {
+			if counts[i], err = strconv.Atoi(s); err != nil {
+				return nil, fmt.Errorf("store: CC calls by hour: %s: %w", keys[i], err)
+			}
+		}
+	}
+	return counts, nil
 }
 
 // waitSlot waits for a slot of limit under key, shared by every process

@@ -237,3 +237,60 @@ func TestTokenEndpointLimiterSharedAcrossProcesses(t *testing.T) {
 		t.Errorf("4 calls took %s, want at most 5s", elapsed.Round(time.Millisecond))
 	}
 }
+
+// TestCCLimitsCallsByHour counts the calls of two processes in the UTC hour
+// each was made, reads them back with zeros for quiet hours, leaves out a
+// call the budget refused, and keeps each hour's count for 49 hours.
+func TestCCLimitsCallsByHour(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	ra, rb := redisPair(t)
+	clk := &clock{}
+	a, b := store.NewCCLimits(ra, 1000, 4), store.NewCCLimits(rb, 1000, 4)
+	a.SetClock(clk.Now)
+	b.SetClock(clk.Now)
+	// 22:30 in New York (EDT) is 02:30 UTC: the UTC hour names the count.
+	ny := time.FixedZone("EDT", -4*3600)
+	calls := []struct {
+		at      time.Time
+		l       *store.CCLimits
+		refused bool
+	}{
+		{time.Date(2026, 3, 10, 0, 0, 0, 0, time.UTC), a, false},
+		{time.Date(2026, 3, 10, 0, 59, 59, 999e6, time.UTC), b, false},
+		{time.Date(2026, 3, 9, 22, 30, 0, 0, ny), a, false},
+		{time.Date(2026, 3, 10, 2, 31, 0, 0, time.UTC), b, false},
+		{time.Date(2026, 3, 10, 2, 32, 0, 0, time.UTC), a, true}, // the day's fifth call: over the budget of 4
+	}
+	for _, c := range calls {
+		clk.Set(c.at)
+		err := c.l.Wait(ctx)
+		var exhausted *store.BudgetExhaustedError
+		if c.refused != errors.As(err, &exhausted) || (!c.refused && err != nil) {
+			t.Fatalf("call at %v: %v, want refused %v", c.at, err, c.refused)
+		}
+	}
+	tests := []struct {
+		name  string
+		from  time.Time
+		hours int
+		want  []int
+	}{
+		{"the hours with calls and between", time.Date(2026, 3, 10, 0, 15, 0, 0, time.UTC), 4, []int{2, 0, 2, 0}},
+		{"from another zone's clock", time.Date(2026, 3, 9, 21, 0, 0, 0, ny), 2, []int{0, 2}},
+		{"before any call", time.Date(2026, 3, 9, 22, 0, 0, 0, time.UTC), 2, []int{0, 0}},
+		{"no hours", time.Date(2026, 3, 10, 0, 0, 0, 0, time.UTC), 0, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := b.CallsByHour(ctx, tc.from, tc.hours)
+			if err != nil || !slices.Equal(got, tc.want) {
+				t.Errorf("CallsByHour(%v, %d) = %v, %v; want %v", tc.from, tc.hours, got, err, tc.want)
+			}
+		})
+	}
+	ttl, err := ra.TTL(ctx, "hs2cc:cc:calls-hour:2026-03-10T02").Result()
+	if err != nil || ttl <= 48*time.Hour || ttl > 49*time.Hour {
+		t.Errorf("the hour's count lives %v (%v), want just under 49h", ttl, err)
+	}
+}

@@ -223,11 +223,11 @@ func ingestTx(ctx context.Context, tx *sql.Tx, now time.Time, d *Delivery, e *En
 	r, err := tx.ExecContext(ctx,
 		`INSERT INTO enrollments (portal_id, object_key, email, first_name, last_name, country, enrolled_at,
 		   properties, lists, list_key, content_hash, version, status, status_reason, received_at, updated_at,
-		   source_updated_at)
-		 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, '', ?, ?, ?)
+		   source_updated_at, version_received_at)
+		 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, '', ?, ?, ?, ?)
 		 ON DUPLICATE KEY UPDATE id = LAST_INSERT_ID(id)`,
 		e.PortalID, e.ObjectKey, e.Email, e.FirstName, e.LastName, e.Country, enrolledAt,
-		props, lists, ListKey(e.Lists), e.ContentHash, StatusPending, now, now, nullTime(e.SourceUpdatedAt))
+		props, lists, ListKey(e.Lists), e.ContentHash, StatusPending, now, now, nullTime(e.SourceUpdatedAt), now)
 	if err != nil {
 		return IngestResult{}, err
 	}
@@ -275,10 +275,10 @@ func ingestTx(ctx context.Context, tx *sql.Tx, now time.Time, d *Delivery, e *En
 			if _, err := tx.ExecContext(ctx,
 				`UPDATE enrollments SET email = ?, first_name = ?, last_name = ?, country = ?, enrolled_at = ?,
 				   properties = ?, lists = ?, list_key = ?, content_hash = ?, version = ?, status = ?, status_reason = '',
-				   import_id = NULL, updated_at = ?, source_updated_at = ?, property_times = NULL
+				   import_id = NULL, updated_at = ?, source_updated_at = ?, property_times = NULL, version_received_at = ?
 				 WHERE id = ?`,
 				e.Email, e.FirstName, e.LastName, e.Country, enrolledAt, props, lists, ListKey(e.Lists), e.ContentHash,
-				res.Version, StatusPending, now, nullTime(dec.sourceAt), id); err != nil {
+				res.Version, StatusPending, now, nullTime(dec.sourceAt), now, id); err != nil {
 				return IngestResult{}, err
 			}
 		}

@@ -256,10 +256,10 @@ func updateEnrollment(ctx context.Context, tx *sql.Tx, id int64, e *Enrollment, 
 	_, err = tx.ExecContext(ctx,
 		`UPDATE enrollments SET email = ?, first_name = ?, last_name = ?, country = ?, enrolled_at = ?,
 		   properties = ?, lists = ?, list_key = ?, content_hash = ?, version = ?, status = ?, status_reason = '',
-		   import_id = NULL, updated_at = ?, property_times = ?
+		   import_id = NULL, updated_at = ?, property_times = ?, version_received_at = ?
 		 WHERE id = ?`,
 		e.Email, e.FirstName, e.LastName, e.Country, nullTime(e.EnrolledAt), string(props), string(lists),
-		ListKey(e.Lists), e.ContentHash, version, StatusPending, now, timesCol, id)
+		ListKey(e.Lists), e.ContentHash, version, StatusPending, now, timesCol, now, id)
 	return err
 }
 
