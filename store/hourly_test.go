@@ -3,7 +3,7 @@ package store_test
 import (
 	"context"
 	"fmt"
-		"testing"
+	"testing"
 	"time"
 
 	"github.com/hs2cc/hs2cc/store"
@@ -13,7 +13,9 @@ import (
 // chartBase is the first hour of the window the hourly tests read.
 var chartBase = time.Date(2026, 3, 4, 0, 0, 0, 0, time.UTC)
 
-func hm(h, m int) time.Time { return chartBase.Add(time.Duration(h)*time.Hour + time.Duration(m)*time.Minute) }
+func hm(h, m int) time.Time {
+	return chartBase.Add(time.Duration(h)*time.Hour + time.Duration(m)*time.Minute)
+}
 
 // hourlyFixture drives enrollments through the store as the bridge does,
 // each step at a time of the test's choosing, so that the columns the
@@ -76,8 +78,8 @@ func TestHourlySeries(t *testing.T) {
 	db.SetClock(func() time.Time { return f.now })
 
 	a := f.at(chartBase.Add(-time.Microsecond)).receive("a", "a1") // the hour before the window
-	b := f.at(hm(0, 0)).receive("b", "b1")                          // the window's first instant
-	c := f.at(hm(1, 0).Add(-time.Microsecond)).receive("c", "c1")   // the first hour's last instant
+	b := f.at(hm(0, 0)).receive("b", "b1")                         // the window's first instant
+	c := f.at(hm(1, 0).Add(-time.Microsecond)).receive("c", "c1")  // the first hour's last instant
 	f.at(hm(0, 30)).settle(true, a)
 	d := f.at(hm(1, 0)).receive("d", "d1")
 	e := f.at(hm(1, 30)).receive("e", "e1")
