@@ -2,9 +2,6 @@ package main
 
 import (
 	"context"
-	"database/sql"
-	"errors"
-	"fmt"
 
 	"github.com/hs2cc/hs2cc/handlers"
 	"github.com/hs2cc/hs2cc/store"
@@ -19,26 +16,11 @@ type opsData struct {
 var _ handlers.OpsData = opsData{}
 
 // OldestUnimported finds the pending, importing or failed enrollment whose
-// waiting version was received first. A changed contact's row keeps the
-// receipt of its first version, so the waiting version's receipt is that of
-// its latest accepted delivery; a row with no such delivery falls back to
-// its own receipt.
+// waiting version was received first (store.OldestWaiting, from an index).
 func (o opsData) OldestUnimported(ctx context.Context) (*handlers.OldestEnrollment, error) {
-	var e handlers.OldestEnrollment
-	err := o.SQL().QueryRowContext(ctx,
-		`SELECT e.id, e.status, COALESCE(MAX(d.received_at), e.received_at) AS since
-		 FROM enrollments e LEFT JOIN deliveries d ON d.enrollment_id = e.id AND d.verdict = ?
-		 WHERE e.status IN (?, ?, ?)
-		 GROUP BY e.id, e.status, e.received_at
-		 ORDER BY since, e.id LIMIT 1`,
-		store.VerdictAccepted, store.StatusPending, store.StatusImporting, store.StatusFailed).
-		Scan(&e.ID, &e.Status, &e.Since)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
+	w, err := o.OldestWaiting(ctx)
+	if err != nil || w == nil {
+		return nil, err
 	}
-	if err != nil {
-		return nil, fmt.Errorf("oldest unimported enrollment: %w", err)
-	}
-	e.Since = e.Since.UTC()
-	return &e, nil
+	return &handlers.OldestEnrollment{ID: w.ID, Status: w.Status, Since: w.Since}, nil
 }
