@@ -39,6 +39,12 @@ type OpsData interface {
 	// TooLargeSince counts the webhook bodies refused for their size since
 	// a time and names the newest.
 	TooLargeSince(ctx context.Context, since time.Time) (store.TooLargeSummary, error)
+	// ReceivedByHour and ImportedByHour count the enrollments received
+	// (their current version) and imported in each of hours UTC hours from
+	// the hour of from, zeros included; ImportedByHour's buckets also hold
+	// the earliest receipt among each hour's imports.
+	ReceivedByHour(ctx context.Context, from time.Time, hours int) ([]store.HourBucket, error)
+	ImportedByHour(ctx context.Context, from time.Time, hours int) ([]store.HourBucket, error)
 }
 
 // OldestEnrollment names the enrollment that has waited longest.
@@ -54,6 +60,9 @@ type OldestEnrollment struct {
 type CCBudget interface {
 	Used(ctx context.Context) (int, error)
 	Budget() int
+	// CallsByHour counts the CC calls made in each of hours UTC hours from
+	// the hour of from.
+	CallsByHour(ctx context.Context, from time.Time, hours int) ([]int, error)
 }
 
 // QuarantineSizer reports how much the quarantine holds, and how many
@@ -90,6 +99,7 @@ type opsReport struct {
 	Token            *tokenReport      `json:"cc_token"`
 	Quarantine       *quarantineReport `json:"quarantine"`
 	TooLarge         *tooLargeReport   `json:"too_large"`
+	Hourly           *hourlyReport     `json:"hourly"`
 	Errors           map[string]string `json:"errors,omitempty"`
 }
 
@@ -192,7 +202,7 @@ func collectOps(ctx context.Context, cfg Config) opsReport {
 	defer cancel()
 	now := cfg.now()
 	c := &opsCollector{ctx: ctx, cfg: cfg, now: now, r: opsReport{GeneratedAt: now.UTC(), Attention: []attentionReport{}}}
-	for _, section := range []func(){c.enrollments, c.imports, c.ccCalls, c.token, c.attention, c.quarantine, c.tooLarge} {
+	for _, section := range []func(){c.enrollments, c.imports, c.ccCalls, c.token, c.attention, c.quarantine, c.tooLarge, c.hourly} {
 		section()
 	}
 	return c.r
@@ -397,7 +407,8 @@ h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.6em}
 table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}
 td.n{text-align:right;font-variant-numeric:tabular-nums}.bad{color:#a00;font-weight:bold}.muted{color:#777}
 nav a{margin-right:1em}code{font-size:.95em}
-.attention{border:2px solid #a00;background:#fff4f4;padding:.2em 1em;margin:1em 0}.attention h2{color:#a00;margin-top:.4em}`
+.attention{border:2px solid #a00;background:#fff4f4;padding:.2em 1em;margin:1em 0}.attention h2{color:#a00;margin-top:.4em}
+figure.chart{display:inline-block;vertical-align:top;margin:0 1.2em 1em 0}figure.chart figcaption{font-weight:600;margin-bottom:.2em}`
 
 var opsCSP = func() string {
 	sum := sha256.Sum256([]byte(opsCSS))
@@ -459,6 +470,16 @@ var opsTemplate = template.Must(template.New("ops").Funcs(template.FuncMap{
 <p>Oldest waiting for CC: enrollment <code>{{.ID}}</code>, {{.Status}}, received {{stamp .Since}} (<span{{if gt .AgeSeconds 3600}} class="bad"{{end}}>{{age .AgeSeconds}} ago</span>).</p>
 {{- else}}
 <p>No enrollment is waiting for CC.</p>
+{{- end}}
+{{- with .Figures}}
+
+<section id="charts">
+<h2>Last 48 hours</h2>
+{{- range .}}
+<figure class="chart"><figcaption>{{.Caption}}{{with .Note}} <span class="muted">— {{.}}</span>{{end}}</figcaption>
+{{if .SVG}}{{.SVG}}{{else}}<p class="bad">n/a: could not be read (see the log)</p>{{end}}</figure>
+{{- end}}
+</section>
 {{- end}}
 
 <h2>Constant Contact</h2>

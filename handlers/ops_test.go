@@ -67,6 +67,10 @@ type fakeOps struct {
 	attention  []*store.Attention
 	waiting    map[string]int
 	tooLarge   store.TooLargeSummary
+	// received and imported are the hourly counts, the last the hour under
+	// way; hourlyErr fails both.
+	received, imported []int
+	hourlyErr          error
 }
 
 func (f *fakeOps) CountEnrollments(context.Context) (map[string]int, error) {
@@ -96,13 +100,54 @@ func (f *fakeOps) TooLargeSince(context.Context, time.Time) (store.TooLargeSumma
 	return f.tooLarge, nil
 }
 
+func (f *fakeOps) ReceivedByHour(_ context.Context, from time.Time, hours int) ([]store.HourBucket, error) {
+	return fakeHours(from, hours, f.received, nil), f.hourlyErr
+}
+
+func (f *fakeOps) ImportedByHour(_ context.Context, from time.Time, hours int) ([]store.HourBucket, error) {
+	return fakeHours(from, hours, f.imported, f.received), f.hourlyErr
+}
+
+// fakeHours spreads counts over the last of hours hours from the hour of
+// from. With received given, each hour's imports are taken to have been
+// received the hour before, when that hour received any, else in their own.
+func fakeHours(from time.Time, hours int, counts, received []int) []store.HourBucket {
+	b := make([]store.HourBucket, hours)
+	start := from.UTC().Truncate(time.Hour)
+	off := hours - len(counts)
+	for i := range b {
+		b[i].Hour = start.Add(time.Duration(i) * time.Hour)
+		if j := i - off; j >= 0 && j < len(counts) {
+			b[i].Count = counts[j]
+			if received != nil && counts[j] > 0 {
+				b[i].OldestReceived = b[i].Hour
+				if j > 0 && received[j-1] > 0 {
+					b[i].OldestReceived = b[i].Hour.Add(-time.Hour)
+				}
+			}
+		}
+	}
+	return b
+}
+
 type fakeBudget struct {
 	used, budget int
 	err          error
+	// hourly are the CC calls per hour, the last the hour under way;
+	// hourlyErr fails their read.
+	hourly    []int
+	hourlyErr error
 }
 
 func (f fakeBudget) Used(context.Context) (int, error) { return f.used, f.err }
 func (f fakeBudget) Budget() int                       { return f.budget }
+func (f fakeBudget) CallsByHour(_ context.Context, from time.Time, hours int) ([]int, error) {
+	calls := make([]int, hours)
+	for i, b := range fakeHours(from, hours, f.hourly, nil) {
+		calls[i] = b.Count
+	}
+	return calls, f.hourlyErr
+}
 
 type fakeQuarantine struct {
 	rows     int
@@ -138,6 +183,7 @@ func newFakeOps() *fakeOps {
 		},
 		token: &store.TokenState{Status: store.TokenConnected, ExpiresAt: opsNow.Add(time.Hour),
 			ConnectedAt: opsNow.Add(-48 * time.Hour), RefreshedAt: opsNow.Add(-time.Hour), Version: 9},
+		received: fakeReceived, imported: fakeImported,
 		tooLarge: store.TooLargeSummary{Count: 2, Newest: &store.Delivery{ID: 77, ReceivedAt: opsNow.Add(-3 * time.Hour),
 			Verdict: store.VerdictTooLarge, BodyLength: 9 << 20, DeclaredLength: 9 << 20}},
 	}
@@ -174,7 +220,7 @@ func startOps(t testing.TB, opts ...func(*handlers.Config)) *app {
 		Queues:         full,
 		QueuesReadOnly: readOnly,
 		Ops:            newFakeOps(),
-		CCBudget:       fakeBudget{used: 120, budget: 8000},
+		CCBudget:       fakeBudget{used: 120, budget: 8000, hourly: fakeCCCalls},
 		Quarantine: fakeQuarantine{rows: 3, bytes: 1536, unshaped: []store.UnshapedCount{
 			{Reason: "no_signature", Count: 2000, FirstSeen: opsNow.Add(-2 * time.Hour), LastSeen: opsNow.Add(-time.Hour)},
 		}},
@@ -520,6 +566,7 @@ type opsStatus struct {
 			DeclaredBytes *int64    `json:"declared_bytes"`
 		} `json:"newest"`
 	} `json:"too_large"`
+	Hourly *hourlyStatus     `json:"hourly"`
 	Errors map[string]string `json:"errors"`
 }
 
@@ -663,7 +710,7 @@ func TestOpsStatusKeys(t *testing.T) {
 	if err := json.Unmarshal(r.body, &raw); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{"generated_at", "enrollments", "oldest_unimported", "recent_imports", "cc_calls", "cc_token", "quarantine", "too_large"} {
+	for _, k := range []string{"generated_at", "enrollments", "oldest_unimported", "recent_imports", "cc_calls", "cc_token", "quarantine", "too_large", "hourly"} {
 		if _, ok := raw[k]; !ok {
 			t.Errorf("status.json lacks %q: %s", k, r.body)
 		}
