@@ -27,6 +27,10 @@
 //	                   "cc:lists-check:connected") and periodic. A missing list is
 //	                   recorded as attention.
 //	cc:token-refresh   {}  periodic: refreshes the CC token before it expires.
+//	cc:reconcile       {}  periodic, off unless HS2CC_RECONCILE_INTERVAL is set:
+//	                   compares the rules' lists in CC with the bridge's imports
+//	                   (reconcile.go), report-only, and skips itself when it would
+//	                   spend more than half of today's remaining CC budget.
 //	retention:purge    {}  periodic: empties raw delivery bodies older than the
 //	                   retention (personal data), keeping the rows.
 //

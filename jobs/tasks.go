@@ -19,6 +19,7 @@ const (
 	TypeRetentionPurge  = "retention:purge"
 	TypeImportWait      = "cc:import-wait"
 	TypeListsCheck      = "cc:lists-check"
+	TypeReconcile       = "cc:reconcile"
 )
 
 // Queue is the one asynq queue the bridge uses. Aggregated tasks are always

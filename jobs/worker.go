@@ -61,6 +61,10 @@ type Config struct {
 	// again, so that a missing list that appeared in CC leaves /ops even
 	// when no enrollment waits for it. Lists already found cost no call.
 	ListsCheckInterval time.Duration
+	// ReconcileInterval is how often cc:reconcile compares the rules'
+	// lists in CC with the bridge's imports, report-only; zero (the
+	// default) never does.
+	ReconcileInterval time.Duration
 }
 
 // DefaultConfig returns production settings.
@@ -131,6 +135,11 @@ func NewWorker(redisOpt asynq.RedisConnOpt, cfg Config, st Store, cc CC, enq *En
 		})
 	}
 
+	rc, reconciles := newPeriodicReconciler(cfg, st, cc, im)
+	if reconciles {
+		mux.HandleFunc(TypeReconcile, reconcileHandler(rc, func() []string { return im.resolver.policy.Lists }))
+	}
+
 	alog := asynqLogger{l: log}
 	server := asynq.NewServer(redisOpt, asynq.Config{
 		Concurrency:      cfg.Concurrency,
@@ -169,6 +178,9 @@ func NewWorker(redisOpt asynq.RedisConnOpt, cfg Config, st Store, cc CC, enq *En
 			w.register(s, TypeTokenRefresh, cfg.TokenRefreshInterval)
 		}
 		w.register(s, TypeListsCheck, cfg.ListsCheckInterval)
+		if reconciles {
+			w.register(s, TypeReconcile, cfg.ReconcileInterval)
+		}
 		return s, s.Start()
 	}
 	lease := cfg.LeaderLease

@@ -63,6 +63,7 @@ var settings = []setting{
 	{"HS2CC_SWEEP_INTERVAL", "1m", "How often the sweep re-enqueues enrollments and imports whose tasks Redis lost."},
 	{"HS2CC_SWEEP_AGE", "10m", "How long a row must have waited before the sweep counts it as lost."},
 	{"HS2CC_RETENTION", "720h", "How long raw delivery bodies (personal data) are kept; a periodic task empties older ones and keeps the rows. `0` keeps them."},
+	{"HS2CC_RECONCILE_INTERVAL", "0", "How often `work` compares the routed CC lists with the bridge's imports of the last 30 days, as `hs2cc reconcile` does but report-only (shown on /ops); it skips a run that would spend more than half of today's remaining CC budget. `0` never does."},
 	{"HS2CC_LEADER_LEASE", "30s", "Lease of the one `work` process that runs the periodic tasks; after it dies another takes over within about twice this."},
 	{"HS2CC_LOG_FORMAT", "json", "`json` or `text` (`dev` defaults to text)."},
 	{"HS2CC_LOG_LEVEL", "info", "`debug`, `info`, `warn` or `error`."},
@@ -209,6 +210,7 @@ func (r *envReader) worker() jobs.Config {
 	w.TokenRefreshInterval = r.dur("HS2CC_TOKEN_REFRESH_INTERVAL")
 	w.LeaderLease = r.dur("HS2CC_LEADER_LEASE")
 	w.Retention = r.dur("HS2CC_RETENTION")
+	w.ReconcileInterval = r.dur("HS2CC_RECONCILE_INTERVAL")
 	return w
 }
 
