@@ -100,6 +100,7 @@ type opsReport struct {
 	Quarantine       *quarantineReport `json:"quarantine"`
 	TooLarge         *tooLargeReport   `json:"too_large"`
 	Hourly           *hourlyReport     `json:"hourly"`
+	Reconcile        *reconcileReport  `json:"reconcile"`
 	Errors           map[string]string `json:"errors,omitempty"`
 }
 
@@ -202,7 +203,7 @@ func collectOps(ctx context.Context, cfg Config) opsReport {
 	defer cancel()
 	now := cfg.now()
 	c := &opsCollector{ctx: ctx, cfg: cfg, now: now, r: opsReport{GeneratedAt: now.UTC(), Attention: []attentionReport{}}}
-	for _, section := range []func(){c.enrollments, c.imports, c.ccCalls, c.token, c.attention, c.quarantine, c.tooLarge, c.hourly} {
+	for _, section := range []func(){c.enrollments, c.imports, c.ccCalls, c.token, c.attention, c.quarantine, c.tooLarge, c.hourly, c.reconcile} {
 		section()
 	}
 	return c.r
@@ -497,6 +498,15 @@ Connected {{tstamp .ConnectedAt}}, last refreshed {{tstamp .RefreshedAt}}.</p>
 <p>CC calls today (UTC): {{.Used}} of the daily budget of {{.Budget}} ({{percent .Used .Budget}}).</p>
 {{- else}}
 <p>CC calls today: n/a</p>
+{{- end}}
+
+<h2>Reconcile with CC</h2>
+{{- with .Reconcile}}
+<p{{if ne .Outcome "done"}} class="bad"{{end}}>Last run {{stamp .FinishedAt}} ({{.Source}}): {{.Outcome}}{{with .Detail}}: {{.}}{{end}}. Lists: {{range $i, $l := .Lists}}{{if $i}}, {{end}}{{$l}}{{end}}{{with .Since}}; imports since {{tstamp .}}{{end}}.</p>
+<table><tr><th>missing from CC</th><th>unsubscribed in CC</th><th>unknown to the bridge</th><th>queued again</th><th>CC calls (announced)</th></tr>
+<tr><td class="n{{if .Missing}} bad{{end}}">{{.Missing}}</td><td class="n">{{.Unsubscribed}}</td><td class="n">{{.Unknown}}</td><td class="n">{{.Repaired}}</td><td class="n">{{.CCCalls}} ({{.AnnouncedCalls}})</td></tr></table>
+{{- else}}
+<p>No run yet: <code>hs2cc reconcile</code>, or set <code>HS2CC_RECONCILE_INTERVAL</code>.</p>
 {{- end}}
 
 <h2>Quarantine</h2>

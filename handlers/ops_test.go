@@ -566,8 +566,10 @@ type opsStatus struct {
 			DeclaredBytes *int64    `json:"declared_bytes"`
 		} `json:"newest"`
 	} `json:"too_large"`
-	Hourly *hourlyStatus     `json:"hourly"`
-	Errors map[string]string `json:"errors"`
+	Hourly *hourlyStatus `json:"hourly"`
+	// Reconcile is checked end to end (cmd's TestReconcileAfterImports).
+	Reconcile json.RawMessage   `json:"reconcile"`
+	Errors    map[string]string `json:"errors"`
 }
 
 // /ops/status.json has the page's figures for scripts.
@@ -710,7 +712,7 @@ func TestOpsStatusKeys(t *testing.T) {
 	if err := json.Unmarshal(r.body, &raw); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{"generated_at", "enrollments", "oldest_unimported", "recent_imports", "cc_calls", "cc_token", "quarantine", "too_large", "hourly"} {
+	for _, k := range []string{"generated_at", "enrollments", "oldest_unimported", "recent_imports", "cc_calls", "cc_token", "quarantine", "too_large", "hourly", "reconcile"} {
 		if _, ok := raw[k]; !ok {
 			t.Errorf("status.json lacks %q: %s", k, r.body)
 		}

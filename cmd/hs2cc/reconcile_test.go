@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -74,7 +75,8 @@ func TestReconcileAfterImports(t *testing.T) {
 	cc := httptest.NewServer(ccspec.New(t).Wrap(sb))
 	defer cc.Close()
 	list := sb.CreateList("New Agents")
-	br := startBridge(t, cc, sb, map[string]string{"HS2CC_GROUP_GRACE_PERIOD": "2s", "HS2CC_GROUP_MAX_DELAY": "20s"})
+	br := startBridge(t, cc, sb, map[string]string{"HS2CC_GROUP_GRACE_PERIOD": "2s", "HS2CC_GROUP_MAX_DELAY": "20s",
+		"HS2CC_OPS_USER": "ops", "HS2CC_OPS_PASSWORD": "ops-password-" + randomHex(4)})
 	defer br.stop(t)
 	res, err := simulate(br.ctx, simOptions{
 		URL: "http://" + br.addr + "/webhooks/hubspot", Secret: br.secret, Count: 1000, Concurrency: 8,
@@ -166,5 +168,48 @@ func TestReconcileAfterImports(t *testing.T) {
 	sum, err = reconcileJSON(t, br, tight)
 	if !errors.Is(err, jobs.ErrReconcileRefused) || sum.Outcome != store.ReconcileRefused || sum.CCCalls != 1 || apiCalls(sb)-before != 1 {
 		t.Errorf("reconcile over the budget: %+v, %v; want refused after 1 call", sum, err)
+	}
+	checkOpsReconcile(t, br)
+}
+
+// checkOpsReconcile wants the last run, the refused one, on /ops and in
+// status.json.
+func checkOpsReconcile(t *testing.T, br *bridgeRun) {
+	t.Helper()
+	get := func(path string) []byte {
+		req, _ := http.NewRequest("GET", "http://"+br.addr+path, nil)
+		req.SetBasicAuth("ops", br.env["HS2CC_OPS_PASSWORD"])
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %d", path, resp.StatusCode)
+		}
+		return b
+	}
+	var status struct {
+		Reconcile *struct {
+			Outcome  string   `json:"outcome"`
+			Lists    []string `json:"lists"`
+			CCCalls  int      `json:"cc_calls"`
+			Detail   string   `json:"detail"`
+			Source   string   `json:"source"`
+			Finished string   `json:"finished_at"`
+		} `json:"reconcile"`
+	}
+	if err := json.Unmarshal(get("/ops/status.json"), &status); err != nil {
+		t.Fatal(err)
+	}
+	if r := status.Reconcile; r == nil || r.Outcome != store.ReconcileRefused || r.CCCalls != 1 || !slices.Equal(r.Lists, []string{"New Agents"}) || r.Source != "command" {
+		t.Errorf("status.json reconcile: %+v", r)
+	}
+	page := string(get("/ops"))
+	for _, want := range []string{"<h2>Reconcile with CC</h2>", "(command): refused: reconcile refused: read needs 2 CC calls", "Lists: New Agents"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("/ops lacks %q", want)
+		}
 	}
 }
