@@ -19,6 +19,7 @@ const (
 	CodeNotFound      = "not_found"
 	CodeMethod        = "method_not_allowed"
 	CodeUnauthorized  = "unauthorized"
+	CodeTooManyLogins = "too_many_logins"
 	CodeInternalError = "internal_error"
 )
 
@@ -43,6 +44,13 @@ func newError(status int, code, message string, cause error) *apiError {
 // never look like the caller's.
 func unavailable(message string, cause error) *apiError {
 	return newError(http.StatusServiceUnavailable, CodeUnavailable, message, cause)
+}
+
+// tooManyLogins is the answer to an ops login that may not be checked now:
+// its address failed too often, or every check slot is taken. The caller
+// sets Retry-After.
+func tooManyLogins() *apiError {
+	return newError(http.StatusTooManyRequests, CodeTooManyLogins, "too many ops logins; try again after Retry-After seconds", nil)
 }
 
 type errorBody struct {

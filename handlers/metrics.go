@@ -17,11 +17,12 @@ import (
 )
 
 // Metrics are the HTTP application's own Prometheus metrics: what the
-// webhook answered and how fast.
+// webhook answered and how fast, and the ops logins refused.
 type Metrics struct {
-	requests *prometheus.CounterVec
-	ack      prometheus.Histogram
-	unshaped *prometheus.CounterVec
+	requests      *prometheus.CounterVec
+	ack           prometheus.Histogram
+	unshaped      *prometheus.CounterVec
+	loginFailures *prometheus.CounterVec
 }
 
 // Webhook outcomes beyond the delivery verdicts of a workflow delivery
@@ -67,7 +68,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, r := range hubspot.UnshapedReasons {
 		m.unshaped.WithLabelValues(r)
 	}
-	reg.MustRegister(m.requests, m.ack, m.unshaped)
+	m.loginFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "hs2cc_ops_login_failures_total",
+		Help: "Ops logins refused: bad_login (checked and wrong), limited (the address waits out its back-off), busy (no check slot free).",
+	}, []string{"reason"})
+	for _, r := range []string{loginBadLogin, loginLimited, loginBusy} {
+		m.loginFailures.WithLabelValues(r)
+	}
+	reg.MustRegister(m.requests, m.ack, m.unshaped, m.loginFailures)
 	return m
 }
 
@@ -78,6 +86,9 @@ func (m *Metrics) countUnshaped(reason string) {
 		m.unshaped.WithLabelValues(reason).Inc()
 	}
 }
+
+// inc counts a refused ops login.
+func (m *Metrics) inc(reason string) { m.loginFailures.WithLabelValues(reason).Inc() }
 
 // outcomeKey finds a request's outcome slot in its context.
 type outcomeKey struct{}

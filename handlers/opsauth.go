@@ -7,11 +7,12 @@ import (
 	"crypto/subtle"
 	"fmt"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
-	"github.com/labstack/echo/v4/middleware"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -59,7 +60,19 @@ type opsAuth struct {
 	macKey   []byte
 	mu       sync.Mutex
 	verified map[[sha256.Size]byte]verifiedLogin
+
+	// Failed logins are limited per client address, and the checks run in
+	// two lanes of few slots: one for addresses that failed lately and one
+	// for the rest, so that a guesser neither takes the CPU from the webhook
+	// nor the check slot from an admin at another address.
+	behindFly     bool
+	limiter       *loginLimiter
+	clean, failed *checkLane
+	failures      loginFailures
 }
+
+// loginFailures counts failed logins by reason; nil counts nothing.
+type loginFailures interface{ inc(reason string) }
 
 // verifiedLogin is a login that passed, and until when it is trusted.
 type verifiedLogin struct {
@@ -77,9 +90,24 @@ const (
 // newOpsAuth returns nil when no login is configured at all, so that the
 // routes it would guard are left out rather than served open.
 func newOpsAuth(cfg Config) (*opsAuth, error) {
-	a := &opsAuth{accounts: cfg.OpsAccounts, verified: map[[sha256.Size]byte]verifiedLogin{}, macKey: make([]byte, 32)}
+	a := &opsAuth{accounts: cfg.OpsAccounts, verified: map[[sha256.Size]byte]verifiedLogin{}, macKey: make([]byte, 32),
+		behindFly: cfg.BehindFly, limiter: newLoginLimiter(cfg.LoginLimits, time.Now, cfg.Logger),
+		// A login may wait a little for a slot, so that a person who
+		// retries at once is not refused for their own last check; few
+		// may wait, and an address that failed lately waits less, so that
+		// a flood is refused rather than piled up.
+		clean: newCheckLane(defaultSlots(), 2*time.Second, 8), failed: newCheckLane(defaultSlots(), time.Second, 4)}
+	if cfg.WebhookMetrics != nil {
+		a.failures = cfg.WebhookMetrics
+	}
 	if cfg.OpsUser != "" && cfg.OpsPassword != "" {
-		a.user, a.password = []byte(cfg.OpsUser), []byte(cfg.OpsPassword)
+		if _, ok := PasswordHashCost(cfg.OpsPassword); ok {
+			// A hashed simple login is an admin account like any other,
+			// checked by bcrypt alongside the named ones.
+			a.accounts = append([]OpsAccount{{Name: cfg.OpsUser, Role: RoleAdmin, Hash: []byte(cfg.OpsPassword)}}, a.accounts...)
+		} else {
+			a.user, a.password = []byte(cfg.OpsUser), []byte(cfg.OpsPassword)
+		}
 	}
 	if a.user == nil && len(a.accounts) == 0 {
 		return nil, nil
@@ -113,25 +141,26 @@ func digest(b []byte) []byte {
 	return d[:]
 }
 
-// check returns the role of the login, or false: from the logins that
-// passed lately, or else by verifying it.
-func (a *opsAuth) check(user, password string) (Role, bool) {
+// remembered returns the role of a login that passed lately, and the key
+// under which remember keeps it.
+func (a *opsAuth) remembered(user, password string) (Role, bool, [sha256.Size]byte) {
 	mac := hmac.New(sha256.New, a.macKey)
 	// The user's length first, so that no two logins share a MAC input.
 	fmt.Fprintf(mac, "%d:%s%s", len(user), user, password)
 	var key [sha256.Size]byte
 	mac.Sum(key[:0])
-	now := time.Now()
 	a.mu.Lock()
 	v, ok := a.verified[key]
 	a.mu.Unlock()
-	if ok && now.Before(v.until) {
-		return v.role, true
+	if ok && time.Now().Before(v.until) {
+		return v.role, true, key
 	}
-	role, ok := a.verify(user, password)
-	if !ok {
-		return "", false
-	}
+	return "", false, key
+}
+
+// remember keeps a login that passed for verifiedTTL.
+func (a *opsAuth) remember(key [sha256.Size]byte, role Role) {
+	now := time.Now()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if len(a.verified) >= verifiedMax {
@@ -146,7 +175,6 @@ func (a *opsAuth) check(user, password string) (Role, bool) {
 		}
 	}
 	a.verified[key] = verifiedLogin{role: role, until: now.Add(verifiedTTL)}
-	return role, true
 }
 
 // verify returns the role of the login, or false. It compares the name with
@@ -183,18 +211,75 @@ func (a *opsAuth) verify(user, password string) (Role, bool) {
 	return "", false
 }
 
-// middleware asks for basic auth and leaves the role in the context.
+// middleware asks for basic auth and leaves the role in the context. A
+// login is charged to its client address: one that failed too often waits
+// out its back-off before any check, and a check needs a free slot; either
+// refusal is a 429 with Retry-After and costs no bcrypt work.
 func (a *opsAuth) middleware() echo.MiddlewareFunc {
-	return middleware.BasicAuthWithConfig(middleware.BasicAuthConfig{
-		Realm: "hs2cc ops",
-		Validator: func(user, password string, c echo.Context) (bool, error) {
-			role, ok := a.check(user, password)
-			if ok {
-				c.Set(roleKey, role)
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			user, password, ok := c.Request().BasicAuth()
+			if !ok {
+				return a.challenge(c)
 			}
-			return ok, nil
-		},
-	})
+			key := addrKey(clientAddr(c.Request(), a.behindFly))
+			wait, suspect := a.limiter.state(key)
+			if wait > 0 {
+				return a.refuse(c, loginLimited, wait)
+			}
+			role, ok, mac := a.remembered(user, password)
+			if !ok {
+				lane := a.clean
+				if suspect {
+					lane = a.failed
+				}
+				if !lane.acquire(c.Request().Context()) {
+					return a.refuse(c, loginBusy, time.Second)
+				}
+				lane.run(func() { role, ok = a.verify(user, password) })
+				if !ok {
+					a.count(loginBadLogin)
+					a.limiter.fail(key)
+					return a.challenge(c)
+				}
+				a.remember(mac, role)
+			}
+			a.limiter.succeed(key)
+			c.Set(roleKey, role)
+			return next(c)
+		}
+	}
+}
+
+// challenge is the 401 that makes a browser ask for the login.
+func (a *opsAuth) challenge(c echo.Context) error {
+	c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Basic realm="hs2cc ops"`)
+	return newError(http.StatusUnauthorized, CodeUnauthorized, "an ops login is required", nil)
+}
+
+// refuse answers a login that may not be checked now, saying when to try
+// again in whole seconds, rounded up.
+func (a *opsAuth) refuse(c echo.Context, reason string, wait time.Duration) error {
+	a.count(reason)
+	c.Response().Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
+	return tooManyLogins()
+}
+
+func (a *opsAuth) count(reason string) {
+	if a.failures != nil {
+		a.failures.inc(reason)
+	}
+}
+
+// PasswordHashCost returns the cost of a bcrypt hash ($2a$, $2b$ or $2y$,
+// 60 characters), and false for anything else, which an ops password is
+// then taken to be in plain text.
+func PasswordHashCost(s string) (int, bool) {
+	if len(s) != 60 || !(strings.HasPrefix(s, "$2a$") || strings.HasPrefix(s, "$2b$") || strings.HasPrefix(s, "$2y$")) {
+		return 0, false
+	}
+	cost, err := bcrypt.Cost([]byte(s))
+	return cost, err == nil
 }
 
 // roleOf is the role the ops middleware found; "" where it did not run.

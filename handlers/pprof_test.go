@@ -25,6 +25,11 @@ func startPprof(t testing.TB, opts ...func(*handlers.Config)) *app {
 		Ops:         newFakeOps(),
 		Now:         func() time.Time { return opsNow },
 		Logger:      slog.New(slog.NewTextHandler(logs, nil)),
+
+		// These tests send many wrong logins from one address to check
+		// every route's answer, more than the login limiter lets through;
+		// loginlimit_test.go tests the limiter.
+		LoginLimits: handlers.LoginLimits{FreeFailures: 1000},
 	}
 	for _, o := range opts {
 		o(&cfg)

@@ -61,6 +61,13 @@ type Config struct {
 	// hash. With neither these nor the simple login, the ops routes are
 	// not served at all rather than served open.
 	OpsAccounts []OpsAccount
+	// BehindFly makes the ops login charge failures to the address in
+	// Fly-Client-IP, which Fly's proxy sets; otherwise only the socket's
+	// peer counts, since any header is the caller's to choose.
+	BehindFly bool
+	// LoginLimits bound failed ops logins per address; zero fields take
+	// DefaultLoginLimits'.
+	LoginLimits LoginLimits
 	// Queues is the Asynqmon UI for admins, built for the root path
 	// /ops/queues.
 	Queues http.Handler

@@ -1,0 +1,276 @@
+package handlers
+
+import (
+	"container/list"
+	"context"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// LoginLimits bound what failed ops logins may cost. A zero field takes the
+// default of DefaultLoginLimits.
+type LoginLimits struct {
+	// FreeFailures is how many failed logins an address may make before it
+	// must wait between tries.
+	FreeFailures int
+	// FirstBackoff is the wait after the first failure past the free ones;
+	// it doubles with every further failure, up to MaxBackoff.
+	FirstBackoff, MaxBackoff time.Duration
+	// Forget is how long after its last failure an address starts afresh.
+	Forget time.Duration
+	// MaxAddresses bounds the addresses remembered; past it the one whose
+	// last failure is oldest is forgotten.
+	MaxAddresses int
+}
+
+// DefaultLoginLimits let a person mistype a few times and hold a guesser to
+// one try in ten minutes within half an hour.
+var DefaultLoginLimits = LoginLimits{
+	FreeFailures: 5,
+	FirstBackoff: time.Second,
+	MaxBackoff:   10 * time.Minute,
+	Forget:       time.Hour,
+	MaxAddresses: 10_000,
+}
+
+func (l LoginLimits) withDefaults() LoginLimits {
+	d := DefaultLoginLimits
+	if l.FreeFailures > 0 {
+		d.FreeFailures = l.FreeFailures
+	}
+	if l.FirstBackoff > 0 {
+		d.FirstBackoff = l.FirstBackoff
+	}
+	if l.MaxBackoff > 0 {
+		d.MaxBackoff = l.MaxBackoff
+	}
+	if l.Forget > 0 {
+		d.Forget = l.Forget
+	}
+	if l.MaxAddresses > 0 {
+		d.MaxAddresses = l.MaxAddresses
+	}
+	return d
+}
+
+// Reasons of hs2cc_ops_login_failures_total.
+const (
+	loginBadLogin = "bad_login" // a check ran and the login was wrong
+	loginLimited  = "limited"   // the address was waiting out its back-off
+	loginBusy     = "busy"      // no check slot was free
+)
+
+// clientAddr is the address a login is charged to. Behind Fly, the socket's
+// peer is Fly's proxy and Fly-Client-IP names the caller (Fly's proxy sets
+// it and overwrites what a client sends); anywhere else every header is the
+// caller's own words, so only the socket counts.
+func clientAddr(r *http.Request, behindFly bool) netip.Addr {
+	if behindFly {
+		if a, err := netip.ParseAddr(strings.TrimSpace(r.Header.Get("Fly-Client-IP"))); err == nil {
+			return a.Unmap().WithZone("")
+		}
+	}
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		return ap.Addr().Unmap().WithZone("")
+	}
+	return netip.Addr{}
+}
+
+// addrKey groups addresses the way one party holds them: an IPv4 address
+// alone, an IPv6 address by its /64, since a single host is commonly
+// given a whole /64 and could otherwise change address at every try.
+func addrKey(a netip.Addr) string {
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		return p.String()
+	}
+	return a.String()
+}
+
+// failRecord is what the limiter remembers of one address.
+type failRecord struct {
+	key      string
+	failures int
+	last     time.Time // the last failure
+	until    time.Time // no check before this
+	logged   time.Time // the last warning about this address
+	elem     *list.Element
+}
+
+// loginLimiter counts failed logins per address and makes an address that
+// failed too often wait, twice as long after every further failure. The
+// table is bounded: past MaxAddresses the address that failed longest ago
+// is forgotten.
+type loginLimiter struct {
+	limits LoginLimits
+	now    func() time.Time
+	log    *slog.Logger
+
+	mu      sync.Mutex
+	records map[string]*failRecord
+	order   *list.List // most recent failure first
+	// lastLog and suppressed rate-limit the warnings across addresses, so
+	// that an attack from many addresses cannot flood the log either.
+	lastLog    time.Time
+	suppressed int
+}
+
+// Bounds of the limiter's warnings: one per address per logRepeat, and at
+// most one a second in all.
+const (
+	logRepeat = 10 * time.Minute
+	logGap    = time.Second
+)
+
+func newLoginLimiter(limits LoginLimits, now func() time.Time, log *slog.Logger) *loginLimiter {
+	return &loginLimiter{limits: limits.withDefaults(), now: now, log: log,
+		records: map[string]*failRecord{}, order: list.New()}
+}
+
+// lookup returns key's record, forgetting it when it is stale. The caller
+// holds mu.
+func (l *loginLimiter) lookup(key string, now time.Time) *failRecord {
+	r := l.records[key]
+	if r != nil && now.Sub(r.last) >= l.limits.Forget {
+		l.remove(r)
+		return nil
+	}
+	return r
+}
+
+func (l *loginLimiter) remove(r *failRecord) {
+	l.order.Remove(r.elem)
+	delete(l.records, r.key)
+}
+
+// state says how long key must still wait (zero when it may try) and
+// whether it failed lately, which decides its check lane.
+func (l *loginLimiter) state(key string) (wait time.Duration, suspect bool) {
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r := l.lookup(key, now)
+	if r == nil {
+		return 0, false
+	}
+	return max(r.until.Sub(now), 0), true
+}
+
+// fail counts a failed login of key and returns the wait it now owes.
+func (l *loginLimiter) fail(key string) time.Duration {
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r := l.lookup(key, now)
+	if r == nil {
+		if len(l.records) >= l.limits.MaxAddresses {
+			l.remove(l.order.Back().Value.(*failRecord))
+		}
+		r = &failRecord{key: key}
+		r.elem = l.order.PushFront(r)
+		l.records[key] = r
+	} else {
+		l.order.MoveToFront(r.elem)
+	}
+	r.failures++
+	r.last = now
+	over := r.failures - l.limits.FreeFailures
+	if over <= 0 {
+		return 0
+	}
+	wait := l.limits.MaxBackoff
+	// The shift is bounded so that it cannot overflow; by then the cap
+	// has long applied.
+	if over <= 30 {
+		wait = min(l.limits.FirstBackoff<<(over-1), l.limits.MaxBackoff)
+	}
+	r.until = now.Add(wait)
+	l.warn(r, now, wait)
+	return wait
+}
+
+// warn logs that key is limited, at most once per logRepeat for an address
+// and once per logGap in all, saying how many warnings it held back. The
+// caller holds mu.
+func (l *loginLimiter) warn(r *failRecord, now time.Time, wait time.Duration) {
+	if l.log == nil || (!r.logged.IsZero() && now.Sub(r.logged) < logRepeat) {
+		return
+	}
+	if now.Sub(l.lastLog) < logGap {
+		l.suppressed++
+		return
+	}
+	l.log.Warn("ops logins limited for an address after failed logins",
+		"address", r.key, "failures", r.failures, "retry_after", wait, "warnings_suppressed", l.suppressed)
+	r.logged, l.lastLog, l.suppressed = now, now, 0
+}
+
+// succeed forgets key's failures: whoever is there knows a login.
+func (l *loginLimiter) succeed(key string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if r := l.records[key]; r != nil {
+		l.remove(r)
+	}
+}
+
+// checkLane is a few slots for password checks. A slot stays taken for
+// holdFactor times as long as the check took, so that a lane never keeps
+// more than 1/holdFactor of a core per slot busy with bcrypt, however many
+// logins arrive.
+type checkLane struct {
+	slots      chan struct{}
+	wait       time.Duration // longest wait for a slot
+	waiters    atomic.Int32
+	maxWaiters int32
+}
+
+// holdFactor is how many times a check's own time its slot stays taken.
+const holdFactor = 4
+
+func newCheckLane(slots int, wait time.Duration, maxWaiters int32) *checkLane {
+	return &checkLane{slots: make(chan struct{}, slots), wait: wait, maxWaiters: maxWaiters}
+}
+
+// defaultSlots is the slots of each lane: a quarter of the cores, at least
+// one. A slot keeps at most a quarter of a core busy, so both lanes
+// together take at most a quarter of the CPU on two cores and an eighth on
+// four or more, and the webhook keeps the rest.
+func defaultSlots() int { return max(1, runtime.GOMAXPROCS(0)/4) }
+
+// acquire takes a slot, waiting up to the lane's wait when few others wait.
+func (l *checkLane) acquire(ctx context.Context) bool {
+	select {
+	case l.slots <- struct{}{}:
+		return true
+	default:
+	}
+	if l.waiters.Add(1) > l.maxWaiters {
+		l.waiters.Add(-1)
+		return false
+	}
+	defer l.waiters.Add(-1)
+	t := time.NewTimer(l.wait)
+	defer t.Stop()
+	select {
+	case l.slots <- struct{}{}:
+		return true
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return false
+}
+
+// run runs check in a slot and gives the slot back holdFactor times its
+// duration later; the caller has its answer at once.
+func (l *checkLane) run(check func()) {
+	start := time.Now()
+	check()
+	time.AfterFunc((holdFactor-1)*time.Since(start), func() { <-l.slots })
+}
