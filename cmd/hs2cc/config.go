@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/crypto/bcrypt"
 
@@ -100,6 +101,10 @@ type config struct {
 	Worker          jobs.Config
 	LogFormat       string
 	LogLevel        string
+	// BehindFly is set when Fly runs the process (FLY_APP_NAME, which Fly
+	// sets on every machine): only then is Fly-Client-IP the caller's
+	// address rather than a header anyone can send.
+	BehindFly bool
 }
 
 // loadConfig reads every HS2CC_ variable, applying defaults, and reports all
@@ -141,6 +146,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		LogLevel:        get("HS2CC_LOG_LEVEL"),
 		Worker:          env.worker(),
 	}
+	cfg.BehindFly = strings.TrimSpace(getenv("FLY_APP_NAME")) != ""
 	if cfg.CCRedirectURL == "" && cfg.PublicURL != "" {
 		cfg.CCRedirectURL = cfg.PublicURL + "/oauth/callback"
 	}
@@ -236,6 +242,9 @@ func (c *config) check(r *envReader) {
 	} else {
 		c.Rules = rules
 	}
+	if err := checkOpsPassword(c.OpsPassword); err != nil {
+		r.fail("HS2CC_OPS_PASSWORD: %v", err)
+	}
 	if accounts, err := parseOpsUsers(r.get("HS2CC_OPS_USERS"), c.OpsUser); err != nil {
 		r.fail("%s", err)
 	} else {
@@ -249,6 +258,35 @@ func (c *config) check(r *envReader) {
 // minOpsCost is the least bcrypt cost accepted for an ops login: below
 // bcrypt's default, a leaked configuration is too cheap to guess against.
 const minOpsCost = bcrypt.DefaultCost
+
+// minOpsPasswordLen is the fewest characters of a plain-text simple admin
+// password. Failed logins are limited per address, but not across many
+// addresses, so the password itself must be too long to guess.
+const minOpsPasswordLen = 16
+
+// checkOpsPassword refuses a simple admin password that is short, unless it
+// is a bcrypt hash of at least minOpsCost. Something shaped like a hash that
+// bcrypt cannot read is refused too, rather than taken as plain text. The
+// error never holds the password.
+func checkOpsPassword(p string) error {
+	if p == "" {
+		return nil
+	}
+	if strings.HasPrefix(p, "$2") {
+		cost, ok := handlers.PasswordHashCost(p)
+		switch {
+		case !ok:
+			return fmt.Errorf("looks like a bcrypt hash but is not one ($2a$, $2b$ or $2y$, 60 characters)")
+		case cost < minOpsCost:
+			return fmt.Errorf("bcrypt cost %d, want at least %d", cost, minOpsCost)
+		}
+		return nil
+	}
+	if n := utf8.RuneCountInString(p); n < minOpsPasswordLen {
+		return fmt.Errorf("%d characters, want at least %d, or a bcrypt hash of cost %d or more", n, minOpsPasswordLen, minOpsCost)
+	}
+	return nil
+}
 
 // parseOpsUsers reads HS2CC_OPS_USERS, `name:role:hash` entries separated
 // by commas. A bcrypt hash holds neither ':' nor ',', so the format needs no
@@ -287,9 +325,9 @@ func parseOpsUsers(s, simpleUser string) ([]handlers.OpsAccount, error) {
 			continue
 		}
 		seen[name] = true
-		cost, err := bcrypt.Cost([]byte(hash))
+		cost, ok := handlers.PasswordHashCost(hash)
 		switch {
-		case err != nil || len(hash) != 60:
+		case !ok:
 			bad("user %q: the password is not a bcrypt hash ($2a$, $2b$ or $2y$, 60 characters)", name)
 			continue
 		case cost < minOpsCost:

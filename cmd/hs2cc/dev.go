@@ -128,7 +128,7 @@ func devEnv(getenv func(string) string, addr string, sf sandboxcmd.Flags) func(s
 		"HS2CC_GROUP_GRACE_PERIOD":    "1s",
 		"HS2CC_GROUP_MAX_DELAY":       "3s",
 		"HS2CC_OPS_USER":              "ops",
-		"HS2CC_OPS_PASSWORD":          randomHex(8),
+		"HS2CC_OPS_PASSWORD":          randomHex(16), // 32 characters: serve wants at least 16
 		"HS2CC_HUBSPOT_CLIENT_SECRET": randomHex(4) + "-dev-" + randomHex(4),
 		"HS2CC_PUBLIC_URL":            "http://" + addr,
 		"HS2CC_CC_CLIENT_ID":          sf.ClientID,

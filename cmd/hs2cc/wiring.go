@@ -149,6 +149,7 @@ func newHTTPApp(cfg config, d *deps, log *slog.Logger, reg *prometheus.Registry)
 		Router:    cfg.Rules,
 		OpsUser:   cfg.OpsUser, OpsPassword: cfg.OpsPassword,
 		OpsAccounts:    cfg.OpsAccounts,
+		BehindFly:      cfg.BehindFly,
 		Queues:         mon,
 		QueuesReadOnly: queuesRO,
 		Ops:            opsData{d.db},

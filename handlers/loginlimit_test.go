@@ -1,0 +1,185 @@
+package handlers
+
+import (
+	"bytes"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// fakeClock is the limiter's clock in these tests, moved by hand.
+type fakeClock struct{ t time.Time }
+
+func (c *fakeClock) now() time.Time          { return c.t }
+func (c *fakeClock) advance(d time.Duration) { c.t = c.t.Add(d) }
+
+// Failures past the free ones cost a wait that doubles up to the cap; the
+// wait runs out on the clock, the record after Forget, and a login that
+// passes clears it.
+func TestLoginBackoff(t *testing.T) {
+	clock := &fakeClock{t: time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)}
+	l := newLoginLimiter(LoginLimits{}, clock.now, nil)
+	const key = "203.0.113.5"
+
+	want := []time.Duration{0, 0, 0, 0, 0, time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second,
+		16 * time.Second, 32 * time.Second, 64 * time.Second, 128 * time.Second, 256 * time.Second, 512 * time.Second,
+		10 * time.Minute, 10 * time.Minute}
+	for i, w := range want {
+		if got := l.fail(key); got != w {
+			t.Errorf("failure %d: wait %v, want %v", i+1, got, w)
+		}
+		if wait, suspect := l.state(key); wait != w || !suspect {
+			t.Errorf("after failure %d: state %v, %v; want %v, true", i+1, wait, suspect, w)
+		}
+		clock.advance(w) // the guesser waits exactly as long as told
+	}
+	// A failure far beyond any sensible count stays at the cap.
+	for range 100 {
+		l.fail(key)
+	}
+	if wait, _ := l.state(key); wait != 10*time.Minute {
+		t.Errorf("after 117 failures: wait %v, want the 10 min cap", wait)
+	}
+
+	clock.advance(10 * time.Minute)
+	if wait, suspect := l.state(key); wait != 0 || !suspect {
+		t.Errorf("after the wait: %v, %v; want may try, still suspect", wait, suspect)
+	}
+	clock.advance(DefaultLoginLimits.Forget)
+	if wait, suspect := l.state(key); wait != 0 || suspect {
+		t.Errorf("an hour after the last failure: %v, %v; want forgotten", wait, suspect)
+	}
+	if got := l.fail(key); got != 0 {
+		t.Errorf("first failure after being forgotten: wait %v, want a free one", got)
+	}
+
+	for range 6 {
+		l.fail(key)
+	}
+	l.succeed(key)
+	if wait, suspect := l.state(key); wait != 0 || suspect {
+		t.Errorf("after a login that passed: %v, %v; want a clean address", wait, suspect)
+	}
+}
+
+// The address charged is the socket's peer, or Fly-Client-IP only behind
+// Fly; IPv6 addresses count by their /64.
+func TestClientAddrKey(t *testing.T) {
+	cases := []struct {
+		name      string
+		remote    string
+		fly       string // Fly-Client-IP, when set
+		behindFly bool
+		want      string
+	}{
+		{name: "IPv4 socket", remote: "203.0.113.5:40001", want: "203.0.113.5"},
+		{name: "IPv6 socket by its /64", remote: "[2001:db8:1:2:aaaa:bbbb:cccc:dddd]:443", want: "2001:db8:1:2::/64"},
+		{name: "another host of the same /64", remote: "[2001:db8:1:2::1]:443", want: "2001:db8:1:2::/64"},
+		{name: "the next /64", remote: "[2001:db8:1:3::1]:443", want: "2001:db8:1:3::/64"},
+		{name: "IPv4 mapped into IPv6", remote: "[::ffff:203.0.113.5]:1", want: "203.0.113.5"},
+		{name: "a zone is dropped", remote: "[fe80::1%eth0]:1", want: "fe80::/64"},
+		{name: "Fly's header away from Fly is the caller's word", remote: "203.0.113.5:1", fly: "198.51.100.9", want: "203.0.113.5"},
+		{name: "Fly's header behind Fly", remote: "172.16.0.2:1", fly: "198.51.100.9", behindFly: true, want: "198.51.100.9"},
+		{name: "an IPv6 caller behind Fly", remote: "172.16.0.2:1", fly: "2001:db8:9::42", behindFly: true, want: "2001:db8:9::/64"},
+		{name: "a junk header behind Fly falls back to the socket", remote: "172.16.0.2:1", fly: "me, 1.2.3.4", behindFly: true, want: "172.16.0.2"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodGet, "/ops", nil)
+			r.RemoteAddr = tc.remote
+			if tc.fly != "" {
+				r.Header.Set("Fly-Client-IP", tc.fly)
+			}
+			if got := addrKey(clientAddr(r, tc.behindFly)); got != tc.want {
+				t.Errorf("key %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// Past MaxAddresses the address whose last failure is oldest is forgotten,
+// however many failures it had.
+func TestLoginLimiterEviction(t *testing.T) {
+	clock := &fakeClock{t: time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)}
+	l := newLoginLimiter(LoginLimits{MaxAddresses: 3}, clock.now, nil)
+	step := func(keys ...string) {
+		for _, k := range keys {
+			l.fail(k)
+			clock.advance(time.Second)
+		}
+	}
+	step("a", "a", "a", "b", "c")
+	step("a") // a failed last now; b is the oldest
+	step("d")
+	for key, want := range map[string]bool{"a": true, "b": false, "c": true, "d": true} {
+		if _, suspect := l.state(key); suspect != want {
+			t.Errorf("%s remembered: %v, want %v", key, suspect, want)
+		}
+	}
+	if len(l.records) != 3 || l.order.Len() != 3 {
+		t.Errorf("%d records, %d in order; want 3", len(l.records), l.order.Len())
+	}
+}
+
+// A limited address is logged once, not once per refused request, and
+// warnings about many addresses are held to one a second, counting the
+// ones held back.
+func TestLoginWarnings(t *testing.T) {
+	clock := &fakeClock{t: time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)}
+	var buf bytes.Buffer
+	l := newLoginLimiter(LoginLimits{FreeFailures: 1}, clock.now, slog.New(slog.NewTextHandler(&buf, nil)))
+	for range 50 {
+		l.fail("203.0.113.5")
+	}
+	if n := strings.Count(buf.String(), "ops logins limited"); n != 1 {
+		t.Fatalf("%d warnings for one address, want 1:\n%s", n, buf.String())
+	}
+	l.fail("198.51.100.1")
+	l.fail("198.51.100.1") // limited within the same second: held back
+	clock.advance(logGap)
+	l.fail("198.51.100.2")
+	l.fail("198.51.100.2")
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[1], "address=198.51.100.2") || !strings.Contains(lines[1], "warnings_suppressed=1") {
+		t.Errorf("want a second line for 198.51.100.2 counting one held back:\n%s", buf.String())
+	}
+	clock.advance(logRepeat)
+	l.fail("203.0.113.5")
+	if n := strings.Count(buf.String(), "address=203.0.113.5"); n != 2 {
+		t.Errorf("%d warnings for an address still guessing after %v, want 2", n, logRepeat)
+	}
+}
+
+// A check's slot stays taken for holdFactor times the check's duration,
+// and a lane whose waiters are full refuses at once.
+func TestCheckLaneHold(t *testing.T) {
+	const check = 100 * time.Millisecond
+	lane := newCheckLane(1, 5*time.Second, 1)
+	if !lane.acquire(t.Context()) {
+		t.Fatal("an idle lane refused")
+	}
+	start := time.Now()
+	lane.run(func() { time.Sleep(check) })
+	if time.Since(start) > 2*check {
+		t.Errorf("run kept the caller %v, want about the check's %v", time.Since(start), check)
+	}
+
+	full := newCheckLane(1, 5*time.Second, 0)
+	full.slots <- struct{}{}
+	t0 := time.Now()
+	if full.acquire(t.Context()) || time.Since(t0) > time.Second {
+		t.Errorf("a lane with no room to wait: took a slot or waited %v", time.Since(t0))
+	}
+
+	if !lane.acquire(t.Context()) {
+		t.Fatal("the slot was not given back")
+	}
+	// The slot cannot come back before the check and three times its time
+	// have passed: a lower bound, whatever the machine's load.
+	if held := time.Since(start); held < holdFactor*check {
+		t.Errorf("slot free after %v, want at least %v", held, holdFactor*check)
+	}
+}
