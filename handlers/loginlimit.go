@@ -22,7 +22,8 @@ type LoginLimits struct {
 	// FirstBackoff is the wait after the first failure past the free ones;
 	// it doubles with every further failure, up to MaxBackoff.
 	FirstBackoff, MaxBackoff time.Duration
-	// Forget is how long after its last failure an address starts afresh.
+	// Forget is how long after its last failure (or check) an address
+	// starts afresh.
 	Forget time.Duration
 	// MaxAddresses bounds the addresses remembered; past it the one whose
 	// last failure is oldest is forgotten.
@@ -97,7 +98,7 @@ func addrKey(a netip.Addr) string {
 type failRecord struct {
 	key      string
 	failures int
-	last     time.Time // the last failure
+	last     time.Time // the last failure or check
 	until    time.Time // no check before this
 	logged   time.Time // the last warning about this address
 	elem     *list.Element
@@ -162,11 +163,19 @@ func (l *loginLimiter) state(key string) (wait time.Duration, suspect bool) {
 	return max(r.until.Sub(now), 0), true
 }
 
-// fail counts a failed login of key and returns the wait it now owes.
-func (l *loginLimiter) fail(key string) time.Duration {
-	now := l.now()
+// attempt notes that key is about to be checked, so that its further
+// logins take the lane of addresses that failed lately until one passes:
+// an address gets one check in the clean lane, however many it sends at
+// once.
+func (l *loginLimiter) attempt(key string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.record(key, l.now())
+}
+
+// record returns key's record, making one when there is none, and marks it
+// as the most recent. The caller holds mu.
+func (l *loginLimiter) record(key string, now time.Time) *failRecord {
 	r := l.lookup(key, now)
 	if r == nil {
 		if len(l.records) >= l.limits.MaxAddresses {
@@ -178,8 +187,17 @@ func (l *loginLimiter) fail(key string) time.Duration {
 	} else {
 		l.order.MoveToFront(r.elem)
 	}
-	r.failures++
 	r.last = now
+	return r
+}
+
+// fail counts a failed login of key and returns the wait it now owes.
+func (l *loginLimiter) fail(key string) time.Duration {
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r := l.record(key, now)
+	r.failures++
 	over := r.failures - l.limits.FreeFailures
 	if over <= 0 {
 		return 0

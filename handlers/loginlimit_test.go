@@ -5,9 +5,13 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/labstack/echo/v4"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // fakeClock is the limiter's clock in these tests, moved by hand.
@@ -181,5 +185,58 @@ func TestCheckLaneHold(t *testing.T) {
 	// have passed: a lower bound, whatever the machine's load.
 	if held := time.Since(start); held < holdFactor*check {
 		t.Errorf("slot free after %v, want at least %v", held, holdFactor*check)
+	}
+}
+
+// An address that failed lately checks in a lane of its own: while that
+// lane is full, its logins are refused as busy, and an admin at a clean
+// address still logs in. An address's second login, sent while its first
+// is being checked, already takes the lane of failed addresses.
+func TestCheckLanesKeepAdminsApart(t *testing.T) {
+	hash, err := bcrypt.GenerateFromPassword([]byte("admin passphrase"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	a, err := newOpsAuth(Config{OpsAccounts: []OpsAccount{{Name: "alice", Role: RoleAdmin, Hash: hash}}, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := echo.New()
+	e.HTTPErrorHandler = errorHandler(log)
+	e.GET("/ops", func(c echo.Context) error { return c.String(http.StatusOK, string(roleOf(c))) }, a.middleware())
+	login := func(remote, password string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodGet, "/ops", nil)
+		req.RemoteAddr = remote
+		req.SetBasicAuth("alice", password)
+		rec := httptest.NewRecorder()
+		e.ServeHTTP(rec, req)
+		return rec
+	}
+	const attacker, admin, newcomer = "203.0.113.5:1", "198.51.100.7:1", "192.0.2.9:1"
+	if rec := login(attacker, "guess"); rec.Code != http.StatusUnauthorized {
+		t.Fatalf("first guess: %d, want 401", rec.Code)
+	}
+	// The lane of failed addresses is full, as under a flood: its one slot
+	// taken and, since its waiters are bounded, as many waiting as allowed.
+	for range cap(a.failed.slots) {
+		a.failed.slots <- struct{}{}
+	}
+	a.failed.waiters.Store(a.failed.maxWaiters)
+	start := time.Now()
+	rec := login(attacker, "admin passphrase")
+	if rec.Code != http.StatusTooManyRequests || rec.Header().Get("Retry-After") != "1" || time.Since(start) > 500*time.Millisecond {
+		t.Errorf("a failed address with its lane full: %d, Retry-After %q after %v; want 429 at once, 1 s",
+			rec.Code, rec.Header().Get("Retry-After"), time.Since(start))
+	}
+	if rec := login(admin, "admin passphrase"); rec.Code != http.StatusOK || rec.Body.String() != "admin" {
+		t.Errorf("the admin at a clean address: %d %s, want 200 as admin", rec.Code, rec.Body)
+	}
+	// A newcomer's first login marks it: the next one, as if sent while the
+	// first was still being checked, is in the full lane.
+	a.limiter.attempt(addrKey(netip.MustParseAddr("192.0.2.9")))
+	if rec := login(newcomer, "guess"); rec.Code != http.StatusTooManyRequests {
+		t.Errorf("a second login of an address being checked: %d, want 429 from the full lane", rec.Code)
 	}
 }

@@ -233,6 +233,7 @@ func (a *opsAuth) middleware() echo.MiddlewareFunc {
 				if suspect {
 					lane = a.failed
 				}
+				a.limiter.attempt(key)
 				if !lane.acquire(c.Request().Context()) {
 					return a.refuse(c, loginBusy, time.Second)
 				}
