@@ -9,7 +9,6 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -238,57 +237,111 @@ func (l *loginLimiter) succeed(key string) {
 	}
 }
 
-// checkLane is a few slots for password checks. A slot stays taken for
-// holdFactor times as long as the check took, so that a lane never keeps
-// more than 1/holdFactor of a core per slot busy with bcrypt, however many
-// logins arrive.
-type checkLane struct {
-	slots      chan struct{}
+// checkGate hands out the few slots in which password checks run. A slot
+// stays taken for holdFactor times as long as its check took, so that
+// checks never keep more than 1/holdFactor of a core per slot busy with
+// bcrypt, however many logins arrive. Logins wait for a slot in one of two
+// lanes: addresses with no recent failure first, then the others, so that
+// a guesser at one address queues behind an admin at another rather than
+// in front; each lane bounds its waiters and their wait.
+type checkGate struct {
+	mu    sync.Mutex
+	free  int
+	lanes [2]gateLane
+}
+
+// Lanes of the checkGate, in the order they are served.
+const (
+	laneClean  = 0
+	laneFailed = 1
+)
+
+// gateLane is one lane's waiters, first come first served.
+type gateLane struct {
 	wait       time.Duration // longest wait for a slot
-	waiters    atomic.Int32
-	maxWaiters int32
+	maxWaiters int
+	waiters    list.List // of chan struct{}, closed when given a slot
 }
 
 // holdFactor is how many times a check's own time its slot stays taken.
 const holdFactor = 4
 
-func newCheckLane(slots int, wait time.Duration, maxWaiters int32) *checkLane {
-	return &checkLane{slots: make(chan struct{}, slots), wait: wait, maxWaiters: maxWaiters}
+func newCheckGate(slots int) *checkGate {
+	g := &checkGate{free: slots}
+	// A login may wait a little for a slot, so that a person who retries
+	// at once is not refused for their own last check; few may wait, and
+	// an address that failed lately waits less, so that a flood is refused
+	// rather than piled up.
+	g.lanes[laneClean].wait, g.lanes[laneClean].maxWaiters = 2*time.Second, 8
+	g.lanes[laneFailed].wait, g.lanes[laneFailed].maxWaiters = time.Second, 4
+	return g
 }
 
-// defaultSlots is the slots of each lane: a quarter of the cores, at least
-// one. A slot keeps at most a quarter of a core busy, so both lanes
-// together take at most a quarter of the CPU on two cores and an eighth on
-// four or more, and the webhook keeps the rest.
-func defaultSlots() int { return max(1, runtime.GOMAXPROCS(0)/4) }
+// defaultSlots is how many checks run at once: one per two cores, at least
+// one. A slot keeps at most a quarter of a core busy, so checks take at
+// most an eighth of the CPU, and the webhook keeps the rest.
+func defaultSlots() int { return max(1, runtime.GOMAXPROCS(0)/2) }
 
-// acquire takes a slot, waiting up to the lane's wait when few others wait.
-func (l *checkLane) acquire(ctx context.Context) bool {
-	select {
-	case l.slots <- struct{}{}:
+// acquire takes a slot for a login of lane, waiting up to the lane's wait
+// when the lane has room for another waiter.
+func (g *checkGate) acquire(ctx context.Context, lane int) bool {
+	g.mu.Lock()
+	// A free slot goes to a clean login at once, and to a failed address's
+	// only when no clean login waits for it.
+	if g.free > 0 && (lane == laneClean || g.lanes[laneClean].waiters.Len() == 0) {
+		g.free--
+		g.mu.Unlock()
 		return true
-	default:
 	}
-	if l.waiters.Add(1) > l.maxWaiters {
-		l.waiters.Add(-1)
+	l := &g.lanes[lane]
+	if l.waiters.Len() >= l.maxWaiters {
+		g.mu.Unlock()
 		return false
 	}
-	defer l.waiters.Add(-1)
+	granted := make(chan struct{})
+	elem := l.waiters.PushBack(granted)
+	g.mu.Unlock()
+
 	t := time.NewTimer(l.wait)
 	defer t.Stop()
 	select {
-	case l.slots <- struct{}{}:
+	case <-granted:
 		return true
 	case <-t.C:
 	case <-ctx.Done():
 	}
-	return false
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	select {
+	case <-granted:
+		// Given a slot as the wait ran out: it is taken, so it is used.
+		return true
+	default:
+		l.waiters.Remove(elem)
+		return false
+	}
 }
 
-// run runs check in a slot and gives the slot back holdFactor times its
-// duration later; the caller has its answer at once.
-func (l *checkLane) run(check func()) {
+// release gives a slot to the first waiter of the first lane that has one,
+// or back to the pool.
+func (g *checkGate) release() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for i := range g.lanes {
+		if front := g.lanes[i].waiters.Front(); front != nil {
+			g.lanes[i].waiters.Remove(front)
+			close(front.Value.(chan struct{}))
+			return
+		}
+	}
+	g.free++
+}
+
+// run runs check in a slot the caller acquired and gives the slot back
+// holdFactor times the check's duration later; the caller has its answer
+// at once.
+func (g *checkGate) run(check func()) {
 	start := time.Now()
 	check()
-	time.AfterFunc((holdFactor-1)*time.Since(start), func() { <-l.slots })
+	time.AfterFunc((holdFactor-1)*time.Since(start), g.release)
 }

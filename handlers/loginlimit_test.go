@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"bytes"
+	"context"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -158,27 +159,19 @@ func TestLoginWarnings(t *testing.T) {
 }
 
 // A check's slot stays taken for holdFactor times the check's duration,
-// and a lane whose waiters are full refuses at once.
-func TestCheckLaneHold(t *testing.T) {
+// while the caller has its answer at once.
+func TestCheckGateHold(t *testing.T) {
 	const check = 100 * time.Millisecond
-	lane := newCheckLane(1, 5*time.Second, 1)
-	if !lane.acquire(t.Context()) {
-		t.Fatal("an idle lane refused")
+	g := newCheckGate(1)
+	if !g.acquire(t.Context(), laneClean) {
+		t.Fatal("an idle gate refused")
 	}
 	start := time.Now()
-	lane.run(func() { time.Sleep(check) })
+	g.run(func() { time.Sleep(check) })
 	if time.Since(start) > 2*check {
 		t.Errorf("run kept the caller %v, want about the check's %v", time.Since(start), check)
 	}
-
-	full := newCheckLane(1, 5*time.Second, 0)
-	full.slots <- struct{}{}
-	t0 := time.Now()
-	if full.acquire(t.Context()) || time.Since(t0) > time.Second {
-		t.Errorf("a lane with no room to wait: took a slot or waited %v", time.Since(t0))
-	}
-
-	if !lane.acquire(t.Context()) {
+	if !g.acquire(t.Context(), laneClean) {
 		t.Fatal("the slot was not given back")
 	}
 	// The slot cannot come back before the check and three times its time
@@ -188,10 +181,75 @@ func TestCheckLaneHold(t *testing.T) {
 	}
 }
 
-// An address that failed lately checks in a lane of its own: while that
-// lane is full, its logins are refused as busy, and an admin at a clean
-// address still logs in. An address's second login, sent while its first
-// is being checked, already takes the lane of failed addresses.
+// waiting waits until lane of g has n waiters.
+func waiting(t *testing.T, g *checkGate, lane, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		g.mu.Lock()
+		got := g.lanes[lane].waiters.Len()
+		g.mu.Unlock()
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("lane %d has %d waiters, want %d", lane, got, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// A freed slot goes to a clean login before a failed address's that waited
+// longer; a lane with its waiters full refuses at once, and a wait that
+// runs out refuses.
+func TestCheckGateOrder(t *testing.T) {
+	g := newCheckGate(1)
+	g.lanes[laneFailed].maxWaiters = 1
+	if !g.acquire(t.Context(), laneClean) {
+		t.Fatal("an idle gate refused")
+	}
+	got := make(chan int, 2)
+	go func() {
+		if g.acquire(t.Context(), laneFailed) {
+			got <- laneFailed
+		}
+	}()
+	waiting(t, g, laneFailed, 1)
+	go func() {
+		if g.acquire(t.Context(), laneClean) {
+			got <- laneClean
+		}
+	}()
+	waiting(t, g, laneClean, 1)
+
+	start := time.Now()
+	if g.acquire(t.Context(), laneFailed) || time.Since(start) > 500*time.Millisecond {
+		t.Errorf("a full lane: took a slot or waited %v, want a refusal at once", time.Since(start))
+	}
+	g.release()
+	if first := <-got; first != laneClean {
+		t.Errorf("lane %d served first, want the clean lane", first)
+	}
+	g.release()
+	if second := <-got; second != laneFailed {
+		t.Errorf("lane %d served second, want the failed lane", second)
+	}
+
+	g.lanes[laneFailed].wait = 50 * time.Millisecond
+	if g.acquire(t.Context(), laneFailed) {
+		t.Error("a wait that ran out took a slot")
+	}
+	waiting(t, g, laneFailed, 0)
+	g.release()
+	if !g.acquire(t.Context(), laneFailed) {
+		t.Error("a free slot was refused to a failed address with nobody waiting")
+	}
+}
+
+// An address that failed lately queues behind clean ones and is refused
+// when its lane is full, while an admin at a clean address logs in. An
+// address's second login, sent while its first is being checked, already
+// queues as a failed address's.
 func TestCheckLanesKeepAdminsApart(t *testing.T) {
 	hash, err := bcrypt.GenerateFromPassword([]byte("admin passphrase"), bcrypt.MinCost)
 	if err != nil {
@@ -218,23 +276,30 @@ func TestCheckLanesKeepAdminsApart(t *testing.T) {
 	if rec := login(attacker, "guess"); rec.Code != http.StatusUnauthorized {
 		t.Fatalf("first guess: %d, want 401", rec.Code)
 	}
-	// The lane of failed addresses is full, as under a flood: its one slot
-	// taken and, since its waiters are bounded, as many waiting as allowed.
-	for range cap(a.failed.slots) {
-		a.failed.slots <- struct{}{}
+	waiting(t, a.checks, laneClean, 0)
+	// As under a flood: every slot is taken and the failed lane is full of
+	// guesses waiting.
+	for a.checks.acquire(t.Context(), laneClean) {
 	}
-	a.failed.waiters.Store(a.failed.maxWaiters)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	for range a.checks.lanes[laneFailed].maxWaiters {
+		go a.checks.acquire(ctx, laneFailed)
+	}
+	waiting(t, a.checks, laneFailed, a.checks.lanes[laneFailed].maxWaiters)
+
 	start := time.Now()
 	rec := login(attacker, "admin passphrase")
 	if rec.Code != http.StatusTooManyRequests || rec.Header().Get("Retry-After") != "1" || time.Since(start) > 500*time.Millisecond {
 		t.Errorf("a failed address with its lane full: %d, Retry-After %q after %v; want 429 at once, 1 s",
 			rec.Code, rec.Header().Get("Retry-After"), time.Since(start))
 	}
+	// A slot frees while the admin waits: the admin has it before any of
+	// the guesses that waited longer.
+	time.AfterFunc(100*time.Millisecond, a.checks.release)
 	if rec := login(admin, "admin passphrase"); rec.Code != http.StatusOK || rec.Body.String() != "admin" {
 		t.Errorf("the admin at a clean address: %d %s, want 200 as admin", rec.Code, rec.Body)
 	}
-	// A newcomer's first login marks it: the next one, as if sent while the
-	// first was still being checked, is in the full lane.
 	a.limiter.attempt(addrKey(netip.MustParseAddr("192.0.2.9")))
 	if rec := login(newcomer, "guess"); rec.Code != http.StatusTooManyRequests {
 		t.Errorf("a second login of an address being checked: %d, want 429 from the full lane", rec.Code)

@@ -62,13 +62,13 @@ type opsAuth struct {
 	verified map[[sha256.Size]byte]verifiedLogin
 
 	// Failed logins are limited per client address, and the checks run in
-	// two lanes of few slots: one for addresses that failed lately and one
-	// for the rest, so that a guesser neither takes the CPU from the webhook
-	// nor the check slot from an admin at another address.
-	behindFly     bool
-	limiter       *loginLimiter
-	clean, failed *checkLane
-	failures      loginFailures
+	// few slots, addresses that failed lately queueing behind the rest, so
+	// that a guesser neither takes the CPU from the webhook nor the check
+	// slot from an admin at another address.
+	behindFly bool
+	limiter   *loginLimiter
+	checks    *checkGate
+	failures  loginFailures
 }
 
 // loginFailures counts failed logins by reason; nil counts nothing.
@@ -91,12 +91,7 @@ const (
 // routes it would guard are left out rather than served open.
 func newOpsAuth(cfg Config) (*opsAuth, error) {
 	a := &opsAuth{accounts: cfg.OpsAccounts, verified: map[[sha256.Size]byte]verifiedLogin{}, macKey: make([]byte, 32),
-		behindFly: cfg.BehindFly, limiter: newLoginLimiter(cfg.LoginLimits, time.Now, cfg.Logger),
-		// A login may wait a little for a slot, so that a person who
-		// retries at once is not refused for their own last check; few
-		// may wait, and an address that failed lately waits less, so that
-		// a flood is refused rather than piled up.
-		clean: newCheckLane(defaultSlots(), 2*time.Second, 8), failed: newCheckLane(defaultSlots(), time.Second, 4)}
+		behindFly: cfg.BehindFly, limiter: newLoginLimiter(cfg.LoginLimits, time.Now, cfg.Logger), checks: newCheckGate(defaultSlots())}
 	if cfg.WebhookMetrics != nil {
 		a.failures = cfg.WebhookMetrics
 	}
@@ -229,15 +224,15 @@ func (a *opsAuth) middleware() echo.MiddlewareFunc {
 			}
 			role, ok, mac := a.remembered(user, password)
 			if !ok {
-				lane := a.clean
+				lane := laneClean
 				if suspect {
-					lane = a.failed
+					lane = laneFailed
 				}
 				a.limiter.attempt(key)
-				if !lane.acquire(c.Request().Context()) {
+				if !a.checks.acquire(c.Request().Context(), lane) {
 					return a.refuse(c, loginBusy, time.Second)
 				}
-				lane.run(func() { role, ok = a.verify(user, password) })
+				a.checks.run(func() { role, ok = a.verify(user, password) })
 				if !ok {
 					a.count(loginBadLogin)
 					a.limiter.fail(key)

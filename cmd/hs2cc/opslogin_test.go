@@ -72,7 +72,8 @@ const (
 // TestLoginFlood runs serve and work as main does, with the simple admin
 // login as a bcrypt hash of cost 10, and sends 1,000 wrong ops logins over
 // 64 connections from 16 loopback addresses while webhooks arrive at 10 a
-// second. The webhook must not notice (ack p99 under 50 ms), and the bcrypt
+// second. The webhook must not notice (ack p99 under 50 ms on a quiet
+// machine without the race detector, else under 1 s), and the bcrypt
 // checks must stay within what the limiter allows each address. The ack
 // latency of the same webhooks without the flood is measured first, for
 // comparison.
@@ -121,8 +122,19 @@ func TestLoginFlood(t *testing.T) {
 	t.Logf("webhook ack during the flood: p50 %.1f ms, p99 %.1f ms, max %.1f ms", stormy.P50Ms, stormy.P99Ms, stormy.MaxMs)
 	t.Logf("flood answers by status: %v; hs2cc_ops_login_failures_total: %v", counts, failures)
 
-	if stormy.P99Ms >= 50 {
-		t.Errorf("webhook ack p99 %.1f ms during the flood, want under 50 ms", stormy.P99Ms)
+	// Without the gate, 64 bcrypt checks at once held the ack for 17 s.
+	// The 50 ms bound holds where the machine is quiet enough for the
+	// webhook alone to keep its p99 at half of it. Under the race detector
+	// one check of cost 10 takes seconds of a core, and on a machine
+	// shared with other work the webhook misses 50 ms without any flood;
+	// there the bound only says that the flood cannot stall it.
+	maxP99 := 50.0
+	if raceEnabled || calm.P99Ms >= maxP99/2 {
+		t.Logf("the 50 ms bound does not apply: race detector %v, p99 %.1f ms without the flood", raceEnabled, calm.P99Ms)
+		maxP99 = 1000
+	}
+	if stormy.P99Ms >= maxP99 {
+		t.Errorf("webhook ack p99 %.1f ms during the flood, want under %.0f ms", stormy.P99Ms, maxP99)
 	}
 	var total int64
 	for status, n := range counts {
@@ -145,9 +157,12 @@ func TestLoginFlood(t *testing.T) {
 	if int64(failures["bad_login"]+failures["limited"]+failures["busy"]) != total {
 		t.Errorf("failures %v do not add up to the %d flood logins", failures, total)
 	}
+	// An address is warned about when a failure puts it into back-off,
+	// which a limited login needs, once however long the flood.
 	warnings := strings.Count(br.serveLog.String(), "ops logins limited")
-	if (failures["limited"] > 0) != (warnings > 0) || warnings > floodAddresses {
-		t.Errorf("%d warnings about limited addresses with %v logins limited; want some, one per address at most", warnings, failures["limited"])
+	if (failures["limited"] > 0 && warnings == 0) || warnings > floodAddresses {
+		t.Errorf("%d warnings about limited addresses with %v logins limited; want one per limited address at most, and some",
+			warnings, failures["limited"])
 	}
 }
 
