@@ -73,7 +73,7 @@ const (
 // login as a bcrypt hash of cost 10, and sends 1,000 wrong ops logins over
 // 64 connections from 16 loopback addresses while webhooks arrive at 10 a
 // second. The webhook must not notice (ack p99 under 50 ms on a quiet
-// machine without the race detector, else under 1 s), and the bcrypt
+// machine without the race detector, else not stalled), and the bcrypt
 // checks must stay within what the limiter allows each address. The ack
 // latency of the same webhooks without the flood is measured first, for
 // comparison.
@@ -127,11 +127,13 @@ func TestLoginFlood(t *testing.T) {
 	// webhook alone to keep its p99 at half of it. Under the race detector
 	// one check of cost 10 takes seconds of a core, and on a machine
 	// shared with other work the webhook misses 50 ms without any flood;
-	// there the bound only says that the flood cannot stall it.
+	// there the bound only says that the flood cannot stall it: 1 s more
+	// than twice the p99 without the flood.
 	maxP99 := 50.0
 	if raceEnabled || calm.P99Ms >= maxP99/2 {
-		t.Logf("the 50 ms bound does not apply: race detector %v, p99 %.1f ms without the flood", raceEnabled, calm.P99Ms)
-		maxP99 = 1000
+		maxP99 = 1000 + 2*calm.P99Ms
+		t.Logf("the 50 ms bound does not apply (race detector %v, p99 %.1f ms without the flood): want under %.0f ms",
+			raceEnabled, calm.P99Ms, maxP99)
 	}
 	if stormy.P99Ms >= maxP99 {
 		t.Errorf("webhook ack p99 %.1f ms during the flood, want under %.0f ms", stormy.P99Ms, maxP99)
