@@ -1,9 +1,11 @@
 package handlers
 
 import (
+	"errors"
 	"io"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/hs2cc/hs2cc/store"
 )
@@ -44,26 +46,46 @@ type oversize struct {
 }
 
 // readBody reads the body of r when it is at most limit bytes, into memory
-// that grows with what arrives. A body over the limit is not kept: the
-// oversize it returns instead holds its start and its size. A body that
-// stops arriving before its end, a slow or aborted upload, is an error
-// answered 503: nothing usable arrived, and a 4xx would stop HubSpot from
-// retrying if it ever saw it.
-func readBody(r *http.Request, limit int64) ([]byte, *oversize, error) {
+// that grows with what arrives and is reserved from res as it grows. A body
+// over the limit is not kept: the oversize it returns instead holds its
+// start and its size. A body that stops arriving before its end (a slow or
+// aborted upload, a malformed chunked encoding) is answered 400
+// incomplete_body: the sender broke it, and nothing usable arrived. A body
+// that cannot get memory within bodyMemoryWait is answered 503 busy, which
+// HubSpot retries.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64, res *bodyReservation) ([]byte, *oversize, error) {
 	declared := r.ContentLength
 	if declared > limit {
 		// The Content-Length gives it away: only the start is read.
-		head, n, err := readUpTo(r.Body, store.TooLargeHeadMax-1)
+		head, n, err := readUpTo(r.Body, store.TooLargeHeadMax-1, declared, res)
+		if errors.Is(err, errBodyMemoryBusy) {
+			return nil, nil, busy(err)
+		}
 		return nil, measureOversize(r.Body, head, n, n < store.TooLargeHeadMax, err, declared, limit), nil
 	}
-	raw, n, err := readUpTo(r.Body, limit)
-	if n > limit {
+	raw, n, err := readUpTo(r.Body, limit, declared, res)
+	switch {
+	case errors.Is(err, errBodyMemoryBusy):
+		return nil, nil, busy(err)
+	case n > limit:
 		return nil, measureOversize(r.Body, raw, n, false, err, declared, limit), nil
-	}
-	if err != nil {
-		return nil, nil, unavailable("could not read the body", err)
+	case err != nil:
+		return nil, nil, incompleteBody(w, err)
 	}
 	return raw, nil, nil
+}
+
+// answerGrace is how long the answer to a broken upload may take to write.
+// The server's write deadline counts from the end of the request's headers
+// and may have passed by the time its read deadline ends the body, which
+// would leave the 400 unsent.
+const answerGrace = 5 * time.Second
+
+// incompleteBody is the answer to a body that stopped before its end. It
+// gives the answer time to be written whatever deadline the server set.
+func incompleteBody(w http.ResponseWriter, err error) *apiError {
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(answerGrace))
+	return newError(http.StatusBadRequest, CodeIncompleteBody, "the body ended before its end: a slow, aborted or malformed upload", err)
 }
 
 // readUpTo reads r to its end or to limit+1 bytes, whichever comes first,
@@ -74,8 +96,11 @@ func readBody(r *http.Request, limit int64) ([]byte, *oversize, error) {
 // declared: the bytes are gathered in pooled chunks as they arrive and
 // copied once into a slice of their exact length, so that a declared 8 MiB
 // that never comes costs one chunk for as long as the sender stalls, and a
-// body that comes whole costs its own size.
-func readUpTo(r io.Reader, limit int64) ([]byte, int64, error) {
+// body that comes whole costs its own size. Each chunk is reserved from res
+// before it is filled, for no more than the declared length (-1 when none)
+// leaves it room to hold; the final copy briefly holds the body twice, a
+// moment too short to reserve.
+func readUpTo(r io.Reader, limit, declared int64, res *bodyReservation) ([]byte, int64, error) {
 	most := limit + 1
 	var chunks []*[]byte
 	defer func() {
@@ -86,10 +111,18 @@ func readUpTo(r io.Reader, limit int64) ([]byte, int64, error) {
 	var n int64 // bytes read into chunks
 	var err error
 	for n < most && err == nil {
+		room := min(int64(bodyChunk), most-n)
+		want := room
+		if declared >= 0 {
+			want = min(room, max(declared-n, 0))
+		}
+		if err = res.grow(want); err != nil {
+			break
+		}
 		c := bodyChunks.Get().(*[]byte)
 		chunks = append(chunks, c)
 		// Fill the chunk, or stop short of it at the end of the body.
-		buf := (*c)[:min(int64(len(*c)), most-n)]
+		buf := (*c)[:room]
 		filled := 0
 		for filled < len(buf) && err == nil {
 			var m int
@@ -97,6 +130,13 @@ func readUpTo(r io.Reader, limit int64) ([]byte, int64, error) {
 			filled += m
 		}
 		n += int64(filled)
+		if extra := int64(filled) - want; extra > 0 {
+			// More came than the request declared, which net/http never
+			// lets through; the memory is reserved all the same.
+			if gerr := res.grow(extra); gerr != nil {
+				err = gerr
+			}
+		}
 	}
 	if err == io.EOF {
 		err = nil

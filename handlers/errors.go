@@ -21,7 +21,18 @@ const (
 	CodeUnauthorized  = "unauthorized"
 	CodeTooManyLogins = "too_many_logins"
 	CodeInternalError = "internal_error"
+	// CodeIncompleteBody is a webhook body that stopped before its end: a
+	// slow or aborted upload, or a malformed chunked encoding. The sender's
+	// doing, answered 400 and logged as a warning.
+	CodeIncompleteBody = "incomplete_body"
+	// CodeBusy is a webhook body that found no memory within a short wait
+	// while other bodies held it all; answered 503 with Retry-After.
+	CodeBusy = "busy"
 )
+
+// busyRetryAfter is the Retry-After of a busy answer, in seconds: long
+// enough for the bodies in flight to finish.
+const busyRetryAfter = "30"
 
 // apiError is the one error type handlers return; errorHandler turns it into
 // the status and the JSON body {"error":{"code":…,"message":…}}.
@@ -53,6 +64,12 @@ func tooManyLogins() *apiError {
 	return newError(http.StatusTooManyRequests, CodeTooManyLogins, "too many ops logins; try again after Retry-After seconds", nil)
 }
 
+// busy is the answer to a body that could not get memory in time: a 503,
+// which HubSpot retries, sent with Retry-After by errorHandler.
+func busy(cause error) *apiError {
+	return newError(http.StatusServiceUnavailable, CodeBusy, "too many webhook bodies are being read; retry later", cause)
+}
+
 type errorBody struct {
 	Error errorDetail `json:"error"`
 }
@@ -78,15 +95,18 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 		default:
 			ae = newError(http.StatusInternalServerError, CodeInternalError, "internal error", err)
 		}
-		if ae.status >= 500 {
+		if level, ok := logLevel(ae); ok {
 			// Log the cause: an apiError's own text is only what the caller
 			// was told, which says nothing about what failed.
 			logged := err
 			if ae.cause != nil {
 				logged = ae.cause
 			}
-			log.Error("request failed", "status", ae.status, "code", ae.code, "path", c.Path(),
+			log.Log(c.Request().Context(), level, "request failed", "status", ae.status, "code", ae.code, "path", c.Path(),
 				"request_id", c.Response().Header().Get(echo.HeaderXRequestID), "err", logged)
+		}
+		if ae.code == CodeBusy {
+			c.Response().Header().Set("Retry-After", busyRetryAfter)
 		}
 		if c.Request().Method == http.MethodHead {
 			_ = c.NoContent(ae.status)
@@ -94,6 +114,20 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 		}
 		_ = c.JSON(ae.status, errorBody{Error: errorDetail{Code: ae.code, Message: ae.message}})
 	}
+}
+
+// logLevel is the level an error answer is logged at, and whether it is
+// logged at all. Our faults are errors; a broken upload and a shed body are
+// warnings, since the sender or the load caused them and nothing in the
+// process failed; other 4xx are the caller's business and not logged.
+func logLevel(ae *apiError) (slog.Level, bool) {
+	switch {
+	case ae.code == CodeIncompleteBody || ae.code == CodeBusy:
+		return slog.LevelWarn, true
+	case ae.status >= 500:
+		return slog.LevelError, true
+	}
+	return 0, false
 }
 
 func fromEcho(he *echo.HTTPError) *apiError {

@@ -23,6 +23,7 @@ type Metrics struct {
 	ack           prometheus.Histogram
 	unshaped      *prometheus.CounterVec
 	loginFailures *prometheus.CounterVec
+	bodyMemory    prometheus.Gauge
 }
 
 // Webhook outcomes beyond the delivery verdicts of a workflow delivery
@@ -35,13 +36,19 @@ const (
 	OutcomeBadSignature = "bad_signature"
 	OutcomeTooLarge     = "too_large"
 	OutcomeUnavailable  = "unavailable"
-	OutcomeOther        = "other"
+	// OutcomeIncompleteBody is a body the sender broke off: not our fault,
+	// so not counted as unavailable.
+	OutcomeIncompleteBody = CodeIncompleteBody
+	// OutcomeBusy is a body shed for want of body memory.
+	OutcomeBusy  = CodeBusy
+	OutcomeOther = "other"
 )
 
 // knownOutcomes start at zero, so that a rate over an outcome that has not
 // happened yet is 0 rather than absent.
 var knownOutcomes = []string{store.VerdictAccepted, store.VerdictDuplicate, store.VerdictStale, store.VerdictMalformed,
-	store.VerdictNoEmail, store.VerdictNoRoute, OutcomeWebhooksAPI, OutcomeBadSignature, OutcomeTooLarge, OutcomeUnavailable}
+	store.VerdictNoEmail, store.VerdictNoRoute, OutcomeWebhooksAPI, OutcomeBadSignature, OutcomeTooLarge, OutcomeUnavailable,
+	OutcomeIncompleteBody, OutcomeBusy}
 
 // NewMetrics makes the metrics and registers them with reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
@@ -61,6 +68,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "hs2cc_quarantine_unshaped_total",
 			Help: "Webhook requests refused for their signature and not quarantined, since they are not shaped like HubSpot's, by reason.",
 		}, []string{"reason"}),
+		bodyMemory: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "hs2cc_webhook_body_memory_bytes",
+			Help: "Memory reserved now by webhook bodies being read or handled, against HS2CC_BODY_MEMORY.",
+		}),
 	}
 	for _, o := range knownOutcomes {
 		m.requests.WithLabelValues(o)
@@ -75,7 +86,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, r := range []string{loginBadLogin, loginLimited, loginBusy} {
 		m.loginFailures.WithLabelValues(r)
 	}
-	reg.MustRegister(m.requests, m.ack, m.unshaped, m.loginFailures)
+	reg.MustRegister(m.requests, m.ack, m.unshaped, m.loginFailures, m.bodyMemory)
 	return m
 }
 
@@ -152,6 +163,10 @@ func outcomeOf(err error, noted string, status int) string {
 			return OutcomeUnavailable
 		case CodeBodyTooLarge:
 			return OutcomeTooLarge
+		case CodeIncompleteBody:
+			return OutcomeIncompleteBody
+		case CodeBusy:
+			return OutcomeBusy
 		}
 		return OutcomeOther
 	}

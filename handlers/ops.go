@@ -101,7 +101,10 @@ type opsReport struct {
 	TooLarge         *tooLargeReport   `json:"too_large"`
 	Hourly           *hourlyReport     `json:"hourly"`
 	Reconcile        *reconcileReport  `json:"reconcile"`
-	Errors           map[string]string `json:"errors,omitempty"`
+	// Readiness is each check of /readyz with the detail of a failure,
+	// which /readyz itself does not show.
+	Readiness []checkResult     `json:"readiness"`
+	Errors    map[string]string `json:"errors,omitempty"`
 }
 
 // attentionReport is one state that stops work: its kind (missing_list,
@@ -203,7 +206,7 @@ func collectOps(ctx context.Context, cfg Config) opsReport {
 	defer cancel()
 	now := cfg.now()
 	c := &opsCollector{ctx: ctx, cfg: cfg, now: now, r: opsReport{GeneratedAt: now.UTC(), Attention: []attentionReport{}}}
-	for _, section := range []func(){c.enrollments, c.imports, c.ccCalls, c.token, c.attention, c.quarantine, c.tooLarge, c.hourly, c.reconcile} {
+	for _, section := range []func(){c.enrollments, c.imports, c.ccCalls, c.token, c.attention, c.quarantine, c.tooLarge, c.hourly, c.reconcile, c.readiness} {
 		section()
 	}
 	return c.r
@@ -359,6 +362,14 @@ func (c *opsCollector) tooLarge() {
 	}
 }
 
+// readiness runs the checks of /readyz, keeping their details.
+func (c *opsCollector) readiness() {
+	c.r.Readiness = []checkResult{}
+	if c.cfg.readiness != nil {
+		c.r.Readiness = c.cfg.readiness.run(c.ctx)
+	}
+}
+
 func (c Config) now() time.Time {
 	if c.Now != nil {
 		return c.Now()
@@ -402,7 +413,8 @@ type opsPage struct {
 }
 
 // opsCSS is the page's only style. The Content-Security-Policy allows
-// exactly this text by its hash, so no other style or any script can run.
+// exactly this text by its hash, so no other style or any script can run;
+// opsHeaders adds the rule against framing to it.
 const opsCSS = `body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}
 h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.6em}
 table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}
@@ -414,7 +426,7 @@ figure.chart{display:inline-block;vertical-align:top;margin:0 1.2em 1em 0}figure
 var opsCSP = func() string {
 	sum := sha256.Sum256([]byte(opsCSS))
 	return "default-src 'none'; style-src 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) +
-		"'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+		"'; base-uri 'none'; form-action 'self'"
 }()
 
 var opsTemplate = template.Must(template.New("ops").Funcs(template.FuncMap{
@@ -532,6 +544,18 @@ Connected {{tstamp .ConnectedAt}}, last refreshed {{tstamp .RefreshedAt}}.</p>
 <p>n/a</p>
 {{- end}}
 
+<h2>Readiness</h2>
+{{- if .Readiness}}
+<table>
+<tr><th>check</th><th>state</th><th>detail</th></tr>
+{{- range .Readiness}}
+<tr><td><code>{{.Name}}</code></td>{{if .OK}}<td>ok</td><td></td>{{else}}<td class="bad">fail</td><td>{{.Detail}}</td>{{end}}</tr>
+{{- end}}
+</table>
+{{- else}}
+<p>No checks configured.</p>
+{{- end}}
+
 <h2>Recent CC imports</h2>
 {{- if .Imports}}
 <table>
@@ -575,7 +599,7 @@ func handleOpsPage(cfg Config) echo.HandlerFunc {
 		if err := opsTemplate.Execute(&b, page); err != nil {
 			return err
 		}
-		c.Response().Header().Set("Content-Security-Policy", opsCSP)
+		addCSP(c.Response().Header(), opsCSP)
 		return c.HTMLBlob(http.StatusOK, b.Bytes())
 	}
 }

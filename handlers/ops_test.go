@@ -573,8 +573,13 @@ type opsStatus struct {
 	} `json:"too_large"`
 	Hourly *hourlyStatus `json:"hourly"`
 	// Reconcile is checked end to end (cmd's TestReconcileAfterImports).
-	Reconcile json.RawMessage   `json:"reconcile"`
-	Errors    map[string]string `json:"errors"`
+	Reconcile json.RawMessage `json:"reconcile"`
+	Readiness []struct {
+		Name   string `json:"name"`
+		OK     bool   `json:"ok"`
+		Detail string `json:"detail"`
+	} `json:"readiness"`
+	Errors map[string]string `json:"errors"`
 }
 
 // /ops/status.json has the page's figures for scripts.

@@ -51,6 +51,11 @@ type Config struct {
 	// when zero. A larger one is answered 413 and recorded as a too_large
 	// delivery; the quarantine keeps bodies whole up to it.
 	MaxBodyBytes int64
+	// BodyMemoryBytes is the memory every webhook body in flight may hold
+	// together, DefaultBodyMemoryBytes when zero; it must hold at least
+	// one body of MaxBodyBytes. A body that cannot get memory within two
+	// seconds is answered 503 busy.
+	BodyMemoryBytes int64
 	// QuarantineCap bounds the requests kept after a signature failure;
 	// a zero field takes store.DefaultQuarantineCap's.
 	QuarantineCap store.QuarantineCap
@@ -97,6 +102,9 @@ type Config struct {
 	WebhookMetrics *Metrics
 	Ready          []Check
 	Logger         *slog.Logger
+
+	// readiness runs Ready for /readyz and /ops; New makes it.
+	readiness *readiness
 }
 
 // New builds the HTTP application.
@@ -104,6 +112,7 @@ func New(cfg Config, st Store, enq ingest.Enqueuer) *echo.Echo {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	cfg.readiness = newReadiness(cfg.Ready, cfg.Logger)
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(cfg.Logger)
@@ -118,7 +127,7 @@ func New(cfg Config, st Store, enq ingest.Enqueuer) *echo.Echo {
 		e.POST("/webhooks/hubspot", handleWebhook(cfg, st, core))
 	}
 	e.GET("/healthz", handleHealth())
-	e.GET("/readyz", handleReady(cfg.Ready))
+	e.GET("/readyz", handleReady(cfg.readiness))
 
 	if cfg.Metrics != nil {
 		e.GET("/metrics", echo.WrapHandler(cfg.Metrics), bearerAuth(cfg.MetricsToken))
@@ -143,7 +152,7 @@ func New(cfg Config, st Store, enq ingest.Enqueuer) *echo.Echo {
 	case cfg.Queues == nil && cfg.Ops == nil:
 		cfg.Logger.Warn("ops pages are disabled: no queue UI and no ops figures are configured")
 	default:
-		ops := e.Group("/ops", opsAuth)
+		ops := e.Group("/ops", opsHeaders, opsAuth)
 		if cfg.Ops != nil {
 			page := handleOpsPage(cfg)
 			ops.GET("", page, noStore)

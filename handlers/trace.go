@@ -117,7 +117,7 @@ func handleTracePage(cfg Config) echo.HandlerFunc {
 		if err := traceTemplate.Execute(&b, page); err != nil {
 			return err
 		}
-		c.Response().Header().Set("Content-Security-Policy", opsCSP)
+		addCSP(c.Response().Header(), opsCSP)
 		return c.HTMLBlob(http.StatusOK, b.Bytes())
 	}
 }

@@ -23,6 +23,10 @@ type acceptedBody struct {
 	Stale     bool  `json:"stale,omitempty"`
 }
 
+// errNoPublicURL is the logged cause of the 503 a webhook gets while
+// Config.PublicURL is empty; serve refuses to start that way.
+var errNoPublicURL = errors.New("HS2CC_PUBLIC_URL is not set")
+
 // handleWebhook receives one HubSpot delivery. The order matters: limit the
 // body, read the raw bytes, verify the signature over exactly those bytes,
 // then hand them to the ingest core (parse, store delivery and enrollment in
@@ -37,9 +41,17 @@ func handleWebhook(cfg Config, st Store, core *ingest.Core) echo.HandlerFunc {
 	limit := cmp.Or(cfg.MaxBodyBytes, DefaultMaxBodyBytes)
 	quarantined := newQuarantine(cfg, st)
 	oversized := newTooLarge(cfg, st, limit)
+	memory := newWebhookBodyMemory(cfg)
 	return func(c echo.Context) error {
 		r := c.Request()
-		raw, over, err := readBody(r, limit)
+		if base == "" {
+			// Without it the signed URI could only come from the Host
+			// header, which the caller chooses.
+			return unavailable("the public URL is not configured", errNoPublicURL)
+		}
+		held := memory.reservation(r.Context())
+		defer held.release()
+		raw, over, err := readBody(c.Response(), r, limit, held)
 		if err != nil {
 			return err
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -29,10 +30,11 @@ var settings = []setting{
 	{"HS2CC_MYSQL_DSN", "", "MySQL DSN (go-sql-driver format), e.g. `user:pass@tcp(host:3306)/hs2cc`. Required for serve, work and migrate; `dev` embeds a server when unset."},
 	{"HS2CC_REDIS_URL", "redis://127.0.0.1:6379/0", "Redis URL `redis://[:password@]host:port/db`; `dev` embeds one when unset."},
 	{"HS2CC_ADDR", ":8080", "Listen address of `serve`."},
-	{"HS2CC_PUBLIC_URL", "", "Base URL HubSpot calls, e.g. `https://hs2cc.fly.dev`. The signed URI is this plus the request's path and query as received; unset, the request's own scheme and host are used (wrong behind a TLS proxy)."},
+	{"HS2CC_PUBLIC_URL", "", "Base URL HubSpot calls, e.g. `https://hs2cc.fly.dev`, `http://` or `https://`. The signed URI is this plus the request's path and query as received; no URL is ever built from a request's Host header, so `serve` refuses to start without it (`dev` sets it)."},
 	{"HS2CC_HUBSPOT_CLIENT_SECRET", "", "Client secret of the HubSpot app that signs the webhooks; two comma-separated secrets are both accepted during a rotation."},
 	{"HS2CC_HUBSPOT_REQUIRE_V3", "false", "Refuse v1/v2 signatures when the v3 headers are absent."},
 	{"HS2CC_MAX_BODY", "8388608", "Largest webhook body taken, in bytes (8 MiB; at most 16777215, what the body columns hold, and MySQL's `max_allowed_packet` must exceed it with room for escaping). A larger one is answered 413 and recorded as a `too_large` delivery with its size, headers and first 64 KiB (shown on /ops); the quarantine keeps bodies whole up to it."},
+	{"HS2CC_BODY_MEMORY", "67108864", "Memory (64 MiB) every webhook body being read or handled at once may hold together, at least `HS2CC_MAX_BODY`. Each body reserves what arrives of it, never what it declares; one that finds none free within 2 s is answered `503` `busy` with `Retry-After: 30` (HubSpot retries it). `hs2cc_webhook_body_memory_bytes` shows the use."},
 	{"HS2CC_QUARANTINE_MAX_ROWS", "10000", "Most webhook requests kept in quarantine after a signature failure; at the cap a new one is answered 401 without being kept (see Quarantine)."},
 	{"HS2CC_QUARANTINE_MAX_BYTES", "104857600", "Most body bytes (100 MiB) kept in quarantine, each body whole (up to `HS2CC_MAX_BODY`); at the cap a new request is answered 401 without being kept."},
 	{"HS2CC_FIELD_EMAIL", "email", "HubSpot property holding the email."},
@@ -79,6 +81,7 @@ type config struct {
 	HubSpotSecrets  []string
 	RequireV3       bool
 	MaxBody         int64
+	BodyMemory      int64
 	QuarantineCap   store.QuarantineCap
 	Fields          hubspot.FieldNames
 	Lists           []string
@@ -120,6 +123,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		HubSpotSecrets: splitList(get("HS2CC_HUBSPOT_CLIENT_SECRET")),
 		RequireV3:      boolean("HS2CC_HUBSPOT_REQUIRE_V3"),
 		MaxBody:        int64(num("HS2CC_MAX_BODY")),
+		BodyMemory:     int64(num("HS2CC_BODY_MEMORY")),
 		QuarantineCap: store.QuarantineCap{
 			MaxRows: int64(num("HS2CC_QUARANTINE_MAX_ROWS")), MaxBytes: int64(num("HS2CC_QUARANTINE_MAX_BYTES")),
 		},
@@ -233,6 +237,14 @@ func (c *config) check(r *envReader) {
 	}
 	if c.MaxBody > store.BodyMax {
 		r.fail("HS2CC_MAX_BODY: at most %d bytes, what a stored body can hold, got %d", store.BodyMax, c.MaxBody)
+	}
+	if c.BodyMemory < c.MaxBody {
+		r.fail("HS2CC_BODY_MEMORY: at least HS2CC_MAX_BODY (%d bytes), so that one whole body fits, got %d", c.MaxBody, c.BodyMemory)
+	}
+	if c.PublicURL != "" {
+		if err := checkPublicURL(c.PublicURL); err != nil {
+			r.fail("HS2CC_PUBLIC_URL: %v", err)
+		}
 	}
 	if len(c.Lists) == 0 && c.RoutesFile == "" {
 		r.fail("HS2CC_CC_LISTS: name at least one CC list")
@@ -357,6 +369,34 @@ func splitList(s string) []string {
 func (c config) requireTokenKey() error {
 	if c.TokenKeys == nil {
 		return fmt.Errorf("config: HS2CC_TOKEN_KEY is required (make one with `hs2cc keygen` and keep it secret)")
+	}
+	return nil
+}
+
+// checkPublicURL accepts an absolute http or https URL with a host and no
+// query or fragment, the base the signed URI and the OAuth redirect are
+// built on.
+func checkPublicURL(s string) error {
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		return err
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Errorf("want an http:// or https:// URL, got %q", s)
+	case u.Host == "":
+		return fmt.Errorf("%q has no host", s)
+	case u.RawQuery != "" || u.Fragment != "":
+		return fmt.Errorf("%q has a query or fragment", s)
+	}
+	return nil
+}
+
+// requirePublicURL is serve's check: without a configured base URL the
+// webhook's signed URI could only come from the Host header, which the
+// caller chooses.
+func (c config) requirePublicURL() error {
+	if c.PublicURL == "" {
+		return fmt.Errorf("config: HS2CC_PUBLIC_URL is required: the URL HubSpot calls, e.g. https://hs2cc.fly.dev")
 	}
 	return nil
 }

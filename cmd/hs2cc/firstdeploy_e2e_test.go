@@ -58,6 +58,13 @@ func hs2ccBinary(t *testing.T) string {
 	return builtBin
 }
 
+// opsCheck is one readiness check as /ops/status.json shows it.
+type opsCheck struct {
+	Name   string `json:"name"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail"`
+}
+
 // deployment is one first deploy: its processes, addresses and settings.
 type deployment struct {
 	t        *testing.T
@@ -392,6 +399,7 @@ func TestFirstDeploy(t *testing.T) {
 				Kind, Subject, Detail string
 				Waiting               *int
 			}
+			Readiness []opsCheck
 		}
 		waitFor(t, "/ops to name the missing list with its waiting enrollments", time.Minute, func() bool {
 			d.get(d.base+"/ops/status.json", &ops)
@@ -411,9 +419,17 @@ func TestFirstDeploy(t *testing.T) {
 		if err == nil || !strings.Contains(out, `CC list "New Agents" does not exist`) || !strings.Contains(out, fmt.Sprintf("%d enrollments wait", d.sent)) {
 			t.Errorf("hs2cc status exited %v, want 1, naming the list and the %d waiting:\n%s", err, d.sent, out)
 		}
+		// /readyz needs no login, so it names the failing check and no
+		// more; the detail is on /ops.
 		var ready string
-		if code := d.get(d.base+"/readyz", &ready); code != http.StatusServiceUnavailable || !strings.Contains(ready, `\"New Agents\" does not exist`) {
-			t.Errorf("/readyz %d %s, want 503 naming the list", code, ready)
+		if code := d.get(d.base+"/readyz", &ready); code != http.StatusServiceUnavailable || !strings.Contains(ready, `"cc_attention":"fail"`) ||
+			strings.Contains(ready, "New Agents") {
+			t.Errorf("/readyz %d %s, want 503 with cc_attention failing, not naming the list", code, ready)
+		}
+		if !slices.ContainsFunc(ops.Readiness, func(c opsCheck) bool {
+			return c.Name == "cc_attention" && !c.OK && strings.Contains(c.Detail, `"New Agents" does not exist`)
+		}) {
+			t.Errorf("/ops/status.json readiness %+v, want cc_attention failing, naming the list", ops.Readiness)
 		}
 		if code := d.get(d.base+"/healthz", nil); code != http.StatusOK {
 			t.Errorf("/healthz %d, want 200: liveness must not restart a process for a missing list", code)

@@ -148,20 +148,21 @@ func newHTTPApp(cfg config, d *deps, log *slog.Logger, reg *prometheus.Registry)
 		Lists:     cfg.Lists,
 		Router:    cfg.Rules,
 		OpsUser:   cfg.OpsUser, OpsPassword: cfg.OpsPassword,
-		OpsAccounts:    cfg.OpsAccounts,
-		BehindFly:      cfg.BehindFly,
-		Queues:         mon,
-		QueuesReadOnly: queuesRO,
-		Ops:            opsData{d.db},
-		CCBudget:       limits,
-		Quarantine:     d.db,
-		Connector:      connector,
-		Trace:          tracer,
-		Metrics:        promHandler(reg, ""),
-		MetricsToken:   cfg.MetricsToken,
-		WebhookMetrics: webhookMetrics,
-		QuarantineCap:  cfg.QuarantineCap,
-		MaxBodyBytes:   cfg.MaxBody,
+		OpsAccounts:     cfg.OpsAccounts,
+		BehindFly:       cfg.BehindFly,
+		Queues:          mon,
+		QueuesReadOnly:  queuesRO,
+		Ops:             opsData{d.db},
+		CCBudget:        limits,
+		Quarantine:      d.db,
+		Connector:       connector,
+		Trace:           tracer,
+		Metrics:         promHandler(reg, ""),
+		MetricsToken:    cfg.MetricsToken,
+		WebhookMetrics:  webhookMetrics,
+		QuarantineCap:   cfg.QuarantineCap,
+		MaxBodyBytes:    cfg.MaxBody,
+		BodyMemoryBytes: cfg.BodyMemory,
 		Ready: []handlers.Check{
 			{Name: "mysql", Fn: d.db.Ping},
 			{Name: "redis", Fn: d.cache.Ping},
@@ -188,11 +189,17 @@ func runServe(ctx context.Context, cfg config, log *slog.Logger) error {
 	if err := cfg.requireTokenKey(); err != nil {
 		return err
 	}
+	if err := cfg.requirePublicURL(); err != nil {
+		return err
+	}
 	d, err := connect(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer d.close()
+	if cfg.MetricsToken == "" {
+		log.Warn("/metrics is public: set HS2CC_METRICS_TOKEN to answer only Authorization: Bearer <token>")
+	}
 	if len(cfg.HubSpotSecrets) == 0 {
 		log.Warn("HS2CC_HUBSPOT_CLIENT_SECRET is not set: every webhook will be answered 503 until it is")
 	}
