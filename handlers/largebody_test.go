@@ -283,9 +283,12 @@ func TestWebhookTooLargeRecordIsBounded(t *testing.T) {
 
 // A request that declares a large Content-Length costs what it sends, not
 // what it declares, and a body that stops coming is never answered 2xx:
-// nothing usable arrived, so the answer is 503 and nothing is stored.
+// nothing usable arrived, and the sender broke it off, so the answer is
+// 400 incomplete_body, logged as a warning and counted as that rather than
+// as a fault of ours, and nothing is stored.
 func TestWebhookDeclaredLengthIsNotAllocated(t *testing.T) {
-	a := start(t)
+	reg := prometheus.NewRegistry()
+	a := start(t, func(s *setup) { s.cfg.WebhookMetrics = handlers.NewMetrics(reg) })
 	body := profile(t)
 	sent := body[:1024]
 	h := sign(body, hookPath)
@@ -299,8 +302,8 @@ func TestWebhookDeclaredLengthIsNotAllocated(t *testing.T) {
 			req.ContentLength = declared
 			rec := httptest.NewRecorder()
 			a.echo.ServeHTTP(rec, req)
-			if rec.Code != http.StatusServiceUnavailable {
-				t.Fatalf("status %d, want 503: %s", rec.Code, rec.Body)
+			if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), handlers.CodeIncompleteBody) {
+				t.Fatalf("status %d, want 400 incomplete_body: %s", rec.Code, rec.Body)
 			}
 		}
 		aborted()
@@ -323,48 +326,71 @@ func TestWebhookDeclaredLengthIsNotAllocated(t *testing.T) {
 	})
 
 	// Through a real server with a read timeout, as serve runs: a sender
-	// that stalls or hangs up mid-body.
+	// that stalls, hangs up mid-body or breaks the chunked encoding. The
+	// timeouts are shortened from serve's 30 s, and the write timeout is
+	// no longer than the read timeout, as serve's is not: by the time the
+	// read deadline ends a stalled body, the write deadline has passed
+	// too, and the answer is written only if the handler extends it.
 	srv := httptest.NewUnstartedServer(a.echo)
 	srv.Config.ReadTimeout = 500 * time.Millisecond
+	srv.Config.WriteTimeout = 500 * time.Millisecond
 	srv.Start()
 	t.Cleanup(srv.Close)
+	head := func(framing string) []byte {
+		var req bytes.Buffer
+		fmt.Fprintf(&req, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n%s\r\n",
+			hookPath, srv.Listener.Addr(), framing)
+		for k, vs := range h {
+			fmt.Fprintf(&req, "%s: %s\r\n", k, vs[0])
+		}
+		req.WriteString("\r\n")
+		return req.Bytes()
+	}
+	declared := fmt.Sprintf("Content-Length: %d", handlers.DefaultMaxBodyBytes)
 	cases := []struct {
 		name string
+		send []byte
 		stop func(c *net.TCPConn)
 	}{
-		{"a stalled upload", func(*net.TCPConn) {}},
-		{"an aborted upload", func(c *net.TCPConn) { _ = c.CloseWrite() }},
+		{"a stalled upload", append(head(declared), sent...), func(*net.TCPConn) {}},
+		{"an aborted upload", append(head(declared), sent...), func(c *net.TCPConn) { _ = c.CloseWrite() }},
+		{"a malformed chunked body", append(head("Transfer-Encoding: chunked"), "8\r\n{\"vid\":1\r\nzz\r\n}\r\n"...),
+			func(*net.TCPConn) {}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			before := gather(t, reg).counter("hs2cc_webhook_requests_total", "outcome", handlers.OutcomeIncompleteBody)
 			c, err := net.Dial("tcp", srv.Listener.Addr().String())
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer c.Close()
-			var req bytes.Buffer
-			fmt.Fprintf(&req, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n",
-				hookPath, srv.Listener.Addr(), handlers.DefaultMaxBodyBytes)
-			for k, vs := range h {
-				fmt.Fprintf(&req, "%s: %s\r\n", k, vs[0])
-			}
-			req.WriteString("\r\n")
-			req.Write(sent)
-			if _, err := c.Write(req.Bytes()); err != nil {
+			if _, err := c.Write(tc.send); err != nil {
 				t.Fatal(err)
 			}
 			tc.stop(c.(*net.TCPConn))
 			_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
 			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-			switch {
-			case err != nil:
-				// The connection closed without an answer: HubSpot retries that.
-				t.Logf("no answer: %v", err)
-			case resp.StatusCode != http.StatusServiceUnavailable:
-				t.Errorf("answered %d, want 503", resp.StatusCode)
+			if err != nil {
+				t.Fatalf("no answer: %v", err)
+			}
+			got, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(got), handlers.CodeIncompleteBody) {
+				t.Errorf("answered %d %s, want 400 incomplete_body", resp.StatusCode, got)
 			}
 			a.wantNothingStored(t)
+			m := gather(t, reg)
+			if v := m.counter("hs2cc_webhook_requests_total", "outcome", handlers.OutcomeIncompleteBody); v != before+1 {
+				t.Errorf("incomplete_body counted %v times more, want once", v-before)
+			}
+			if v := m.counter("hs2cc_webhook_requests_total", "outcome", handlers.OutcomeUnavailable); v != 0 {
+				t.Errorf("unavailable counted %v times: a broken upload is not our fault", v)
+			}
 		})
+	}
+	logs := a.logs.String()
+	if !strings.Contains(logs, "level=WARN") || !strings.Contains(logs, "code=incomplete_body") || strings.Contains(logs, "level=ERROR") {
+		t.Errorf("want broken uploads logged as warnings, never as errors:\n%s", logs)
 	}
 }
 
