@@ -120,6 +120,14 @@ func TestRunRefusesBadInvocations(t *testing.T) {
 		{"connect without a redirect URL", []string{"connect"}, map[string]string{"HS2CC_MYSQL_DSN": "u@tcp(127.0.0.1:1)/x", "HS2CC_TOKEN_KEY": store.NewTokenKey()}, "set HS2CC_CC_REDIRECT_URL"},
 		{"migrate with a bad config", []string{"migrate"}, map[string]string{"HS2CC_GROUP_MAX_DELAY": "x"}, "HS2CC_GROUP_MAX_DELAY"},
 		{"simulate without a secret", []string{"simulate"}, nil, "--secret is required"},
+		// serve never builds a URL from a request's Host header, so it needs
+		// the one HubSpot calls.
+		{"serve without a public URL", []string{"serve"}, map[string]string{"HS2CC_MYSQL_DSN": "u@tcp(127.0.0.1:1)/x", "HS2CC_TOKEN_KEY": store.NewTokenKey()}, "HS2CC_PUBLIC_URL is required"},
+		{"a public URL without a scheme", []string{"serve"}, map[string]string{"HS2CC_PUBLIC_URL": "hs2cc.fly.dev"}, "HS2CC_PUBLIC_URL: want an http:// or https:// URL"},
+		{"a public URL of another scheme", []string{"work"}, map[string]string{"HS2CC_PUBLIC_URL": "ftp://hs2cc.fly.dev"}, "HS2CC_PUBLIC_URL: want an http:// or https:// URL"},
+		{"a public URL with a query", []string{"serve"}, map[string]string{"HS2CC_PUBLIC_URL": "https://hs2cc.fly.dev/?a=b"}, "has a query or fragment"},
+		{"body memory below one body", []string{"serve"}, map[string]string{"HS2CC_BODY_MEMORY": "1048576"}, "HS2CC_BODY_MEMORY: at least HS2CC_MAX_BODY (8388608 bytes)"},
+		{"body memory below a raised body limit", []string{"serve"}, map[string]string{"HS2CC_MAX_BODY": "16777215", "HS2CC_BODY_MEMORY": "16777214"}, "HS2CC_BODY_MEMORY: at least HS2CC_MAX_BODY (16777215 bytes)"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -140,7 +148,7 @@ func TestRunRefusesBadInvocations(t *testing.T) {
 func TestServeAndWorkRefuseAnOldSchema(t *testing.T) {
 	dsn := storetest.MySQLDSN(t)
 	env := map[string]string{"HS2CC_MYSQL_DSN": dsn, "HS2CC_REDIS_URL": storetest.RedisURL(t), "HS2CC_ADDR": freeAddr(t),
-		"HS2CC_TOKEN_KEY": store.NewTokenKey()}
+		"HS2CC_TOKEN_KEY": store.NewTokenKey(), "HS2CC_PUBLIC_URL": "https://hooks.example.com"}
 	getenv := func(k string) string { return env[k] }
 	for _, cmd := range []string{"serve", "work"} {
 		var out bytes.Buffer
