@@ -26,11 +26,12 @@ func opsHeaders(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// addCSP adds directives to the response's Content-Security-Policy, after
-// those already set, rather than replacing them.
+// addCSP adds a page's own directives to the response's
+// Content-Security-Policy, before those already set, rather than
+// replacing them.
 func addCSP(h http.Header, directives string) {
 	if old := h.Get("Content-Security-Policy"); old != "" {
-		directives = old + "; " + directives
+		directives += "; " + old
 	}
 	h.Set("Content-Security-Policy", directives)
 }
