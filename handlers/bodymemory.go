@@ -95,13 +95,6 @@ func (m *bodyMemory) release(n int64) {
 	m.mu.Unlock()
 }
 
-// inUse is the memory reserved now.
-func (m *bodyMemory) inUse() int64 {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.used
-}
-
 // report sets the gauge; m.mu is held.
 func (m *bodyMemory) report() {
 	if m.gauge != nil {
