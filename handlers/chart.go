@@ -31,6 +31,9 @@ type chart struct {
 	Ref *chartRef
 	// Duration says the values are seconds, labelled as ages.
 	Duration bool
+	// Empty is said across the plot when no value is above zero; unset,
+	// "none in these N hours".
+	Empty string
 }
 
 // chartSeries is one named series, a value per hour.
@@ -48,7 +51,7 @@ type chartRef struct {
 // The chart's frame, in SVG user units (CSS pixels at the size drawn): two
 // charts fit side by side in the 1280-pixel-wide window of a laptop.
 const (
-	chartW, chartH       = 580, 230
+	chartW, chartH       = 580, 214
 	chartPadL, chartPadR = 56, 14
 	chartPadT, chartPadB = 34, 34
 	chartPlotW           = chartW - chartPadL - chartPadR
@@ -77,8 +80,12 @@ func (c chart) svg() string {
 			chartPadL, num(y), chartPadL+chartPlotW, num(y), r.Color)
 	}
 	if c.empty() {
-		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle" fill="#999">none in these %d hours</text>`,
-			chartPadL+chartPlotW/2, chartPadT+chartPlotH/2, len(c.Hours))
+		say := c.Empty
+		if say == "" {
+			say = fmt.Sprintf("none in these %d hours", len(c.Hours))
+		}
+		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle" fill="#999">%s</text>`,
+			chartPadL+chartPlotW/2, chartPadT+chartPlotH/2, esc(say))
 	}
 	c.legend(&b)
 	b.WriteString(`</svg>`)
@@ -96,6 +103,11 @@ func (c chart) scale() (top, step float64) {
 	}
 	if c.Ref != nil {
 		high = max(high, c.Ref.Value)
+	}
+	if c.Duration {
+		// An age axis spans a minute at least, so that a bridge with
+		// nothing waiting reads 0 against minutes, not seconds.
+		high = max(high, 60)
 	}
 	step = niceStep(high/chartTicks, c.Duration)
 	top = math.Max(step, math.Ceil(high/step)*step)
@@ -190,6 +202,19 @@ func (c chart) hourAxis(b *strings.Builder) {
 	fmt.Fprintf(b, `<text x="%d" y="%d" text-anchor="end" fill="%s">UTC</text>`, chartPadL+chartPlotW, base+28, chartTextColor)
 }
 
+// minBar is the least height of a bar above zero, so that a handful of
+// calls under a budget of thousands still shows.
+const minBar = 2.0
+
+// barHeight is v's share of the plot's height, minBar at least when v > 0.
+func barHeight(v, top float64) float64 {
+	h := chartPlotH * v / top
+	if v > 0 {
+		h = max(h, minBar)
+	}
+	return h
+}
+
 // bars draws each series' bar in each hour's slot, with the hour and the
 // figure as its tooltip.
 func (c chart) bars(b *strings.Builder, top float64) {
@@ -202,8 +227,9 @@ func (c chart) bars(b *strings.Builder, top float64) {
 		for j, s := range c.Bars {
 			v := s.Values[i]
 			x := c.x(i) + slot*0.12 + float64(j)*w
+			h := barHeight(v, top)
 			fmt.Fprintf(b, `<rect x="%s" y="%s" width="%s" height="%s" fill="%s"><title>%s</title></rect>`,
-				num(x), num(c.y(v, top)), num(w), num(chartPlotH*v/top), s.Color, esc(c.tooltip(i, s.Name, v)))
+				num(x), num(chartPadT+chartPlotH-h), num(w), num(h), s.Color, esc(c.tooltip(i, s.Name, v)))
 		}
 	}
 }

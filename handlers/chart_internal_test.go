@@ -123,6 +123,20 @@ func TestChartSVG(t *testing.T) {
 			texts:    []string{"budget", "1,500"},
 		},
 		{
+			name: "a few calls under a large budget stay visible",
+			chart: chart{ID: "c5", Title: "CC calls", Hours: hoursFrom(start, 2),
+				Bars: []chartSeries{{"CC calls", "#333", []float64{0, 5}}},
+				Ref:  &chartRef{Name: "budget", Color: "#f00", Value: 10000.0 / 24}},
+			bars: []float64{0, 5},
+			ref:  10000.0 / 24,
+		},
+		{
+			name: "nothing waiting",
+			chart: chart{ID: "c6", Title: "oldest", Hours: hoursFrom(start, 3), Duration: true, Empty: "nothing waited",
+				Area: &chartSeries{"oldest waiting", "#444", []float64{0, 0, 0}}},
+			texts: []string{"nothing waited", "0", "15s", "1m"},
+		},
+		{
 			name: "nothing at all",
 			chart: chart{ID: "c3", Title: "quiet", Hours: hoursFrom(start, 48),
 				Bars: []chartSeries{{"received", "#111", make([]float64, 48)}}},
@@ -175,11 +189,15 @@ func TestChartSVG(t *testing.T) {
 			if len(bars) != len(tc.bars) {
 				t.Fatalf("%d bars, want %d", len(bars), len(tc.bars))
 			}
-			// Each bar's height is its value's share of the axis, and it
-			// stands on the axis.
+			// Each bar's height is its value's share of the axis (a bar
+			// above zero stays visible), and it stands on the axis.
 			for i, b := range bars {
 				h, y := b.float(t, "height"), b.float(t, "y")
-				if want := chartPlotH * tc.bars[i] / top; math.Abs(h-want) > 0.01 {
+				want := chartPlotH * tc.bars[i] / top
+				if tc.bars[i] > 0 {
+					want = max(want, minBar)
+				}
+				if math.Abs(h-want) > 0.01 {
 					t.Errorf("bar %d (value %v) is %v high, want %v", i, tc.bars[i], h, want)
 				}
 				if math.Abs(y+h-(chartPadT+chartPlotH)) > 0.02 {

@@ -116,12 +116,13 @@ func (r opsReport) Figures() []chartFigure {
 	imported, okI := hourValues(h, func(hr hourReport) *int { return hr.Imported })
 	calls, okC := hourValues(h, func(hr hourReport) *int { return hr.CCCalls })
 
-	enr := chartFigure{Caption: "Enrollments received and imported per hour"}
+	enr := chartFigure{Caption: "Enrollments per hour"}
 	if okR && okI {
 		c := chart{ID: "chart-enrollments", Title: enr.Caption, Hours: hours,
 			Bars: []chartSeries{{"received", colorReceived, received}, {"imported", colorImported, imported}}}
-		enr.Note = fmt.Sprintf("last %d h: %s received, %s imported", len(hours), count(sum(received)), count(sum(imported)))
-		c.Desc = "Over the " + enr.Note + "; the most in one hour: " + count(slices.Max(received)) + " received."
+		enr.Note = fmt.Sprintf("%d h: %s received, %s imported", len(hours), count(sum(received)), count(sum(imported)))
+		c.Desc = fmt.Sprintf("Enrollments received and imported per hour. In the last %s; the most in one hour: %s received.",
+			enr.Note, count(slices.Max(received)))
 		enr.SVG = template.HTML(c.svg())
 	}
 
@@ -132,23 +133,24 @@ func (r opsReport) Figures() []chartFigure {
 			Bars: []chartSeries{{"CC calls", colorCCCalls, calls}},
 			Ref:  &chartRef{Name: "daily budget spread over 24 h (" + count(pace) + "/h)", Color: colorBudget, Value: pace}}
 		if r.CCCalls != nil {
-			cc.Note = fmt.Sprintf("today (UTC): %s of the daily budget of %s", count(float64(r.CCCalls.Used)), count(float64(r.CCCalls.Budget)))
+			cc.Note = fmt.Sprintf("today (UTC): %s of %s", count(float64(r.CCCalls.Used)), count(float64(r.CCCalls.Budget)))
 		}
 		c.Desc = fmt.Sprintf("%s CC calls in the last %d h, at most %s in one hour, against an even spend of the daily budget of %s, %s an hour.",
 			count(sum(calls)), len(hours), count(slices.Max(calls)), count(float64(h.CCDailyBudget)), count(pace))
 		cc.SVG = template.HTML(c.svg())
 	}
 
-	wait := chartFigure{Caption: "Oldest enrollment waiting for CC"}
+	wait := chartFigure{Caption: "Oldest waiting for CC"}
 	if ages, ok := hourValues(h, func(hr hourReport) *int64 { return hr.OldestWaitingSeconds }); ok {
 		wait.Note = "now: none waiting"
 		if o := r.OldestUnimported; o != nil {
 			wait.Note = fmt.Sprintf("now: %s (enrollment %d, %s)", humanDuration(time.Duration(o.AgeSeconds)*time.Second), o.ID, o.Status)
 		}
-		c := chart{ID: "chart-waiting", Title: wait.Caption, Hours: hours, Duration: true,
+		c := chart{ID: "chart-waiting", Title: "Age of the oldest enrollment waiting for CC", Hours: hours, Duration: true,
+			Empty: "nothing waited at an hour's end",
 			Area: &chartSeries{"age of the oldest waiting, at each hour's end", colorWaiting, ages}}
-		c.Desc = "The " + wait.Note + "; the longest at an hour's end in the last " + strconv.Itoa(len(hours)) + " h: " +
-			c.value(slices.Max(ages)) + "."
+		c.Desc = "The oldest enrollment waiting for CC, " + wait.Note + "; the longest at an hour's end in the last " +
+			strconv.Itoa(len(hours)) + " h: " + c.value(slices.Max(ages)) + "."
 		wait.SVG = template.HTML(c.svg())
 	}
 	return []chartFigure{enr, cc, wait}

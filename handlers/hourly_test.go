@@ -215,7 +215,7 @@ func TestOpsCharts(t *testing.T) {
 			if n := strings.Count(page, "n/a: could not be read"); n != tc.unset {
 				t.Errorf("%d charts say they could not be read, want %d", n, tc.unset)
 			}
-			for _, want := range []string{"Last 48 hours", "today (UTC): 120 of the daily budget of 8,000", "now: 1h 30m (enrollment 4242, failed)"} {
+			for _, want := range []string{"Last 48 hours", "today (UTC): 120 of 8,000", "now: 1h 30m (enrollment 4242, failed)"} {
 				if tc.unset == 0 && !strings.Contains(page, want) {
 					t.Errorf("page lacks %q", want)
 				}

@@ -421,7 +421,7 @@ table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:.25em .6em;te
 td.n{text-align:right;font-variant-numeric:tabular-nums}.bad{color:#a00;font-weight:bold}.muted{color:#777}
 nav a{margin-right:1em}code{font-size:.95em}
 .attention{border:2px solid #a00;background:#fff4f4;padding:.2em 1em;margin:1em 0}.attention h2{color:#a00;margin-top:.4em}
-figure.chart{display:inline-block;vertical-align:top;margin:0 1.2em 1em 0}figure.chart figcaption{font-weight:600;margin-bottom:.2em}`
+figure.chart{display:inline-block;vertical-align:top;width:580px;margin:0 1.2em .6em 0}figure.chart figcaption{font-weight:600}`
 
 var opsCSP = func() string {
 	sum := sha256.Sum256([]byte(opsCSS))

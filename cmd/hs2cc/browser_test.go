@@ -155,6 +155,48 @@ func TestOpsPagesInBrowser(t *testing.T) {
 		}
 	})
 
+	t.Run("charts", func(t *testing.T) {
+		dom, log := renderPageLogged(t, browser, base+"/ops", filepath.Join(artifacts, "ops-charts.png"), 0)
+		// Chromium logs each thing the page's policy blocked as a console
+		// message naming the policy; a chart drawn with a style attribute
+		// would be one.
+		for _, line := range strings.Split(log, "\n") {
+			if strings.Contains(line, "Content Security Policy") {
+				t.Errorf("the page's policy blocked something: %s", line)
+			}
+		}
+		// Every simulated contact was received and imported in the last
+		// hours (this one, unless the test ran across the hour), and the
+		// imports spent CC calls: each bar's tooltip gives its figure.
+		svg := map[string]string{}
+		for _, m := range regexp.MustCompile(`(?s)<svg [^>]*aria-labelledby="([a-z-]+)-title".*?</svg>`).FindAllStringSubmatch(dom, -1) {
+			svg[m[1]] = m[0]
+		}
+		total := func(id, name string) int {
+			sum := 0
+			for _, m := range regexp.MustCompile(` UTC, `+name+`: ([0-9,]+)</title>`).FindAllStringSubmatch(svg[id], -1) {
+				v, _ := strconv.Atoi(strings.ReplaceAll(m[1], ",", ""))
+				sum += v
+			}
+			return sum
+		}
+		if got := total("chart-enrollments", "received"); got != n {
+			t.Errorf("the enrollments chart shows %d received, want %d", got, n)
+		}
+		if got := total("chart-enrollments", "imported"); got != n {
+			t.Errorf("the enrollments chart shows %d imported, want %d", got, n)
+		}
+		if got := total("chart-cc-calls", "CC calls"); got == 0 || !strings.Contains(svg["chart-cc-calls"], "daily budget spread over 24 h") {
+			t.Errorf("the CC calls chart shows %d calls, or lacks the budget line", got)
+		}
+		if !strings.Contains(svg["chart-waiting"], "age of the oldest waiting") {
+			t.Errorf("/ops has no chart of the oldest waiting enrollment's age")
+		}
+		if t.Failed() {
+			t.Logf("DOM:\n%s", dom)
+		}
+	})
+
 	t.Run("queues", func(t *testing.T) {
 		// Virtual time lets Asynqmon's scripts load, fetch the queues and
 		// render before the DOM is read, without a fixed sleep.
@@ -216,12 +258,21 @@ func writeArtifact(t *testing.T, path, content string) {
 // virtual time first.
 func renderPage(t *testing.T, browser, pageURL, shot string, budget time.Duration) string {
 	t.Helper()
+	dom, _ := renderPageLogged(t, browser, pageURL, shot, budget)
+	return dom
+}
+
+// renderPageLogged is renderPage that also returns Chromium's log, where
+// the page's console messages are, among them what its
+// Content-Security-Policy blocked.
+func renderPageLogged(t *testing.T, browser, pageURL, shot string, budget time.Duration) (dom, log string) {
+	t.Helper()
 	// A fresh profile per run means no login, cookie or cache carried over
 	// from an earlier page could make a page look right.
 	args := []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
 		"--disable-background-networking", "--disable-component-update", "--disable-sync",
 		"--user-data-dir=" + t.TempDir(), "--hide-scrollbars", "--window-size=1280,900",
-		"--dump-dom", "--screenshot=" + shot}
+		"--dump-dom", "--screenshot=" + shot, "--enable-logging=stderr", "--v=0"}
 	if budget > 0 {
 		args = append(args, "--virtual-time-budget="+strconv.FormatInt(budget.Milliseconds(), 10))
 	}
@@ -245,7 +296,7 @@ func renderPage(t *testing.T, browser, pageURL, shot string, budget time.Duratio
 	}
 	checkScreenshot(t, shot)
 	t.Logf("%s: DOM %d bytes, screenshot %s", redact(pageURL), stdout.Len(), shot)
-	return stdout.String()
+	return stdout.String(), stderr.String()
 }
 
 // checkScreenshot fails unless path is a PNG of the window's size and big
