@@ -148,7 +148,7 @@ func (r opsReport) Figures() []chartFigure {
 		}
 		c := chart{ID: "chart-waiting", Title: "Age of the oldest enrollment waiting for CC", Hours: hours, Duration: true,
 			Empty: "nothing waited at an hour's end",
-			Area: &chartSeries{"age of the oldest waiting, at each hour's end", colorWaiting, ages}}
+			Area:  &chartSeries{"age of the oldest waiting, at each hour's end", colorWaiting, ages}}
 		c.Desc = "The oldest enrollment waiting for CC, " + wait.Note + "; the longest at an hour's end in the last " +
 			strconv.Itoa(len(hours)) + " h: " + c.value(slices.Max(ages)) + "."
 		wait.SVG = template.HTML(c.svg())
