@@ -29,6 +29,18 @@ func hourBuckets(from time.Time, n int) []HourBucket {
 	return b
 }
 
+// The hourly queries take the window's start, then its start and end
+// again; each reads a range of one index and nothing else (checked by
+// BenchmarkHourlyQueries on 300,000 rows).
+const (
+	receivedByHourSQL = `SELECT TIMESTAMPDIFF(HOUR, ?, version_received_at) AS h, COUNT(*)
+		 FROM enrollments WHERE version_received_at >= ? AND version_received_at < ?
+		 GROUP BY h`
+	importedByHourSQL = `SELECT TIMESTAMPDIFF(HOUR, ?, imported_at) AS h, COUNT(*), MIN(version_received_at)
+		 FROM enrollments WHERE imported_at >= ? AND imported_at < ?
+		 GROUP BY h`
+)
+
 // ReceivedByHour counts, for each of hours hours from the hour of from, the
 // enrollments whose current version was received in it. It reads a range of
 // the enrollments_version_received index and nothing else. A contact changed
@@ -40,10 +52,7 @@ func (s *DB) ReceivedByHour(ctx context.Context, from time.Time, hours int) ([]H
 		return b, nil
 	}
 	start, end := b[0].Hour, b[0].Hour.Add(time.Duration(hours)*time.Hour)
-	rows, err := s.db.QueryContext(ctx,
-		`SELECT TIMESTAMPDIFF(HOUR, ?, version_received_at) AS h, COUNT(*)
-		 FROM enrollments WHERE version_received_at >= ? AND version_received_at < ?
-		 GROUP BY h`, start, start, end)
+	rows, err := s.db.QueryContext(ctx, receivedByHourSQL, start, start, end)
 	if err != nil {
 		return nil, fmt.Errorf("store: enrollments received by hour: %w", err)
 	}
@@ -72,10 +81,7 @@ func (s *DB) ImportedByHour(ctx context.Context, from time.Time, hours int) ([]H
 		return b, nil
 	}
 	start, end := b[0].Hour, b[0].Hour.Add(time.Duration(hours)*time.Hour)
-	rows, err := s.db.QueryContext(ctx,
-		`SELECT TIMESTAMPDIFF(HOUR, ?, imported_at) AS h, COUNT(*), MIN(version_received_at)
-		 FROM enrollments WHERE imported_at >= ? AND imported_at < ?
-		 GROUP BY h`, start, start, end)
+	rows, err := s.db.QueryContext(ctx, importedByHourSQL, start, start, end)
 	if err != nil {
 		return nil, fmt.Errorf("store: enrollments imported by hour: %w", err)
 	}
