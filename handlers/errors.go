@@ -15,6 +15,7 @@ const (
 	CodeMalformed     = "malformed_body"
 	CodeNoEmail       = "no_usable_email"
 	CodeNoRoute       = "no_route"
+	CodeFieldTooLong  = "field_too_long"
 	CodeUnavailable   = "unavailable"
 	CodeNotFound      = "not_found"
 	CodeMethod        = "method_not_allowed"

@@ -27,7 +27,7 @@ type Metrics struct {
 }
 
 // Webhook outcomes beyond the delivery verdicts of a workflow delivery
-// (accepted, duplicate, stale, malformed, no_email, no_route), which are
+// (accepted, duplicate, stale, malformed, no_email, no_route, rejected), which are
 // used as they are.
 const (
 	// OutcomeWebhooksAPI is a Webhooks API batch stored whole: its events
@@ -47,8 +47,8 @@ const (
 // knownOutcomes start at zero, so that a rate over an outcome that has not
 // happened yet is 0 rather than absent.
 var knownOutcomes = []string{store.VerdictAccepted, store.VerdictDuplicate, store.VerdictStale, store.VerdictMalformed,
-	store.VerdictNoEmail, store.VerdictNoRoute, OutcomeWebhooksAPI, OutcomeBadSignature, OutcomeTooLarge, OutcomeUnavailable,
-	OutcomeIncompleteBody, OutcomeBusy}
+	store.VerdictNoEmail, store.VerdictNoRoute, store.VerdictRejected, OutcomeWebhooksAPI, OutcomeBadSignature, OutcomeTooLarge,
+	OutcomeUnavailable, OutcomeIncompleteBody, OutcomeBusy}
 
 // NewMetrics makes the metrics and registers them with reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
@@ -159,6 +159,8 @@ func outcomeOf(err error, noted string, status int) string {
 			return store.VerdictNoEmail
 		case CodeNoRoute:
 			return store.VerdictNoRoute
+		case CodeFieldTooLong:
+			return store.VerdictRejected
 		case CodeUnavailable:
 			return OutcomeUnavailable
 		case CodeBodyTooLarge:

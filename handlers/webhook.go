@@ -58,7 +58,7 @@ func handleWebhook(cfg Config, st Store, core *ingest.Core) echo.HandlerFunc {
 		if over != nil {
 			return oversized.record(r, over)
 		}
-		version, err := cfg.Verifier.Verify(hubspot.Request{
+		verified, err := cfg.Verifier.Verify(hubspot.Request{
 			Method: r.Method, URI: signedURI(base, r), Body: raw, Header: r.Header,
 		})
 		if err != nil {
@@ -67,10 +67,10 @@ func handleWebhook(cfg Config, st Store, core *ingest.Core) echo.HandlerFunc {
 			}
 			// HubSpot never retries a 4xx, so the request is kept first;
 			// whether that succeeds does not change the answer.
-			quarantined.keep(r, raw, version, err)
+			quarantined.keep(r, raw, verified.Version, err)
 			return newError(http.StatusUnauthorized, CodeBadSignature, signatureMessage(err), err)
 		}
-		res, err := core.Ingest(r.Context(), raw, version, time.Time{})
+		res, err := core.Ingest(r.Context(), raw, verified, time.Time{})
 		if err != nil {
 			var ie *ingest.Error
 			if errors.As(err, &ie) {
@@ -96,7 +96,7 @@ func Status(code ingest.Code) int {
 		return http.StatusOK
 	case ingest.CodeMalformed:
 		return http.StatusBadRequest
-	case ingest.CodeNoEmail, ingest.CodeNoRoute:
+	case ingest.CodeNoEmail, ingest.CodeNoRoute, ingest.CodeFieldTooLong:
 		return http.StatusUnprocessableEntity
 	}
 	return http.StatusServiceUnavailable

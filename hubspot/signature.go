@@ -99,7 +99,16 @@ type Verifier struct {
 	Now func() time.Time
 }
 
-// Verify checks the signature of r and returns the version that matched.
+// Verified is what a signature check proves about a request: the scheme
+// that matched and, for v3, when HubSpot signed it. SignedAt is zero for v1
+// and v2, which carry no time: such a request proves only who made it, not
+// when, so it can be replayed for ever.
+type Verified struct {
+	Version  Version
+	SignedAt time.Time
+}
+
+// Verify checks the signature of r and returns what it proves.
 //
 // When X-HubSpot-Signature-v3 is present it alone decides, so that a request
 // cannot be downgraded to the replayable v2 by a broken v3 header. Otherwise,
@@ -107,7 +116,7 @@ type Verifier struct {
 // X-HubSpot-Signature-Version names, or as v2 and then v1 when that header is
 // missing. On failure the returned version is the one that was checked, so
 // the caller can log it, or empty when no scheme applied.
-func (v *Verifier) Verify(r Request) (Version, error) {
+func (v *Verifier) Verify(r Request) (Verified, error) {
 	return v.verify(r, time.Time{})
 }
 
@@ -116,23 +125,31 @@ func (v *Verifier) Verify(r Request) (Version, error) {
 // the window around at instead of around the clock's now. Everything else is
 // checked as Verify checks it, so a request that was stale or from the
 // future when it arrived stays refused. A zero at means now, as in Verify.
-func (v *Verifier) VerifyAt(r Request, at time.Time) (Version, error) {
+func (v *Verifier) VerifyAt(r Request, at time.Time) (Verified, error) {
 	return v.verify(r, at)
 }
 
 // verify checks r against the window around at, or around the clock's now
 // when at is zero; reading the clock only for v3 keeps it off the v1 and v2
 // paths.
-func (v *Verifier) verify(r Request, at time.Time) (Version, error) {
+func (v *Verifier) verify(r Request, at time.Time) (Verified, error) {
 	if !v.hasSecret() {
-		return "", fmt.Errorf("verify: %w", ErrNoSecret)
+		return Verified{}, fmt.Errorf("verify: %w", ErrNoSecret)
 	}
 	if sig := headerValue(r.Header, keySignatureV3); sig != "" {
-		return V3, v.verifyV3(r, sig, headerValue(r.Header, keyRequestTimestamp), at)
+		signed, err := v.verifyV3(r, sig, headerValue(r.Header, keyRequestTimestamp), at)
+		return Verified{Version: V3, SignedAt: signed}, err
 	}
 	if v.RequireV3 {
-		return "", fmt.Errorf("verify: no %s and v3 is required: %w", HeaderSignatureV3, ErrMissingSignature)
+		return Verified{}, fmt.Errorf("verify: no %s and v3 is required: %w", HeaderSignatureV3, ErrMissingSignature)
 	}
+	ver, err := v.verifyHex(r)
+	return Verified{Version: ver}, err
+}
+
+// verifyHex checks X-HubSpot-Signature as v2 or v1 and returns the version
+// it checked.
+func (v *Verifier) verifyHex(r Request) (Version, error) {
 	sig := headerValue(r.Header, keySignature)
 	if sig == "" {
 		return "", fmt.Errorf("verify: %w", ErrMissingSignature)
@@ -164,32 +181,35 @@ func (v *Verifier) verify(r Request, at time.Time) (Version, error) {
 }
 
 // verifyV3 checks the v3 signature sig and then the freshness of ts against
-// at, or against the clock's now when at is zero.
-func (v *Verifier) verifyV3(r Request, sig, ts string, at time.Time) error {
+// at, or against the clock's now when at is zero. It returns the signing
+// time once the signature matches, also when that time is out of the
+// window, and the zero time when it does not match.
+func (v *Verifier) verifyV3(r Request, sig, ts string, at time.Time) (time.Time, error) {
 	if ts == "" {
-		return fmt.Errorf("verify v3: missing %s: %w", HeaderRequestTimestamp, ErrBadTimestamp)
+		return time.Time{}, fmt.Errorf("verify v3: missing %s: %w", HeaderRequestTimestamp, ErrBadTimestamp)
 	}
 	// ParseUint rejects signs, fractions and exponents, so a float such as
 	// "1700000000000.0" fails here instead of being reformatted; the MAC
 	// covers the header text as sent. Bit size 63 keeps the value in int64.
 	ms, err := strconv.ParseUint(ts, 10, 63)
 	if err != nil {
-		return fmt.Errorf("verify v3: timestamp %.32q: %w", ts, ErrBadTimestamp)
+		return time.Time{}, fmt.Errorf("verify v3: timestamp %.32q: %w", ts, ErrBadTimestamp)
 	}
 	if !v.matchV3(r, sig, ts) {
-		return fmt.Errorf("verify v3: %w", ErrBadSignature)
+		return time.Time{}, fmt.Errorf("verify v3: %w", ErrBadSignature)
 	}
+	signed := time.UnixMilli(int64(ms)).UTC()
 	if at.IsZero() {
 		at = v.now()
 	}
 	age := at.UnixMilli() - int64(ms)
 	if limit := orDefault(v.MaxAge); age > limit.Milliseconds() {
-		return fmt.Errorf("verify v3: timestamp %s is more than %v old: %w", ts, limit, ErrStaleTimestamp)
+		return signed, fmt.Errorf("verify v3: timestamp %s is more than %v old: %w", ts, limit, ErrStaleTimestamp)
 	}
 	if limit := orDefault(v.MaxFuture); -age > limit.Milliseconds() {
-		return fmt.Errorf("verify v3: timestamp %s is more than %v in the future: %w", ts, limit, ErrStaleTimestamp)
+		return signed, fmt.Errorf("verify v3: timestamp %s is more than %v in the future: %w", ts, limit, ErrStaleTimestamp)
 	}
-	return nil
+	return signed, nil
 }
 
 // matchV3 reports whether sig is the v3 signature of r under any secret.

@@ -90,9 +90,17 @@ func TestVectors(t *testing.T) {
 			if v.Timestamp != "" {
 				vf.Now = clockAt(t, v.Timestamp)
 			}
-			ver, err := vf.Verify(vectorRequest(t, v, v.Expected))
-			if err != nil || ver != Version(v.Version) {
-				t.Errorf("Verify = %q, %v; want %q, nil", ver, err, v.Version)
+			verified, err := vf.Verify(vectorRequest(t, v, v.Expected))
+			if err != nil || verified.Version != Version(v.Version) {
+				t.Errorf("Verify = %q, %v; want %q, nil", verified.Version, err, v.Version)
+			}
+			// Only v3 says when it was signed; v1 and v2 prove no time.
+			var want time.Time
+			if v.Timestamp != "" && verified.Version == V3 {
+				want = time.UnixMilli(mustMillis(t, v.Timestamp)).UTC()
+			}
+			if !verified.SignedAt.Equal(want) {
+				t.Errorf("SignedAt = %v, want %v", verified.SignedAt, want)
 			}
 		})
 	}
@@ -120,9 +128,9 @@ func TestVectorsQueryDecode(t *testing.T) {
 		"decoded signature": decoded.Expected,
 		"raw signature":     raw.Expected, // the leniency
 	} {
-		ver, err := vf.Verify(vectorRequest(t, raw, sig))
-		if err != nil || ver != V3 {
-			t.Errorf("%s on the raw uri: Verify = %q, %v; want v3, nil", name, ver, err)
+		got, err := vf.Verify(vectorRequest(t, raw, sig))
+		if err != nil || got.Version != V3 {
+			t.Errorf("%s on the raw uri: Verify = %q, %v; want v3, nil", name, got.Version, err)
 		}
 	}
 }
@@ -282,9 +290,9 @@ func TestVerifyRejects(t *testing.T) {
 			if tt.secrets != nil {
 				vf.Secrets = tt.secrets
 			}
-			ver, err := vf.Verify(r)
-			if ver != tt.wantVer {
-				t.Errorf("version = %q, want %q", ver, tt.wantVer)
+			got, err := vf.Verify(r)
+			if got.Version != tt.wantVer {
+				t.Errorf("version = %q, want %q", got.Version, tt.wantVer)
 			}
 			if tt.wantErr == nil && err != nil {
 				t.Errorf("err = %v, want nil", err)
@@ -307,15 +315,15 @@ func TestSignRoundTrip(t *testing.T) {
 		h := Sign(secret, tt.method, tt.uri, body, time.Now())
 		r := Request{Method: tt.method, URI: tt.uri, Body: body, Header: h}
 		vf := Verifier{Secrets: []string{secret}} // the real clock
-		if ver, err := vf.Verify(r); err != nil || ver != V3 {
-			t.Errorf("%s %s: Verify = %q, %v; want v3, nil", tt.method, tt.uri, ver, err)
+		if got, err := vf.Verify(r); err != nil || got.Version != V3 {
+			t.Errorf("%s %s: Verify = %q, %v; want v3, nil", tt.method, tt.uri, got.Version, err)
 		}
 
 		r.Header = h.Clone()
 		r.Header.Del(HeaderSignatureV3)
 		r.Header.Del(HeaderRequestTimestamp)
-		if ver, err := vf.Verify(r); err != nil || ver != V2 {
-			t.Errorf("%s %s without v3: Verify = %q, %v; want v2, nil", tt.method, tt.uri, ver, err)
+		if got, err := vf.Verify(r); err != nil || got.Version != V2 {
+			t.Errorf("%s %s without v3: Verify = %q, %v; want v2, nil", tt.method, tt.uri, got.Version, err)
 		}
 		vf.RequireV3 = true
 		if _, err := vf.Verify(r); !errors.Is(err, ErrMissingSignature) {
@@ -387,12 +395,12 @@ func FuzzVerify(f *testing.F) {
 
 		// Whatever is signed must verify, both as v3 and as the v2 fallback.
 		r := Request{Method: method, URI: uri, Body: body, Header: Sign(secret, method, uri, body, now)}
-		if ver, err := vf.Verify(r); err != nil || ver != V3 {
-			t.Fatalf("round trip: Verify = %q, %v", ver, err)
+		if got, err := vf.Verify(r); err != nil || got.Version != V3 {
+			t.Fatalf("round trip: Verify = %q, %v", got.Version, err)
 		}
 		r.Header.Del(HeaderSignatureV3)
-		if ver, err := vf.Verify(r); err != nil || ver != V2 {
-			t.Fatalf("round trip v2: Verify = %q, %v", ver, err)
+		if got, err := vf.Verify(r); err != nil || got.Version != V2 {
+			t.Fatalf("round trip v2: Verify = %q, %v", got.Version, err)
 		}
 	})
 }

@@ -50,8 +50,16 @@ func TestVerifyAt(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			vf := Verifier{Secrets: tc.secrets, Now: later}
 			got, err := vf.VerifyAt(req(tc.header), tc.at)
-			if got != tc.want || !errors.Is(err, tc.wantErr) || (tc.wantErr == nil) != (err == nil) {
-				t.Errorf("VerifyAt = %q, %v; want %q, %v", got, err, tc.want, tc.wantErr)
+			if got.Version != tc.want || !errors.Is(err, tc.wantErr) || (tc.wantErr == nil) != (err == nil) {
+				t.Errorf("VerifyAt = %q, %v; want %q, %v", got.Version, err, tc.want, tc.wantErr)
+			}
+			// A verified v3 request carries the time HubSpot signed it, which
+			// orders it against other deliveries; v2 carries none.
+			if err == nil && tc.want == V3 && !got.SignedAt.Equal(signed) {
+				t.Errorf("SignedAt = %v, want %v", got.SignedAt, signed)
+			}
+			if tc.want == V2 && !got.SignedAt.IsZero() {
+				t.Errorf("SignedAt = %v for v2, want zero", got.SignedAt)
 			}
 		})
 	}

@@ -68,19 +68,22 @@ func New(cfg Config, st Store, enq Enqueuer) *Core {
 // then, so giving up early loses nothing.
 const enqueueTimeout = 2 * time.Second
 
-// Ingest runs raw, verified as version, through parse, route, store and
+// Ingest runs raw, verified as v says, through parse, route, store and
 // enqueue, with the delivery dated receivedAt (when it arrived; now when
-// zero). Whatever was stored is a Result, refusals included (a malformed
-// body, no usable email, no route), each kept with its verdict so that it
-// can be inspected and replayed. The error is for faults of ours only (the
-// store failing): an *Error with CodeUnavailable, which HubSpot must be
-// asked to retry.
-func (c *Core) Ingest(ctx context.Context, raw []byte, version hubspot.Version, receivedAt time.Time) (Result, error) {
-	d := &store.Delivery{Kind: store.KindWorkflow, SignatureVersion: string(version), Body: raw, ReceivedAt: receivedAt.UTC()}
+// zero). v.SignedAt orders a body without HubSpot data times against the
+// contact's other deliveries, so that an older one replayed later is stale.
+// Whatever was stored is a Result, refusals included (a malformed body, no
+// usable email, no route, a field too long to keep), each kept with its
+// verdict so that it can be inspected and replayed. The error is for faults
+// of ours only (the store failing): an *Error with CodeUnavailable, which
+// HubSpot must be asked to retry.
+func (c *Core) Ingest(ctx context.Context, raw []byte, v hubspot.Verified, receivedAt time.Time) (Result, error) {
+	d := &store.Delivery{Kind: store.KindWorkflow, SignatureVersion: string(v.Version), Body: raw,
+		ReceivedAt: receivedAt.UTC(), SignedAt: v.SignedAt}
 	parsed, err := hubspot.ParseWorkflow(raw, c.cfg.Fields)
 	switch {
 	case errors.Is(err, hubspot.ErrWebhooksAPI):
-		return c.events(ctx, raw, version, d.ReceivedAt)
+		return c.events(ctx, raw, v, d.ReceivedAt)
 	case errors.Is(err, hubspot.ErrNoEmail):
 		d.Verdict, d.Reason = store.VerdictNoEmail, err.Error()
 		return c.refuse(ctx, d, CodeNoEmail)
@@ -92,6 +95,7 @@ func (c *Core) Ingest(ctx context.Context, raw []byte, version hubspot.Version, 
 	}
 	e := toEnrollment(parsed, c.cfg.Lists)
 	e.Route = configuredLists
+	e.SentAt = v.SignedAt
 	if c.cfg.Router != nil {
 		lists, why, err := c.cfg.Router.Route(e)
 		if err != nil {
@@ -104,13 +108,21 @@ func (c *Core) Ingest(ctx context.Context, raw []byte, version hubspot.Version, 
 		e.Lists, e.Route = lists, why
 	}
 	res, err := c.st.Ingest(ctx, d, e)
-	if err != nil {
+	var tooLong *store.FieldTooLongError
+	switch {
+	case errors.As(err, &tooLong):
+		// The same body would fail the same way on every retry: it is
+		// kept as rejected, with the field, and answered as a refusal.
+		d.Verdict, d.Reason = store.VerdictRejected, tooLong.Error()
+		return c.refuse(ctx, d, CodeFieldTooLong)
+	case err != nil:
 		return Result{}, unavailable("could not store the enrollment", err)
 	}
 	// A pending row is queued even on a repeat: a repeat may be HubSpot's
 	// retry of a request whose enqueue failed. The TaskID makes it a no-op
-	// when the task exists. An enqueue failure is not the caller's fault and
-	// the row is durable, so the sweep will queue it.
+	// when the task exists, so replays of one request make no new task. An
+	// enqueue failure is not the caller's fault and the row is durable, so
+	// the sweep will queue it.
 	if res.Status == store.StatusPending {
 		// Bounded, so that a Redis outage slows each answer by at most
 		// this much instead of by the client's dial timeouts and retries.

@@ -60,7 +60,7 @@ func TestCore(t *testing.T) {
 	}
 	var enrollment int64
 	for _, st := range steps {
-		got, err := core.Ingest(ctx, st.body, hubspot.V3, arrived)
+		got, err := core.Ingest(ctx, st.body, hubspot.Verified{Version: hubspot.V3}, arrived)
 		if err != nil {
 			t.Fatalf("%s: %v", st.name, err)
 		}
@@ -102,7 +102,7 @@ func TestCore(t *testing.T) {
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
-	_, err = core.Ingest(ctx, body, hubspot.V3, arrived)
+	_, err = core.Ingest(ctx, body, hubspot.Verified{Version: hubspot.V3}, arrived)
 	var ie *ingest.Error
 	if !errors.As(err, &ie) || ie.Code != ingest.CodeUnavailable {
 		t.Errorf("with MySQL closed: %v, want an *ingest.Error with code unavailable", err)

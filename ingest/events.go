@@ -21,14 +21,14 @@ import (
 // malformed; an event that could not be stored is a fault of ours, and the
 // events stored before it are recognised by their key as duplicates when
 // HubSpot sends the batch again.
-func (c *Core) events(ctx context.Context, raw []byte, version hubspot.Version, receivedAt time.Time) (Result, error) {
+func (c *Core) events(ctx context.Context, raw []byte, v hubspot.Verified, receivedAt time.Time) (Result, error) {
 	events, err := hubspot.ParseWebhooksAPI(raw)
 	if err != nil {
 		if !errors.Is(err, hubspot.ErrMalformed) {
 			return Result{}, unavailable("could not read the delivery", err)
 		}
-		d := &store.Delivery{Kind: store.KindWebhooksAPI, SignatureVersion: string(version), ReceivedAt: receivedAt,
-			Verdict: store.VerdictMalformed, Reason: err.Error(), Body: raw}
+		d := &store.Delivery{Kind: store.KindWebhooksAPI, SignatureVersion: string(v.Version), ReceivedAt: receivedAt,
+			Verdict: store.VerdictMalformed, Reason: err.Error(), Body: raw, SignedAt: v.SignedAt}
 		return c.refuse(ctx, d, CodeMalformed)
 	}
 
@@ -40,7 +40,8 @@ func (c *Core) events(ctx context.Context, raw []byte, version hubspot.Version, 
 	pending := map[int64]store.IngestResult{}
 	var order []int64
 	for _, ev := range events {
-		d := &store.Delivery{Kind: store.KindWebhooksAPI, SignatureVersion: string(version), Body: ev.Raw, ReceivedAt: receivedAt}
+		d := &store.Delivery{Kind: store.KindWebhooksAPI, SignatureVersion: string(v.Version), Body: ev.Raw, ReceivedAt: receivedAt,
+			SignedAt: v.SignedAt}
 		res, err := c.st.IngestEvent(ctx, d, ev.Key(), c.propertyChange(ev, d))
 		if err != nil {
 			return Result{}, unavailable("could not store the event", err)

@@ -14,6 +14,9 @@ const (
 	CodeMalformed Code = "malformed_body"  // not a body HubSpot sends; stored
 	CodeNoEmail   Code = "no_usable_email" // a contact without a usable email; stored
 	CodeNoRoute   Code = "no_route"        // the rules send the contact nowhere; stored
+	// CodeFieldTooLong is a value too long for the column that keeps it;
+	// stored as rejected, with the field.
+	CodeFieldTooLong Code = "field_too_long"
 	// CodeUnavailable is a fault of ours (the store failing); nothing is
 	// known to be stored, and the sender must try again.
 	CodeUnavailable Code = "unavailable"
@@ -38,9 +41,9 @@ type Result struct {
 }
 
 // Refused reports a delivery that was stored but cannot be imported as it
-// is: a malformed body, no usable email, no route.
+// is: a malformed body, no usable email, no route, a field too long.
 func (r Result) Refused() bool {
-	return r.Code == CodeMalformed || r.Code == CodeNoEmail || r.Code == CodeNoRoute
+	return r.Code == CodeMalformed || r.Code == CodeNoEmail || r.Code == CodeNoRoute || r.Code == CodeFieldTooLong
 }
 
 // Error is a fault of ours while ingesting: Code is CodeUnavailable, and

@@ -2,8 +2,10 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -26,6 +28,7 @@ const (
 	VerdictNoRoute     = "no_route"    // the routing rules send it to no list (answered 422)
 	VerdictStale       = "stale"       // older than the stored data: nothing changed (answered 2xx)
 	VerdictTooLarge    = "too_large"   // over the body limit, neither verified nor read whole (answered 413)
+	VerdictRejected    = "rejected"    // a value the bridge cannot keep, such as a field too long for its column (answered 422)
 )
 
 // TooLargeHeadMax is how much of a body over the limit is kept with its
@@ -72,6 +75,30 @@ type Delivery struct {
 	// ReplayOf is the delivery that `hs2cc deliveries replay` ran again to
 	// make this one; 0 for a delivery HubSpot sent.
 	ReplayOf int64
+	// SignedAt is when HubSpot signed the request, from its v3 signature;
+	// zero for v1 and v2, which carry no time.
+	SignedAt time.Time
+	// Repeats counts the exact repeats of this delivery (the same body
+	// about the same contact) that were counted here instead of being
+	// stored again, the last of them at LastRepeatAt.
+	Repeats      int
+	LastRepeatAt time.Time
+	// sum is the SHA-256 of Body, computed once (see bodySum).
+	sum []byte
+}
+
+// bodySum is the SHA-256 of d's body, by which an exact repeat is found;
+// nil for a too_large delivery, whose body is only its head, so that two
+// different bodies with the same head are not taken for one.
+func (d *Delivery) bodySum() []byte {
+	if d.Verdict == VerdictTooLarge {
+		return nil
+	}
+	if d.sum == nil {
+		sum := sha256.Sum256(d.Body)
+		d.sum = sum[:]
+	}
+	return d.sum
 }
 
 // preparedBodyMin is the body size from which a delivery is inserted by a
@@ -112,10 +139,11 @@ func insertDelivery(ctx context.Context, q execPreparer, d *Delivery) error {
 		return fmt.Errorf("store: insert delivery: %w", err)
 	}
 	const insert = `INSERT INTO deliveries (received_at, kind, signature_version, verdict, reason, enrollment_id, body,
-		   headers, declared_length, body_length, body_length_at_least, version, lists, route, email)
-		 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+		   headers, declared_length, body_length, body_length_at_least, version, lists, route, email, body_sha256, signed_at)
+		 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	args := []any{d.ReceivedAt.UTC(), d.Kind, d.SignatureVersion, d.Verdict, truncate(d.Reason, 512), enr,
-		nonNilBytes(d.Body), headers, declared, d.BodyLength, d.BodyLengthAtLeast, tr.version, tr.lists, tr.route, tr.email}
+		nonNilBytes(d.Body), headers, declared, d.BodyLength, d.BodyLengthAtLeast, tr.version, tr.lists, tr.route, tr.email,
+		d.bodySum(), nullTime(d.SignedAt)}
 	var res sql.Result
 	if len(d.Body) >= preparedBodyMin {
 		res, err = execPrepared(ctx, q, insert, args...)
@@ -138,29 +166,63 @@ func insertDelivery(ctx context.Context, q execPreparer, d *Delivery) error {
 // so that nothing HubSpot sent is lost without a trace even when it cannot
 // be imported. A too_large delivery's Body must already be cut to
 // TooLargeHeadMax, since the caller holds no more of it.
+//
+// An exact repeat of a refusal (the same body refused with the same
+// verdict, which a body without a contact can only be) is counted on the
+// delivery that stored it, and d takes that delivery's id: a replayed
+// request adds no row. Two identical refusals at once may both be stored,
+// which costs a row and loses nothing.
 func (s *DB) RecordDelivery(ctx context.Context, d *Delivery) error {
 	if d.ReceivedAt.IsZero() {
 		d.ReceivedAt = s.utcNow()
 	}
+	if sum := d.bodySum(); sum != nil && d.EnrollmentID == 0 {
+		var id int64
+		err := s.db.QueryRowContext(ctx,
+			`SELECT id FROM deliveries WHERE body_sha256 = ? AND enrollment_id IS NULL AND verdict = ?
+			 ORDER BY id DESC LIMIT 1`, sum, d.Verdict).Scan(&id)
+		switch {
+		case err == nil:
+			return countRepeat(ctx, s.db, d, id, s.utcNow())
+		case !errors.Is(err, sql.ErrNoRows):
+			return fmt.Errorf("store: record delivery: %w", err)
+		}
+	}
 	return insertDelivery(ctx, s.db, d)
 }
 
+// countRepeat counts d as an exact repeat of the stored delivery id, at
+// now, and gives d that delivery's id: nothing of d is stored but the
+// count, since its body and verdict are the stored ones.
+func countRepeat(ctx context.Context, q execer, d *Delivery, id int64, now time.Time) error {
+	if _, err := q.ExecContext(ctx,
+		`UPDATE deliveries SET repeats = repeats + 1, last_repeat_at = ? WHERE id = ?`, now.UTC(), id); err != nil {
+		return fmt.Errorf("store: count repeat of delivery %d: %w", id, err)
+	}
+	d.ID = id
+	return nil
+}
+
 const deliveryColumns = `id, received_at, kind, signature_version, verdict, reason, enrollment_id, body,
-  headers, declared_length, body_length, body_length_at_least, version, lists, route, email, replay_of`
+  headers, declared_length, body_length, body_length_at_least, version, lists, route, email, replay_of,
+  signed_at, repeats, last_repeat_at`
 
 func scanDelivery(r rowScanner) (*Delivery, error) {
 	var d Delivery
 	var enr, declared, length sql.NullInt64
 	var headers sql.NullString
 	var tr deliveryTrace
+	var signed, lastRepeat sql.NullTime
 	if err := r.Scan(&d.ID, &d.ReceivedAt, &d.Kind, &d.SignatureVersion, &d.Verdict, &d.Reason, &enr, &d.Body,
-		&headers, &declared, &length, &d.BodyLengthAtLeast, &tr.version, &tr.lists, &tr.route, &tr.email, &tr.replayOf); err != nil {
+		&headers, &declared, &length, &d.BodyLengthAtLeast, &tr.version, &tr.lists, &tr.route, &tr.email, &tr.replayOf,
+		&signed, &d.Repeats, &lastRepeat); err != nil {
 		return nil, err
 	}
 	if err := tr.fill(&d); err != nil {
 		return nil, fmt.Errorf("delivery %d: %w", d.ID, err)
 	}
 	d.EnrollmentID, d.DeclaredLength, d.BodyLength = enr.Int64, declared.Int64, length.Int64
+	d.SignedAt, d.LastRepeatAt = signed.Time, lastRepeat.Time
 	if headers.Valid {
 		if err := json.Unmarshal([]byte(headers.String), &d.Header); err != nil {
 			return nil, fmt.Errorf("delivery %d: headers: %w", d.ID, err)

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -68,6 +69,10 @@ type Enrollment struct {
 	// Route says why the rules chose Lists; it is kept with the delivery
 	// and the version's history, not on the row.
 	Route string
+	// SentAt is when HubSpot signed the delivery the row was last written
+	// from (its v3 signature's time); zero when that was v1 or v2. It
+	// orders deliveries whose data carries no HubSpot time (see decide).
+	SentAt time.Time
 }
 
 // newestSource is the time of the newest HubSpot data in the row: its body
@@ -118,6 +123,9 @@ type IngestResult struct {
 	Status       string
 	Lists        []string
 	Outcome      Outcome
+	// Repeat says the delivery was an exact repeat, counted on the stored
+	// delivery DeliveryID instead of being stored again.
+	Repeat bool
 }
 
 // Ingest stores a delivery and upserts its enrollment in one transaction, so
@@ -128,20 +136,36 @@ type IngestResult struct {
 // the row's newest data (its body, or an event since) are both known and the
 // delivery is older, it is recorded with VerdictStale and OutcomeStale, and
 // the row is left as it is. HubSpot retries a workflow delivery for days,
-// so a late retry is expected, not an error. With either time unknown the
-// delivery is applied as if there were no times.
+// so a late retry is expected, not an error. When either data time is
+// unknown, the times HubSpot signed the two deliveries (e.SentAt and the
+// row's) order them the same way when both are known; with neither pair
+// known the delivery is applied as if there were no times.
+//
+// An exact repeat, the body of a delivery stored before about the same
+// contact, is counted on that delivery (see repeatOutcome) and stores
+// nothing new: a request captured once and replayed, which v1 and v2
+// signatures allow for ever, adds no row and rolls nothing back.
+//
+// A value too long for its column is refused before anything is written,
+// with a *FieldTooLongError, since MySQL would refuse the write every time.
 //
 // The row is written first with INSERT … ON DUPLICATE KEY UPDATE, which takes
 // the row lock without the gap locks a SELECT … FOR UPDATE on a missing key
 // would take; concurrent first deliveries of one contact then queue on the
 // row instead of deadlocking. Deadlocks that still happen are retried.
 func (s *DB) Ingest(ctx context.Context, d *Delivery, e *Enrollment) (IngestResult, error) {
+	if err := CheckColumns(e); err != nil {
+		return IngestResult{}, fmt.Errorf("store: ingest: %w", err)
+	}
 	props, err := json.Marshal(nonNilMap(e.Properties))
 	if err != nil {
 		return IngestResult{}, fmt.Errorf("store: ingest: %w", err)
 	}
 	lists, err := json.Marshal(nonNilSlice(e.Lists))
 	if err != nil {
+		return IngestResult{}, fmt.Errorf("store: ingest: %w", err)
+	}
+	if err := checkEncoded(props, lists); err != nil {
 		return IngestResult{}, fmt.Errorf("store: ingest: %w", err)
 	}
 	now := s.utcNow()
@@ -186,10 +210,16 @@ type decision struct {
 // unknown incoming time cannot lower.
 func decide(cur, in *Enrollment) decision {
 	newest, incoming := cur.newestSource(), in.SourceUpdatedAt
+	bothData := !incoming.IsZero() && !newest.IsZero()
 	switch {
-	case !incoming.IsZero() && !newest.IsZero() && incoming.Before(newest):
+	case bothData && incoming.Before(newest):
 		return decision{outcome: OutcomeStale, reason: fmt.Sprintf("HubSpot data of %s is older than the stored data of %s",
 			formatMillis(incoming), formatMillis(newest))}
+	case !bothData && !in.SentAt.IsZero() && in.SentAt.Before(cur.SentAt):
+		// A data time is never compared with a send time: HubSpot signs a
+		// request long after the data in it changed, and retries re-sign.
+		return decision{outcome: OutcomeStale, reason: fmt.Sprintf("signed by HubSpot at %s, before the stored data's delivery of %s",
+			formatMillis(in.SentAt), formatMillis(cur.SentAt))}
 	case cur.ContentHash == in.ContentHash:
 		d := decision{outcome: OutcomeUnchanged}
 		if incoming.After(cur.SourceUpdatedAt) {
@@ -202,6 +232,27 @@ func decide(cur, in *Enrollment) decision {
 		d.sourceAt = newest
 	}
 	return d
+}
+
+// laterSent is the send time a row keeps after a delivery sent at in is
+// applied to it: an unknown time cannot lower what is known.
+func laterSent(cur, in time.Time) time.Time {
+	if in.After(cur) {
+		return in
+	}
+	return cur
+}
+
+// repeatOutcome says whether a delivery whose body was stored before about
+// the same contact (found is true) is an exact repeat, to be counted on that
+// delivery instead of being stored. It is, unless it would make a new
+// version with a v3 signature: HubSpot signed that one within the last
+// minutes and it is not older than the row, so it is the contact changing
+// back to an earlier body, not a replay. A v1 or v2 request proves no time,
+// so the same body again is taken for a replay, even when it would change
+// the row: that is what rolled contacts back.
+func repeatOutcome(found bool, dec decision, in *Enrollment) bool {
+	return found && (dec.outcome != OutcomeUpdated || in.SentAt.IsZero())
 }
 
 // verdictOf is the delivery verdict of an ingest outcome.
@@ -217,30 +268,15 @@ func verdictOf(o Outcome) string {
 
 // ingestTx writes one delivery and what it decides for its enrollment, in
 // tx. The row is written first with INSERT … ON DUPLICATE KEY UPDATE (see
-// Ingest); an existing row is then locked and the decision applied.
+// Ingest); an existing row is then locked and the decision applied, unless
+// the delivery is an exact repeat, which is only counted.
 func ingestTx(ctx context.Context, tx *sql.Tx, now time.Time, d *Delivery, e *Enrollment, props, lists string) (IngestResult, error) {
-	enrolledAt := nullTime(e.EnrolledAt)
-	r, err := tx.ExecContext(ctx,
-		`INSERT INTO enrollments (portal_id, object_key, email, first_name, last_name, country, enrolled_at,
-		   properties, lists, list_key, content_hash, version, status, status_reason, received_at, updated_at,
-		   source_updated_at, version_received_at)
-		 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, '', ?, ?, ?, ?)
-		 ON DUPLICATE KEY UPDATE id = LAST_INSERT_ID(id)`,
-		e.PortalID, e.ObjectKey, e.Email, e.FirstName, e.LastName, e.Country, enrolledAt,
-		props, lists, ListKey(e.Lists), e.ContentHash, StatusPending, now, now, nullTime(e.SourceUpdatedAt), now)
-	if err != nil {
-		return IngestResult{}, err
-	}
-	id, err := r.LastInsertId()
-	if err != nil {
-		return IngestResult{}, err
-	}
-	n, err := r.RowsAffected()
+	id, created, err := upsertEnrollment(ctx, tx, now, e, props, lists)
 	if err != nil {
 		return IngestResult{}, err
 	}
 	res := IngestResult{EnrollmentID: id, Lists: e.Lists, Outcome: OutcomeCreated, Version: 1, Status: StatusPending}
-	if n == 1 {
+	if created {
 		if err := recordVersion(ctx, tx, id, nil, e, 1, d.ReceivedAt); err != nil {
 			return IngestResult{}, err
 		}
@@ -250,23 +286,24 @@ func ingestTx(ctx context.Context, tx *sql.Tx, now time.Time, d *Delivery, e *En
 			return IngestResult{}, err
 		}
 		dec := decide(cur, e)
-		res.Outcome, res.Version = dec.outcome, cur.Version
+		repeatOf, err := findRepeat(ctx, tx, d, id)
+		if err != nil {
+			return IngestResult{}, err
+		}
+		if repeatOutcome(repeatOf != 0, dec, e) {
+			return ingestRepeat(ctx, tx, now, d, e, cur, dec, repeatOf)
+		}
+		res.Outcome, res.Version, res.Status, res.Lists = dec.outcome, cur.Version, cur.Status, cur.Lists
 		switch dec.outcome {
 		case OutcomeStale:
-			res.Status, res.Lists = cur.Status, cur.Lists
 			d.Reason = dec.reason
 		case OutcomeUnchanged:
 			// The stored lists are the ones its task was queued with.
-			res.Status, res.Lists = cur.Status, cur.Lists
-			if !dec.sourceAt.IsZero() {
-				if _, err := tx.ExecContext(ctx,
-					`UPDATE enrollments SET source_updated_at = ?, property_times = NULL WHERE id = ?`,
-					dec.sourceAt.UTC(), id); err != nil {
-					return IngestResult{}, err
-				}
+			if err := keepNewerTimes(ctx, tx, cur, dec, e.SentAt); err != nil {
+				return IngestResult{}, err
 			}
 		default:
-			res.Version++
+			res.Version, res.Status, res.Lists = cur.Version+1, StatusPending, e.Lists
 			// The history comes first: it keeps the outcome the row is
 			// about to forget.
 			if err := recordVersion(ctx, tx, id, cur, e, res.Version, d.ReceivedAt); err != nil {
@@ -275,10 +312,11 @@ func ingestTx(ctx context.Context, tx *sql.Tx, now time.Time, d *Delivery, e *En
 			if _, err := tx.ExecContext(ctx,
 				`UPDATE enrollments SET email = ?, first_name = ?, last_name = ?, country = ?, enrolled_at = ?,
 				   properties = ?, lists = ?, list_key = ?, content_hash = ?, version = ?, status = ?, status_reason = '',
-				   import_id = NULL, updated_at = ?, source_updated_at = ?, property_times = NULL, version_received_at = ?
+				   import_id = NULL, updated_at = ?, source_updated_at = ?, property_times = NULL, version_received_at = ?,
+				   sent_at = ?
 				 WHERE id = ?`,
-				e.Email, e.FirstName, e.LastName, e.Country, enrolledAt, props, lists, ListKey(e.Lists), e.ContentHash,
-				res.Version, StatusPending, now, nullTime(dec.sourceAt), now, id); err != nil {
+				e.Email, e.FirstName, e.LastName, e.Country, nullTime(e.EnrolledAt), props, lists, ListKey(e.Lists), e.ContentHash,
+				res.Version, StatusPending, now, nullTime(dec.sourceAt), now, nullTime(laterSent(cur.SentAt, e.SentAt)), id); err != nil {
 				return IngestResult{}, err
 			}
 		}
@@ -292,25 +330,107 @@ func ingestTx(ctx context.Context, tx *sql.Tx, now time.Time, d *Delivery, e *En
 	return res, nil
 }
 
+// upsertEnrollment inserts e as version 1 of a new contact, or finds and
+// row-locks the contact's existing row, and returns its id and whether it
+// was created.
+func upsertEnrollment(ctx context.Context, tx *sql.Tx, now time.Time, e *Enrollment, props, lists string) (int64, bool, error) {
+	r, err := tx.ExecContext(ctx,
+		`INSERT INTO enrollments (portal_id, object_key, email, first_name, last_name, country, enrolled_at,
+		   properties, lists, list_key, content_hash, version, status, status_reason, received_at, updated_at,
+		   source_updated_at, version_received_at, sent_at)
+		 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, '', ?, ?, ?, ?, ?)
+		 ON DUPLICATE KEY UPDATE id = LAST_INSERT_ID(id)`,
+		e.PortalID, e.ObjectKey, e.Email, e.FirstName, e.LastName, e.Country, nullTime(e.EnrolledAt),
+		props, lists, ListKey(e.Lists), e.ContentHash, StatusPending, now, now, nullTime(e.SourceUpdatedAt), now, nullTime(e.SentAt))
+	if err != nil {
+		return 0, false, err
+	}
+	id, err := r.LastInsertId()
+	if err != nil {
+		return 0, false, err
+	}
+	n, err := r.RowsAffected()
+	if err != nil {
+		return 0, false, err
+	}
+	return id, n == 1, nil
+}
+
+// findRepeat returns the id of the newest delivery about enrollment id
+// whose body is d's, or 0. It reads the (body_sha256, enrollment_id) index
+// alone.
+func findRepeat(ctx context.Context, tx *sql.Tx, d *Delivery, id int64) (int64, error) {
+	var found int64
+	err := tx.QueryRowContext(ctx,
+		`SELECT id FROM deliveries WHERE body_sha256 = ? AND enrollment_id = ? ORDER BY id DESC LIMIT 1`,
+		d.bodySum(), id).Scan(&found)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	return found, err
+}
+
+// ingestRepeat counts d as an exact repeat of the stored delivery repeatOf
+// and changes nothing else, except that the row keeps the newer times of an
+// unchanged repeat. A repeat is stale when decide says so, and otherwise a
+// duplicate, whatever its content would have done: no version, no task.
+func ingestRepeat(ctx context.Context, tx *sql.Tx, now time.Time, d *Delivery, e, cur *Enrollment, dec decision, repeatOf int64) (IngestResult, error) {
+	res := IngestResult{EnrollmentID: cur.ID, Version: cur.Version, Status: cur.Status, Lists: cur.Lists,
+		Outcome: OutcomeUnchanged, Repeat: true}
+	switch dec.outcome {
+	case OutcomeStale:
+		res.Outcome, d.Reason = OutcomeStale, dec.reason
+	case OutcomeUnchanged:
+		if err := keepNewerTimes(ctx, tx, cur, dec, e.SentAt); err != nil {
+			return IngestResult{}, err
+		}
+	}
+	d.EnrollmentID, d.Verdict = cur.ID, verdictOf(res.Outcome)
+	if err := countRepeat(ctx, tx, d, repeatOf, now); err != nil {
+		return IngestResult{}, err
+	}
+	res.DeliveryID = d.ID
+	return res, nil
+}
+
+// keepNewerTimes stores, for a delivery that changed nothing, the newer
+// data time the decision carries and a newer send time, so that an older
+// delivery arriving later is still known for what it is.
+func keepNewerTimes(ctx context.Context, tx *sql.Tx, cur *Enrollment, dec decision, sentAt time.Time) error {
+	if !dec.sourceAt.IsZero() {
+		if _, err := tx.ExecContext(ctx,
+			`UPDATE enrollments SET source_updated_at = ?, property_times = NULL WHERE id = ?`,
+			dec.sourceAt.UTC(), cur.ID); err != nil {
+			return err
+		}
+	}
+	if sentAt.After(cur.SentAt) {
+		if _, err := tx.ExecContext(ctx, `UPDATE enrollments SET sent_at = ? WHERE id = ?`, sentAt.UTC(), cur.ID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 const enrollmentColumns = `id, portal_id, object_key, email, first_name, last_name, country, enrolled_at,
   properties, lists, content_hash, version, status, status_reason, import_id, received_at, updated_at, imported_at,
-  source_updated_at, property_times`
+  source_updated_at, property_times, sent_at`
 
 type rowScanner interface{ Scan(dest ...any) error }
 
 func scanEnrollment(r rowScanner) (*Enrollment, error) {
 	var e Enrollment
-	var enrolledAt, importedAt, sourceAt sql.NullTime
+	var enrolledAt, importedAt, sourceAt, sentAt sql.NullTime
 	var importID sql.NullInt64
 	var props, lists string
 	var times sql.NullString
 	if err := r.Scan(&e.ID, &e.PortalID, &e.ObjectKey, &e.Email, &e.FirstName, &e.LastName, &e.Country,
 		&enrolledAt, &props, &lists, &e.ContentHash, &e.Version, &e.Status, &e.StatusReason, &importID,
-		&e.ReceivedAt, &e.UpdatedAt, &importedAt, &sourceAt, &times); err != nil {
+		&e.ReceivedAt, &e.UpdatedAt, &importedAt, &sourceAt, &times, &sentAt); err != nil {
 		return nil, err
 	}
 	e.EnrolledAt, e.ImportedAt, e.ImportID = enrolledAt.Time, importedAt.Time, importID.Int64
-	e.SourceUpdatedAt = sourceAt.Time
+	e.SourceUpdatedAt, e.SentAt = sourceAt.Time, sentAt.Time
 	if err := json.Unmarshal([]byte(props), &e.Properties); err != nil {
 		return nil, fmt.Errorf("enrollment %d properties: %w", e.ID, err)
 	}

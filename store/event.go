@@ -191,6 +191,12 @@ func applyChange(ctx context.Context, tx *sql.Tx, now time.Time, d *Delivery, c 
 		d.Verdict, d.Reason = refusal.Verdict, refusal.Reason
 		return nil
 	}
+	// A value too long for its column would fail the write, and the whole
+	// batch with it, every time HubSpot sends it again.
+	if err := CheckColumns(&next); err != nil {
+		d.Verdict, d.Reason = VerdictRejected, err.Error()
+		return nil
+	}
 	times, timesChanged := timesAfter(cur.PropertyTimes, c, asOf)
 	timesCol, err := encodeTimes(times)
 	if err != nil {

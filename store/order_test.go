@@ -165,7 +165,7 @@ func TestIngestEvent(t *testing.T) {
 	base := enrollment("101", "ann@example.com", "Ann", "")
 	base.SourceUpdatedAt = at(10)
 	base.ContentHash = hashOf(base)
-	created, err := db.Ingest(ctx, &store.Delivery{Kind: store.KindWorkflow, Body: []byte("{}")}, base)
+	created, err := db.Ingest(ctx, workflowDelivery(base), base)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +174,7 @@ func TestIngestEvent(t *testing.T) {
 	flat := enrollment("202", "bob@example.com", "Bob", "")
 	flat.PortalID = 0
 	flat.ContentHash = hashOf(flat)
-	flatRes, err := db.Ingest(ctx, &store.Delivery{Kind: store.KindWorkflow, Body: []byte("{}")}, flat)
+	flatRes, err := db.Ingest(ctx, workflowDelivery(flat), flat)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -282,11 +282,13 @@ func TestIngestEvent(t *testing.T) {
 		b.ContentHash = hashOf(b)
 		return b
 	}
-	res, err := db.Ingest(ctx, &store.Delivery{Kind: store.KindWorkflow, Body: []byte("{}")}, body("Old", 28))
+	old := body("Old", 28)
+	res, err := db.Ingest(ctx, workflowDelivery(old), old)
 	if err != nil || res.Outcome != store.OutcomeStale || res.Version != 4 {
 		t.Fatalf("body older than an event: %+v, %v; want stale at version 4", res, err)
 	}
-	res, err = db.Ingest(ctx, &store.Delivery{Kind: store.KindWorkflow, Body: []byte("{}")}, body("New", 45))
+	newer := body("New", 45)
+	res, err = db.Ingest(ctx, workflowDelivery(newer), newer)
 	if err != nil || res.Outcome != store.OutcomeUpdated || res.Version != 5 {
 		t.Fatalf("body newer than every event: %+v, %v; want version 5", res, err)
 	}
@@ -332,7 +334,7 @@ func TestIngestEventConcurrentRetries(t *testing.T) {
 	db := storetest.MySQL(t)
 	base := enrollment("101", "ann@example.com", "Ann", "")
 	base.ContentHash = hashOf(base)
-	if _, err := db.Ingest(ctx, &store.Delivery{Kind: store.KindWorkflow, Body: []byte("{}")}, base); err != nil {
+	if _, err := db.Ingest(ctx, workflowDelivery(base), base); err != nil {
 		t.Fatal(err)
 	}
 	const n = 16

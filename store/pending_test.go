@@ -67,7 +67,7 @@ func newPendingWalk(t *testing.T) *pendingWalk {
 	setAt(3)
 	e := enrollment("early-1", "early1@example.com", "Changed", "early-v2")
 	e.Lists = gold
-	if _, err := db.Ingest(ctx, &store.Delivery{Kind: store.KindWorkflow, Body: []byte("{}")}, e); err != nil {
+	if _, err := db.Ingest(ctx, workflowDelivery(e), e); err != nil {
 		t.Fatal(err)
 	}
 	return &pendingWalk{
@@ -173,7 +173,7 @@ func TestPendingPageRowChangedDuringWalk(t *testing.T) {
 			enrollment("late-0", "late0@example.com", "Changed", "late0-v2"),
 		} {
 			e.Lists = agents
-			if _, err := w.db.Ingest(context.Background(), &store.Delivery{Kind: store.KindWorkflow, Body: []byte("{}")}, e); err != nil {
+			if _, err := w.db.Ingest(context.Background(), workflowDelivery(e), e); err != nil {
 				t.Fatal(err)
 			}
 		}

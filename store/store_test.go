@@ -21,6 +21,14 @@ func enrollment(key, email, first, hash string) *store.Enrollment {
 	}
 }
 
+// workflowDelivery is a delivery whose body stands for e's content, as a
+// real body does: two deliveries of different content never share a body,
+// which would make the second an exact repeat of the first.
+func workflowDelivery(e *store.Enrollment) *store.Delivery {
+	return &store.Delivery{Kind: store.KindWorkflow,
+		Body: []byte(fmt.Sprintf(`{"hs_object_id":%q,"content":%q,"lists":%q}`, e.ObjectKey, e.ContentHash, e.Lists))}
+}
+
 func TestMigrateAndSchemaCheck(t *testing.T) {
 	ctx := context.Background()
 	db, err := store.Open(ctx, storetest.MySQLDSN(t))
@@ -47,36 +55,53 @@ func TestMigrateAndSchemaCheck(t *testing.T) {
 	}
 }
 
+// TestIngestOutcomes: one contact through new, repeated, changed and
+// replayed bodies. A v1/v2 body (no send time) seen before about the same
+// contact is an exact repeat: counted on the delivery that stored it,
+// nothing stored, nothing rolled back, even when its content is older than
+// the row's.
 func TestIngestOutcomes(t *testing.T) {
 	ctx := context.Background()
 	db := storetest.MySQL(t)
+	bodyA, bodyA2, bodyB, bodyC := []byte(`{"vid":1,"firstname":"Ann"}`), []byte(`{"firstname":"Ann","vid":1}`),
+		[]byte(`{"vid":1,"firstname":"Anna"}`), []byte(`{"vid":2,"firstname":"Bob"}`)
 	steps := []struct {
 		name        string
+		body        []byte
 		e           *store.Enrollment
 		wantOutcome store.Outcome
 		wantVersion int
-		wantVerdict string
+		wantVerdict string // of the stored delivery the result names
+		repeatOf    int    // the step whose delivery counts this one; -1 for none
 	}{
-		{"first delivery creates", enrollment("101", "ann@example.com", "Ann", "h1"), store.OutcomeCreated, 1, store.VerdictAccepted},
-		{"identical repeat is a no-op", enrollment("101", "ann@example.com", "Ann", "h1"), store.OutcomeUnchanged, 1, store.VerdictDuplicate},
-		{"changed content is a new version", enrollment("101", "ann@example.com", "Anna", "h2"), store.OutcomeUpdated, 2, store.VerdictAccepted},
-		{"another contact is separate", enrollment("102", "bob@example.com", "Bob", "h1"), store.OutcomeCreated, 1, store.VerdictAccepted},
+		{"first delivery creates", bodyA, enrollment("101", "ann@example.com", "Ann", "h1"), store.OutcomeCreated, 1, store.VerdictAccepted, -1},
+		{"identical repeat is counted, not stored", bodyA, enrollment("101", "ann@example.com", "Ann", "h1"), store.OutcomeUnchanged, 1, store.VerdictAccepted, 0},
+		{"the same content in another body is a duplicate", bodyA2, enrollment("101", "ann@example.com", "Ann", "h1"), store.OutcomeUnchanged, 1, store.VerdictDuplicate, -1},
+		{"changed content is a new version", bodyB, enrollment("101", "ann@example.com", "Anna", "h2"), store.OutcomeUpdated, 2, store.VerdictAccepted, -1},
+		{"the first body replayed rolls nothing back", bodyA, enrollment("101", "ann@example.com", "Ann", "h1"), store.OutcomeUnchanged, 2, store.VerdictAccepted, 0},
+		{"another contact is separate", bodyC, enrollment("102", "bob@example.com", "Bob", "h1"), store.OutcomeCreated, 1, store.VerdictAccepted, -1},
 	}
 	var firstID int64
-	for _, st := range steps {
-		d := &store.Delivery{Kind: store.KindWorkflow, SignatureVersion: "v3", Body: []byte(`{"vid":1}`)}
+	deliveryOf := make([]int64, len(steps))
+	for i, st := range steps {
+		d := &store.Delivery{Kind: store.KindWorkflow, SignatureVersion: "v2", Body: st.body}
 		res, err := db.Ingest(ctx, d, st.e)
 		if err != nil {
 			t.Fatalf("%s: %v", st.name, err)
 		}
-		if res.Outcome != st.wantOutcome || res.Version != st.wantVersion {
-			t.Errorf("%s: outcome %v version %d, want %v %d", st.name, res.Outcome, res.Version, st.wantOutcome, st.wantVersion)
+		deliveryOf[i] = res.DeliveryID
+		if res.Outcome != st.wantOutcome || res.Version != st.wantVersion || res.Repeat != (st.repeatOf >= 0) {
+			t.Errorf("%s: outcome %v version %d repeat %v, want %v %d %v", st.name, res.Outcome, res.Version, res.Repeat,
+				st.wantOutcome, st.wantVersion, st.repeatOf >= 0)
+		}
+		if st.repeatOf >= 0 && res.DeliveryID != deliveryOf[st.repeatOf] {
+			t.Errorf("%s: delivery %d, want the repeat counted on %d", st.name, res.DeliveryID, deliveryOf[st.repeatOf])
 		}
 		got, err := db.GetDelivery(ctx, res.DeliveryID)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got.Verdict != st.wantVerdict || got.EnrollmentID != res.EnrollmentID || string(got.Body) != `{"vid":1}` {
+		if got.Verdict != st.wantVerdict || got.EnrollmentID != res.EnrollmentID || string(got.Body) != string(st.body) {
 			t.Errorf("%s: delivery %+v", st.name, got)
 		}
 		if st.e.ObjectKey == "101" {
@@ -95,8 +120,21 @@ func TestIngestOutcomes(t *testing.T) {
 		len(e.Lists) != 1 || e.Lists[0] != "New Agents" || !e.EnrolledAt.Equal(time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)) {
 		t.Errorf("stored enrollment %+v", e)
 	}
+	first, err := db.GetDelivery(ctx, deliveryOf[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Repeats != 2 || first.LastRepeatAt.IsZero() {
+		t.Errorf("first delivery: %d repeats, last at %v; want 2 and a time", first.Repeats, first.LastRepeatAt)
+	}
+	counts, err := db.CountDeliveries(ctx)
+	if err != nil || counts[store.VerdictAccepted] != 3 || counts[store.VerdictDuplicate] != 1 || len(counts) != 2 {
+		t.Errorf("delivery verdicts %v, %v; want 3 accepted and 1 duplicate", counts, err)
+	}
 }
 
+// TestIngestConcurrentSameContact: the same body sent 16 times at once
+// makes one enrollment and one delivery that counts the other 15.
 func TestIngestConcurrentSameContact(t *testing.T) {
 	ctx := context.Background()
 	db := storetest.MySQL(t)
@@ -120,8 +158,8 @@ func TestIngestConcurrentSameContact(t *testing.T) {
 		if results[i].Outcome == store.OutcomeCreated {
 			created++
 		}
-		if results[i].EnrollmentID != results[0].EnrollmentID {
-			t.Fatalf("ids differ: %d vs %d", results[i].EnrollmentID, results[0].EnrollmentID)
+		if results[i].EnrollmentID != results[0].EnrollmentID || results[i].DeliveryID != results[0].DeliveryID {
+			t.Fatalf("results differ: %+v vs %+v", results[i], results[0])
 		}
 	}
 	if created != 1 {
@@ -131,8 +169,12 @@ func TestIngestConcurrentSameContact(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if counts[store.VerdictAccepted] != 1 || counts[store.VerdictDuplicate] != 15 {
-		t.Fatalf("delivery verdicts %v", counts)
+	d, err := db.GetDelivery(ctx, results[0].DeliveryID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if counts[store.VerdictAccepted] != 1 || len(counts) != 1 || d.Repeats != 15 {
+		t.Fatalf("delivery verdicts %v, repeats %d; want 1 accepted delivery with 15 repeats", counts, d.Repeats)
 	}
 }
 
@@ -202,8 +244,8 @@ func TestRecordActivitySettlesRows(t *testing.T) {
 				t.Fatal(err)
 			}
 			// A new version arriving mid-import must not be marked imported.
-			if _, err := db.Ingest(ctx, &store.Delivery{Kind: store.KindWorkflow, Body: []byte("{}")},
-				enrollment("1000", "a0@example.com", "Changed", "h-new")); err != nil {
+			changed := enrollment("1000", "a0@example.com", "Changed", "h-new")
+			if _, err := db.Ingest(ctx, workflowDelivery(changed), changed); err != nil {
 				t.Fatal(err)
 			}
 			if err := db.RecordActivity(ctx, imp.ID, store.ActivityResult{State: "processing"}, false, ""); err != nil {
@@ -248,8 +290,8 @@ func TestStalePending(t *testing.T) {
 	db.SetClock(func() time.Time { return now.Add(-time.Hour) })
 	old := ingestN(t, db, 2)
 	db.SetClock(func() time.Time { return now })
-	res, err := db.Ingest(ctx, &store.Delivery{Kind: store.KindWorkflow, Body: []byte("{}")},
-		enrollment("fresh", "f@example.com", "F", "h"))
+	fresh := enrollment("fresh", "f@example.com", "F", "h")
+	res, err := db.Ingest(ctx, workflowDelivery(fresh), fresh)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -331,7 +373,7 @@ func TestClaimImportLeavesRowsWhoseListsChanged(t *testing.T) {
 	ids := ingestN(t, db, 3)
 	moved := enrollment("1001", "a1@example.com", "A", "h-moved")
 	moved.Lists = []string{"Gold Agents"}
-	if _, err := db.Ingest(ctx, &store.Delivery{Kind: store.KindWorkflow, Body: []byte("{}")}, moved); err != nil {
+	if _, err := db.Ingest(ctx, workflowDelivery(moved), moved); err != nil {
 		t.Fatal(err)
 	}
 	imp, err := db.ClaimImport(ctx, "old-group", store.ListKey([]string{"New Agents"}), ids)

@@ -46,7 +46,7 @@ func TestTraceLive(t *testing.T) {
 	// Ann and Zoe are imported as far as the bridge knows; CC got Ann only.
 	for i, email := range []string{"ann@example.com", "zoe@example.com"} {
 		b := fmt.Appendf(nil, `{"portalId":62515,"hs_object_id":"%d","email":%q,"agent_tier":"gold"}`, 200+i, email)
-		res, err := core.Ingest(ctx, b, hubspot.V3, t0)
+		res, err := core.Ingest(ctx, b, hubspot.Verified{Version: hubspot.V3}, t0)
 		if err != nil {
 			t.Fatal(err)
 		}

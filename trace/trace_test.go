@@ -103,7 +103,7 @@ func TestTraceTellsTheStory(t *testing.T) {
 		t.Fatal(err)
 	}
 	clk.set(t0.Add(5 * time.Minute))
-	res, err := core.Ingest(ctx, first, hubspot.V3, q.ReceivedAt)
+	res, err := core.Ingest(ctx, first, hubspot.Verified{Version: hubspot.V3}, q.ReceivedAt)
 	if err != nil || res.Code != ingest.CodeAccepted {
 		t.Fatalf("replay of the quarantined request: %+v, %v", res, err)
 	}
@@ -128,7 +128,7 @@ func TestTraceTellsTheStory(t *testing.T) {
 		{body("platinum", staleAt), t0.Add(65 * time.Minute), ingest.CodeStale},
 	} {
 		clk.set(d.at)
-		if res, err := core.Ingest(ctx, d.body, hubspot.V3, d.at); err != nil || res.Code != d.code {
+		if res, err := core.Ingest(ctx, d.body, hubspot.Verified{Version: hubspot.V3}, d.at); err != nil || res.Code != d.code {
 			t.Fatalf("delivery at %s: %+v, %v; want %s", d.at, res, err, d.code)
 		}
 	}

@@ -70,7 +70,8 @@ func runDeliveries(ctx context.Context, cfg config, args []string, stdout, stder
 			if *dryRun {
 				continue
 			}
-			got, err := in.Ingest(ctx, dl.Body, hubspot.Version(dl.SignatureVersion), dl.ReceivedAt)
+			verified := hubspot.Verified{Version: hubspot.Version(dl.SignatureVersion), SignedAt: dl.SignedAt}
+			got, err := in.Ingest(ctx, dl.Body, verified, dl.ReceivedAt)
 			if err != nil {
 				// A fault of ours (MySQL or Redis down): what was replayed
 				// stays replayed, and running the command again is safe.

@@ -357,7 +357,7 @@ func (r *replayer) judge(ctx context.Context, q *store.Quarantined) (outcome, de
 		return store.ReplayTruncated, fmt.Sprintf("only %d of its %d body bytes were kept, so it cannot be verified",
 			len(q.Body), q.BodyLength), 0, nil
 	}
-	version, verr := r.verifier.VerifyAt(hubspot.Request{
+	verified, verr := r.verifier.VerifyAt(hubspot.Request{
 		Method: q.Method, URI: handlers.SignedURI(r.publicURL, q.Scheme, q.Host, q.RequestURI),
 		Body: q.Body, Header: q.Header,
 	}, q.ReceivedAt)
@@ -365,9 +365,9 @@ func (r *replayer) judge(ctx context.Context, q *store.Quarantined) (outcome, de
 		return store.ReplayStillInvalid, verr.Error(), 0, nil
 	}
 	if r.dryRun {
-		return dryRunVerifies, fmt.Sprintf("signature %s; it would be ingested", version), 0, nil
+		return dryRunVerifies, fmt.Sprintf("signature %s; it would be ingested", verified.Version), 0, nil
 	}
-	res, err := r.ingester.Ingest(ctx, q.Body, version, q.ReceivedAt)
+	res, err := r.ingester.Ingest(ctx, q.Body, verified, q.ReceivedAt)
 	if err != nil {
 		return "", "", 0, err
 	}

@@ -43,7 +43,7 @@ func inProcessDelivery(ctx context.Context, getenv func(string) string) (func(co
 	}
 	in := newIngester(cfg, d, newLogger(io.Discard, "text", "error"))
 	deliver := func(ctx context.Context, body []byte) (int, error) {
-		got, err := in.Ingest(ctx, body, hubspot.V3, time.Time{})
+		got, err := in.Ingest(ctx, body, hubspot.Verified{Version: hubspot.V3}, time.Time{})
 		if err != nil {
 			return handlers.Status(ingest.CodeUnavailable), err
 		}

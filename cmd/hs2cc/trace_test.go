@@ -37,12 +37,12 @@ func TestTraceCommand(t *testing.T) {
 	core := ingest.New(ingest.Config{Router: strict, Logger: slog.New(slog.DiscardHandler)}, db, noEnqueue{})
 	arrived := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 	body := []byte(`{"portalId":62515,"hs_object_id":"101","email":"ann@example.com","agent_tier":"silver"}`)
-	if res, err := core.Ingest(ctx, body, hubspot.V3, arrived); err != nil || res.Code != ingest.CodeNoRoute {
+	if res, err := core.Ingest(ctx, body, hubspot.Verified{Version: hubspot.V3}, arrived); err != nil || res.Code != ingest.CodeNoRoute {
 		t.Fatalf("first delivery: %+v, %v; want no_route", res, err)
 	}
 	for _, email := range []string{"anne@example.com", "bob@example.com", "ann@example.org"} {
 		b := fmt.Appendf(nil, `{"portalId":62515,"email":%q,"agent_tier":"gold"}`, email)
-		if _, err := core.Ingest(ctx, b, hubspot.V3, arrived); err != nil {
+		if _, err := core.Ingest(ctx, b, hubspot.Verified{Version: hubspot.V3}, arrived); err != nil {
 			t.Fatal(err)
 		}
 	}
