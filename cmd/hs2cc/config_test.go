@@ -27,7 +27,7 @@ func TestLoadConfig(t *testing.T) {
 				if c.RedisURL != "redis://127.0.0.1:6379/0" || c.Addr != ":8080" || c.CCAPIURL != "https://api.cc.email/v3" ||
 					c.CCAuthURL != "https://authz.constantcontact.com/oauth2/default/v1" || c.Fields.Email != "email" ||
 					c.Fields.EnrolledAt != "createdate" || len(c.Lists) != 1 || c.Lists[0] != "New Agents" ||
-					c.Worker.GroupGracePeriod != 10*time.Second || c.CCRefreshMargin != 2*time.Hour {
+					c.Worker.GroupGracePeriod != 10*time.Second || c.CCRefreshMargin != 2*time.Hour || !c.RequireV3 {
 					t.Errorf("defaults: %+v", c)
 				}
 			},
@@ -36,11 +36,11 @@ func TestLoadConfig(t *testing.T) {
 			name: "values and lists",
 			env: map[string]string{
 				"HS2CC_HUBSPOT_CLIENT_SECRET": "old-secret, new-secret", "HS2CC_CC_LISTS": "New Agents, Gold Agents",
-				"HS2CC_PUBLIC_URL": "https://hooks.example.com/", "HS2CC_GROUP_MAX_SIZE": "100", "HS2CC_HUBSPOT_REQUIRE_V3": "true",
+				"HS2CC_PUBLIC_URL": "https://hooks.example.com/", "HS2CC_GROUP_MAX_SIZE": "100", "HS2CC_HUBSPOT_REQUIRE_V3": "false",
 			},
 			check: func(t *testing.T, c config) {
 				if len(c.HubSpotSecrets) != 2 || c.HubSpotSecrets[1] != "new-secret" || len(c.Lists) != 2 ||
-					c.PublicURL != "https://hooks.example.com" || c.Worker.GroupMaxSize != 100 || !c.RequireV3 {
+					c.PublicURL != "https://hooks.example.com" || c.Worker.GroupMaxSize != 100 || c.RequireV3 {
 					t.Errorf("parsed: %+v", c)
 				}
 			},
