@@ -32,8 +32,8 @@ func (f *hourlyFixture) at(t time.Time) *hourlyFixture { f.now = t; return f }
 // receive ingests a version of the contact key with content hash hash.
 func (f *hourlyFixture) receive(key, hash string) int64 {
 	f.t.Helper()
-	res, err := f.db.Ingest(context.Background(), &store.Delivery{Kind: store.KindWorkflow, Body: []byte("{}")},
-		enrollment(key, key+"@example.com", "A", hash))
+	e := enrollment(key, key+"@example.com", "A", hash)
+	res, err := f.db.Ingest(context.Background(), workflowDelivery(e), e)
 	if err != nil {
 		f.t.Fatal(err)
 	}
