@@ -79,8 +79,11 @@ func runDeliveries(ctx context.Context, cfg config, args []string, stdout, stder
 			}
 			outcomes[outcomeOf(got)]++
 			// The link lets a trace show the new delivery as this one's
-			// replay.
-			if got.DeliveryID != 0 {
+			// replay. A replay that is an exact repeat names the delivery
+			// it was counted on: one made by an earlier replay, which is
+			// newer and linked already, or an older one, this one
+			// included, which is no replay and keeps what it is.
+			if got.DeliveryID > dl.ID {
 				if err := d.db.LinkReplay(ctx, got.DeliveryID, dl.ID); err != nil {
 					return fmt.Errorf("deliveries replay: delivery %d: %w", dl.ID, err)
 				}

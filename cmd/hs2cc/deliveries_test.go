@@ -13,8 +13,9 @@ import (
 
 // TestDeliveriesReplay: deliveries refused for the rules (no_route) come
 // back through the webhook's code with today's configuration; a dry run
-// only counts, a second replay is a no-op, --since picks the window, and
-// purged bodies and other verdicts are left alone.
+// only counts, a second replay is a no-op, --since picks the window,
+// purged bodies and other verdicts are left alone, and a body still refused
+// is counted on its own delivery, not linked to itself as its replay.
 func TestDeliveriesReplay(t *testing.T) {
 	ctx := context.Background()
 	getenv, db := migratedStore(t)
@@ -29,12 +30,20 @@ func TestDeliveriesReplay(t *testing.T) {
 		{8002, store.VerdictNoRoute, 5 * 24 * time.Hour, false},
 		{8003, store.VerdictNoRoute, time.Hour, true},
 		{8004, store.VerdictNoEmail, time.Hour, false},
+		{8005, store.VerdictNoEmail, time.Hour, false}, // and still without one
 	}
+	var stillRefused int64
 	for i, s := range stored {
 		d := &store.Delivery{ReceivedAt: now.Add(-s.age), Kind: store.KindWorkflow, SignatureVersion: "v3",
 			Verdict: s.verdict, Reason: "no list", Body: contactBody(62515, s.vid, i)}
+		if s.vid == 8005 {
+			d.Body = []byte(`{"hs_object_id":"8005","firstname":"Ann"}`)
+		}
 		if err := db.RecordDelivery(ctx, d); err != nil {
 			t.Fatal(err)
+		}
+		if s.vid == 8005 {
+			stillRefused = d.ID
 		}
 		if s.purged {
 			if _, err := db.SQL().ExecContext(ctx, `UPDATE deliveries SET body = '', purged_at = ? WHERE id = ?`, now, d.ID); err != nil {
@@ -60,8 +69,9 @@ func TestDeliveriesReplay(t *testing.T) {
 		{[]string{"deliveries", "replay", "--verdict", "no_route"}, "replayed 1 no_route deliveries: duplicate 1", false, 1},
 		{[]string{"deliveries", "replay", "--verdict", "no_route", "--since", "168h"},
 			"replayed 2 no_route deliveries: accepted (new version) 1, duplicate 1", false, 2},
-		{[]string{"deliveries", "replay", "--verdict", "accepted"}, "--verdict must be one of", true, 2},
-		{[]string{"deliveries", "list"}, "Usage:", true, 2},
+		{[]string{"deliveries", "replay", "--verdict", "no_email"}, "replayed 2 no_email deliveries: accepted (new version) 1, no_email 1", false, 3},
+		{[]string{"deliveries", "replay", "--verdict", "accepted"}, "--verdict must be one of", true, 3},
+		{[]string{"deliveries", "list"}, "Usage:", true, 3},
 	}
 	for _, s := range steps {
 		var stdout, stderr bytes.Buffer
@@ -75,6 +85,9 @@ func TestDeliveriesReplay(t *testing.T) {
 		if n := enrolled(); n != s.wantEnrolled {
 			t.Errorf("%v: %d pending enrollments, want %d", s.args, n, s.wantEnrolled)
 		}
+	}
+	if d, err := db.GetDelivery(ctx, stillRefused); err != nil || d.Repeats != 1 || d.ReplayOf != 0 {
+		t.Errorf("delivery still without an email: %+v, %v; want its replay counted as a repeat, and no replay of itself", d, err)
 	}
 	// The replayed enrollment carries today's default list, and the
 	// delivery it stored is dated when HubSpot sent the body.
