@@ -119,8 +119,8 @@ func TestValidation(t *testing.T) {
 	}
 	cases := []struct {
 		name, method, path, token, body string
-		wantStatus                       int
-		wantCategory                     string
+		wantStatus                      int
+		wantCategory                    string
 	}{
 		{"no token", "POST", batchPath, "", batch([]string{"1"}, `{}`), 401, "INVALID_AUTHENTICATION"},
 		{"wrong token", "GET", props + "/groups", "nope", "", 401, "INVALID_AUTHENTICATION"},
