@@ -39,7 +39,7 @@ func TestOpsPagesInBrowser(t *testing.T) {
 	// An empty environment makes dev embed MySQL and Redis, so the pages
 	// show exactly the traffic this test sends and nothing left by others.
 	go func() {
-		done <- run(ctx, []string{"dev", "--addr", addr, "--cc-addr", ccAddr, "--cc-activity-delay", "200ms"},
+		done <- run(ctx, []string{"dev", "--addr", addr, "--cc-addr", ccAddr, "--hs-addr", "127.0.0.1:0", "--cc-activity-delay", "200ms"},
 			func(string) string { return "" }, &out, &logs)
 	}()
 	defer func() {

@@ -41,6 +41,7 @@ func TestProductionBuildDeps(t *testing.T) {
 	}
 	for _, pkg := range []string{
 		"github.com/hs2cc/hs2cc/ccclient/ccsandbox",
+		"github.com/hs2cc/hs2cc/hubspot/crm/hssandbox",
 		"github.com/hs2cc/hs2cc/cmd/hs2cc/sandboxcmd",
 		"github.com/hs2cc/hs2cc/cmd/hs2cc/devstack",
 		"github.com/dolthub/go-mysql-server",

@@ -33,14 +33,21 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "127.0.0.1:8080", "listen address of the bridge")
 	ccAddr := fs.String("cc-addr", "127.0.0.1:8081", "listen address of the CC sandbox")
+	hsAddr := fs.String("hs-addr", "127.0.0.1:8082", "listen address of the HubSpot sandbox")
 	var sf sandboxcmd.Flags
 	sf.Register(fs)
+	var hf hsSandboxFlags
+	hf.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	cfg, err := loadConfig(devEnv(getenv, *addr, sf))
+	hs, err := listenDevHubSpot(ctx, hf, *hsAddr)
+	if err != nil {
+		return err
+	}
+	cfg, err := loadConfig(hs.env(devEnv(getenv, *addr, sf)))
 	if err != nil {
 		return err
 	}
@@ -54,18 +61,13 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 		return fmt.Errorf("dev: migrate: %w", err)
 	}
 
-	sb, err := sf.New(log.With("component", "sandbox"))
+	errc := make(chan error, 4)
+	ccBase, err := startDevCCSandbox(ctx, sf, *ccAddr, log, errc)
 	if err != nil {
 		return err
 	}
-	ccLn, err := net.Listen("tcp", *ccAddr)
-	if err != nil {
-		return fmt.Errorf("dev: sandbox: %w", err)
-	}
-	ccBase := "http://" + ccLn.Addr().String()
 	cfg.CCAPIURL, cfg.CCAuthURL = ccBase+"/v3", ccBase+"/oauth2/default/v1"
-	errc := make(chan error, 3)
-	go func() { errc <- serveListener(ctx, ccLn, sb, log) }()
+	go func() { errc <- hs.serve(ctx, log.With("component", "hubspot-sandbox")) }()
 
 	d, err := connect(ctx, cfg)
 	if err != nil {
@@ -96,13 +98,28 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	if err := connectThroughBridge(ctx, base, cfg.OpsUser, cfg.OpsPassword); err != nil {
 		log.Error("dev: could not connect the CC sandbox; open /oauth/connect with the ops login to connect it", "err", err)
 	}
-	printDevBanner(stdout, cfg, notes, base, ccBase)
+	printDevBanner(stdout, cfg, notes, base, ccBase, hs.base)
 	select {
 	case <-ctx.Done():
 		return nil
 	case err := <-errc:
 		return err
 	}
+}
+
+// startDevCCSandbox starts dev's CC sandbox on addr, serving until ctx
+// ends and reporting a failure to errc, and returns its base URL.
+func startDevCCSandbox(ctx context.Context, sf sandboxcmd.Flags, addr string, log *slog.Logger, errc chan<- error) (string, error) {
+	sb, err := sf.New(log.With("component", "sandbox"))
+	if err != nil {
+		return "", err
+	}
+	ccLn, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("dev: sandbox: %w", err)
+	}
+	go func() { errc <- serveListener(ctx, ccLn, sb, log) }()
+	return "http://" + ccLn.Addr().String(), nil
 }
 
 // startDevWorker starts the worker of dev. The sandbox starts empty, so dev
@@ -180,7 +197,7 @@ func embedStores(ctx context.Context, getenv func(string) string, cfg *config) (
 
 // printDevBanner tells a person where everything is and how to send
 // webhooks.
-func printDevBanner(stdout io.Writer, cfg config, notes storeNotes, base, ccBase string) {
+func printDevBanner(stdout io.Writer, cfg config, notes storeNotes, base, ccBase, hsBase string) {
 	fmt.Fprintf(stdout, `
 hs2cc dev is running (MySQL: %s; Redis: %s).
 
@@ -193,6 +210,7 @@ hs2cc dev is running (MySQL: %s; Redis: %s).
   CC sandbox API    %s/v3   OAuth %s/oauth2/default/v1
   Sandbox contacts  %s/sandbox/contacts
   Sandbox stats     %s/sandbox/stats
+  HubSpot sandbox   %s   (write-back; contacts at /sandbox/contacts, counts at /sandbox/stats)
   CC lists          %s
 
 Send 200 signed webhooks:
@@ -201,6 +219,6 @@ Send 200 signed webhooks:
 
 Press Ctrl-C to stop.
 `, notes.mysql, notes.redis, base, cfg.PublicURL, cfg.HubSpotSecrets[0], base, cfg.OpsUser, cfg.OpsPassword, base, base,
-		base, base, ccBase, ccBase, ccBase, ccBase, strings.Join(cfg.Rules.AllLists(), ", "),
+		base, base, ccBase, ccBase, ccBase, ccBase, hsBase, strings.Join(cfg.Rules.AllLists(), ", "),
 		cfg.PublicURL, cfg.HubSpotSecrets[0])
 }

@@ -17,13 +17,13 @@ import (
 // then every agent on "New Agents" in /sandbox/contacts and the queues in
 // Asynqmon behind the printed login. It needs no MySQL or Redis server.
 func TestDevRunsTheWholeBridge(t *testing.T) {
-	addr, ccAddr := freeAddr(t), freeAddr(t)
+	addr, ccAddr, hsAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var out, logs syncBuffer
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"dev", "--addr", addr, "--cc-addr", ccAddr, "--cc-activity-delay", "200ms"},
+		done <- run(ctx, []string{"dev", "--addr", addr, "--cc-addr", ccAddr, "--hs-addr", hsAddr, "--cc-activity-delay", "200ms"},
 			func(string) string { return "" }, &out, &logs)
 	}()
 	waitFor(t, "dev to print its banner", 60*time.Second, func() bool {
@@ -36,7 +36,7 @@ func TestDevRunsTheWholeBridge(t *testing.T) {
 	})
 	banner := out.String()
 	for _, want := range []string{"http://" + addr + "/webhooks/hubspot", "http://" + addr + "/ops/queues",
-		"http://" + ccAddr + "/sandbox/contacts", "simulate --url"} {
+		"http://" + ccAddr + "/sandbox/contacts", "http://" + hsAddr, "simulate --url"} {
 		if !strings.Contains(banner, want) {
 			t.Errorf("banner lacks %q:\n%s", want, banner)
 		}

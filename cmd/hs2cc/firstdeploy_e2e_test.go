@@ -491,7 +491,7 @@ func TestFirstDeploy(t *testing.T) {
 		secret := "dev-" + randomHex(6)
 		dir := t.TempDir()
 		p := startProc(t, hs2ccBinary(t), dir, "dev", []string{"HS2CC_HUBSPOT_CLIENT_SECRET=" + secret},
-			append([]string{"dev", "--addr", addr, "--cc-addr", ccAddr}, shortTokens...)...)
+			append([]string{"dev", "--addr", addr, "--cc-addr", ccAddr, "--hs-addr", "127.0.0.1:0"}, shortTokens...)...)
 		t.Cleanup(func() {
 			_ = p.cmd.Process.Kill()
 			if t.Failed() {

@@ -48,10 +48,11 @@ Commands:
   deliveries replay stored deliveries refused for the rules or fields (replay --verdict no_route [--since 72h] [--dry-run])
   trace      one contact's story, oldest first (trace EMAIL|HUBSPOT_ID [--live] [--json])
   sandbox    run the Constant Contact sandbox (a faithful in-memory CC)
+  hubspot-sandbox  run the HubSpot CRM sandbox (contact properties and batch update, in memory)
   dev        the whole bridge in one process on embedded MySQL, Redis and sandbox
   simulate   send signed, realistic HubSpot webhooks and report latency
 
-sandbox and dev are left out of builds made with -tags nodev, as the image is.
+sandbox, hubspot-sandbox and dev are left out of builds made with -tags nodev, as the image is.
 
 Configuration is read from HS2CC_* environment variables; see README.md.
 `
@@ -103,6 +104,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	case "sandbox":
 		return runSandbox(ctx, rest, getenv, stdout, stderr)
+	case "hubspot-sandbox":
+		return runHubSpotSandbox(ctx, rest, stdout, stderr)
 	case "dev":
 		return runDev(ctx, rest, getenv, stdout, stderr)
 	case "simulate":

@@ -240,12 +240,14 @@ func (s *Server) admit(w http.ResponseWriter) bool {
 	s.mu.Unlock()
 	switch {
 	case policy != "":
+		s.opts.Logger.Info("hssandbox: rate limited", "policy", policy, "wait", wait)
 		if !s.opts.OmitRetryAfter {
 			w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
 		}
 		writeRateLimit(w, policy)
 		return false
 	case fail:
+		s.opts.Logger.Info("hssandbox: injected failure", "status", status)
 		writeError(w, status, "INTERNAL_ERROR", "hssandbox: injected backend failure", nil)
 		return false
 	}
