@@ -46,7 +46,8 @@ type batchResponse struct {
 // its errors, or a refusal of the whole batch (400 or 404, category
 // OBJECT_NOT_FOUND) naming them in context.ids or the message, after which
 // the named ids are dropped and the rest sent again. Missing ids are
-// reported in the result, not as an error.
+// reported in the result, not as an error. A 207 entry of another category
+// is in neither list, so an id sent but in neither was not updated.
 func (c *Client) BatchUpdateContacts(ctx context.Context, updates []ContactUpdate) (BatchResult, error) {
 	if len(updates) > MaxBatch {
 		return BatchResult{}, fmt.Errorf("crm: batch of %d contacts: at most %d per call", len(updates), MaxBatch)

@@ -11,5 +11,6 @@
 //
 // Test hooks, without auth and not counted: GET /sandbox/contacts lists the
 // contacts that were written, GET /sandbox/stats counts requests per
-// endpoint and status.
+// endpoint and status, and POST /sandbox/faults {"fail_rate","throttle_rate"}
+// changes the random faults.
 package hssandbox

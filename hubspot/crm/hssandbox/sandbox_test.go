@@ -91,6 +91,35 @@ func TestLimits(t *testing.T) {
 	}
 }
 
+func TestFaultsHook(t *testing.T) {
+	cases := []struct {
+		body       string
+		wantStatus int
+		wantBatch  int // status of a batch update after the hook
+	}{
+		{`{"fail_rate":1}`, 200, 500},
+		{`{"throttle_rate":1}`, 200, 429},
+		{`{"fail_rate":0,"throttle_rate":0}`, 200, 200},
+		{`{"fail_rate":1.5}`, 400, 200},
+		{`{"fail_rate":`, 400, 200},
+	}
+	for _, tc := range cases {
+		t.Run(tc.body, func(t *testing.T) {
+			s := newServer(t, Options{})
+			if st, b, _ := call(t, s, "POST", "/sandbox/faults", "", tc.body); st != tc.wantStatus {
+				t.Fatalf("hook: %d %v, want %d", st, b, tc.wantStatus)
+			}
+			st, b, _ := call(t, s, "POST", batchPath, DefaultToken, batch([]string{"1"}, `{"firstname":"a"}`))
+			if st == 502 {
+				st = 500 // an injected failure is a 500 or a 502
+			}
+			if st != tc.wantBatch {
+				t.Errorf("batch after hook: %d %v, want %d", st, b, tc.wantBatch)
+			}
+		})
+	}
+}
+
 func TestFailFault(t *testing.T) {
 	s := newServer(t, Options{FailRate: 1})
 	status, _, _ := call(t, s, "POST", batchPath, DefaultToken, batch([]string{"1"}, `{"firstname":"a"}`))

@@ -175,6 +175,7 @@ func (s *Server) routes() {
 	}
 	s.mux.HandleFunc("GET /sandbox/contacts", s.sandboxContacts)
 	s.mux.HandleFunc("GET /sandbox/stats", s.sandboxStats)
+	s.mux.HandleFunc("POST /sandbox/faults", s.sandboxFaults)
 	s.mux.Handle("/crm/", s.gate(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "OBJECT_NOT_FOUND", "hssandbox: no such endpoint: "+r.Method+" "+r.URL.Path, nil)
 	}))
@@ -344,6 +345,24 @@ func (s *Server) Stats() map[string]map[int]int {
 
 func (s *Server) sandboxContacts(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"contacts": s.Contacts()})
+}
+
+// sandboxFaults replaces the random faults while the sandbox runs, as
+// ccsandbox's hook of the same name does, so that a chaos run can start
+// and stop HubSpot's failures without a restart.
+func (s *Server) sandboxFaults(w http.ResponseWriter, r *http.Request) {
+	var f struct {
+		FailRate     float64 `json:"fail_rate"`
+		ThrottleRate float64 `json:"throttle_rate"`
+	}
+	if !decode(w, r, &f) {
+		return
+	}
+	if err := s.SetFaults(Faults{FailRate: f.FailRate, ThrottleRate: f.ThrottleRate}); err != nil {
+		writeError(w, http.StatusBadRequest, "VALIDATION_ERROR", err.Error(), nil)
+		return
+	}
+	writeJSON(w, http.StatusOK, f)
 }
 
 func (s *Server) sandboxStats(w http.ResponseWriter, _ *http.Request) {
