@@ -146,32 +146,7 @@ func New(cfg Config, st Store, enq ingest.Enqueuer) *echo.Echo {
 	if auth != nil {
 		opsAuth = auth.middleware()
 	}
-	switch {
-	case opsAuth == nil:
-		cfg.Logger.Warn("ops pages are disabled: set HS2CC_OPS_USER and HS2CC_OPS_PASSWORD, or HS2CC_OPS_USERS, to serve /ops, /oauth/connect and /debug/pprof")
-	case cfg.Queues == nil && cfg.Ops == nil:
-		cfg.Logger.Warn("ops pages are disabled: no queue UI and no ops figures are configured")
-	default:
-		ops := e.Group("/ops", opsHeaders, opsAuth)
-		if cfg.Ops != nil {
-			page := handleOpsPage(cfg)
-			ops.GET("", page, noStore)
-			ops.GET("/", page, noStore)
-			ops.GET("/status.json", handleOpsStatus(cfg), noStore)
-			if cfg.Trace != nil {
-				ops.GET("/trace", handleTracePage(cfg), noStore)
-			}
-		} else {
-			cfg.Logger.Warn("/ops is not served: no ops figures are configured")
-		}
-		if cfg.Queues != nil {
-			queues := queuesByRole(cfg.Queues, cfg.QueuesReadOnly)
-			ops.Any("/queues", queues, crossOrigin())
-			ops.Any("/queues/*", queues, crossOrigin())
-		} else {
-			cfg.Logger.Warn("/ops/queues is not served: no queue UI is configured")
-		}
-	}
+	registerOps(e, cfg, opsAuth)
 
 	// The profiles need only the login: they are for debugging this process,
 	// whatever else ops is configured to show.
@@ -217,4 +192,35 @@ func requestLog(log *slog.Logger) echo.MiddlewareFunc {
 			return nil
 		},
 	})
+}
+
+// registerOps serves the pages for people under /ops behind the login, or
+// says in the log why they are left out.
+func registerOps(e *echo.Echo, cfg Config, opsAuth echo.MiddlewareFunc) {
+	switch {
+	case opsAuth == nil:
+		cfg.Logger.Warn("ops pages are disabled: set HS2CC_OPS_USER and HS2CC_OPS_PASSWORD, or HS2CC_OPS_USERS, to serve /ops, /oauth/connect and /debug/pprof")
+	case cfg.Queues == nil && cfg.Ops == nil:
+		cfg.Logger.Warn("ops pages are disabled: no queue UI and no ops figures are configured")
+	default:
+		ops := e.Group("/ops", opsHeaders, opsAuth)
+		if cfg.Ops != nil {
+			page := handleOpsPage(cfg)
+			ops.GET("", page, noStore)
+			ops.GET("/", page, noStore)
+			ops.GET("/status.json", handleOpsStatus(cfg), noStore)
+			if cfg.Trace != nil {
+				ops.GET("/trace", handleTracePage(cfg), noStore)
+			}
+		} else {
+			cfg.Logger.Warn("/ops is not served: no ops figures are configured")
+		}
+		if cfg.Queues != nil {
+			queues := queuesByRole(cfg.Queues, cfg.QueuesReadOnly)
+			ops.Any("/queues", queues, crossOrigin())
+			ops.Any("/queues/*", queues, crossOrigin())
+		} else {
+			cfg.Logger.Warn("/ops/queues is not served: no queue UI is configured")
+		}
+	}
 }

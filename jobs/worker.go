@@ -141,29 +141,7 @@ func NewWorker(redisOpt asynq.RedisConnOpt, cfg Config, st Store, cc CC, enq *En
 	}
 
 	alog := asynqLogger{l: log}
-	server := asynq.NewServer(redisOpt, asynq.Config{
-		Concurrency:      cfg.Concurrency,
-		Queues:           map[string]int{Queue: 1},
-		GroupGracePeriod: cfg.GroupGracePeriod,
-		GroupMaxDelay:    cfg.GroupMaxDelay,
-		GroupMaxSize:     cfg.GroupMaxSize,
-		GroupAggregator:  asynq.GroupAggregatorFunc(aggregate),
-		// asynq moves due scheduled and retry tasks to pending only every
-		// 5 s by default, which would stretch PollInterval and the 1 s
-		// throttle backoff to up to 5 s; check as often as they need.
-		DelayedTaskCheckInterval: delayedCheckInterval(cfg.PollInterval),
-		RetryDelayFunc:           retryDelay(time.Now),
-		IsFailure:                isFailure,
-		ShutdownTimeout:          cfg.ShutdownTimeout,
-		Logger:                   alog,
-		LogLevel:                 asynq.WarnLevel,
-		ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
-			if isFailure(err) {
-				id, _ := asynq.GetTaskID(ctx)
-				log.Warn("task failed", "type", t.Type(), "task_id", id, "err", err)
-			}
-		}),
-	})
+	server := asynq.NewServer(redisOpt, serverConfig(cfg, alog, log))
 	// The lease needs a plain Redis client; asynq's option makes one with
 	// the same address and credentials.
 	rdb, _ := redisOpt.MakeRedisClient().(redis.UniversalClient)
@@ -269,5 +247,33 @@ func (w *Worker) Shutdown() {
 	w.inspector.Close()
 	if w.redis != nil {
 		w.redis.Close()
+	}
+}
+
+// serverConfig is how the worker's asynq server runs: one queue, the import
+// groups' batching, our retry policy and our logging.
+func serverConfig(cfg Config, alog asynqLogger, log *slog.Logger) asynq.Config {
+	return asynq.Config{
+		Concurrency:      cfg.Concurrency,
+		Queues:           map[string]int{Queue: 1},
+		GroupGracePeriod: cfg.GroupGracePeriod,
+		GroupMaxDelay:    cfg.GroupMaxDelay,
+		GroupMaxSize:     cfg.GroupMaxSize,
+		GroupAggregator:  asynq.GroupAggregatorFunc(aggregate),
+		// asynq moves due scheduled and retry tasks to pending only every
+		// 5 s by default, which would stretch PollInterval and the 1 s
+		// throttle backoff to up to 5 s; check as often as they need.
+		DelayedTaskCheckInterval: delayedCheckInterval(cfg.PollInterval),
+		RetryDelayFunc:           retryDelay(time.Now),
+		IsFailure:                isFailure,
+		ShutdownTimeout:          cfg.ShutdownTimeout,
+		Logger:                   alog,
+		LogLevel:                 asynq.WarnLevel,
+		ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
+			if isFailure(err) {
+				id, _ := asynq.GetTaskID(ctx)
+				log.Warn("task failed", "type", t.Type(), "task_id", id, "err", err)
+			}
+		}),
 	}
 }
