@@ -108,11 +108,28 @@ func (c *Client) UnsubscribedEmails(ctx context.Context, maxPages int) (emails m
 	q := url.Values{"status": {"unsubscribed"}, "limit": {"500"}}
 	emails, complete, err = c.emails(ctx, q, maxPages, func(ct Contact) bool {
 		return ct.PermissionToSend == "" || ct.PermissionToSend == "unsubscribed"
-	})
+	}, nil)
 	if err != nil {
 		return nil, false, fmt.Errorf("ccclient: unsubscribed contacts: %w", err)
 	}
 	return emails, complete, nil
+}
+
+// UnsubscribedSince returns the lower-cased addresses of the contacts CC
+// has unsubscribed and changed after since (GET /contacts?status=
+// unsubscribed&updated_after=…), reading at most maxPages pages of 500;
+// pages is how many it read (a call each) and complete is false when more
+// were left unread. The bridge writes these back to HubSpot.
+func (c *Client) UnsubscribedSince(ctx context.Context, since time.Time, maxPages int) (emails map[string]bool, pages int, complete bool, err error) {
+	q := url.Values{"status": {"unsubscribed"}, "updated_after": {since.UTC().Format(time.RFC3339)}, "limit": {"500"}}
+	counted := 0
+	emails, complete, err = c.emails(ctx, q, maxPages, func(ct Contact) bool {
+		return ct.PermissionToSend == "" || ct.PermissionToSend == "unsubscribed"
+	}, &counted)
+	if err != nil {
+		return nil, counted, false, fmt.Errorf("ccclient: contacts unsubscribed since %s: %w", since.UTC().Format(time.RFC3339), err)
+	}
+	return emails, counted, complete, nil
 }
 
 // UpdatedEmails returns the lower-cased addresses of the contacts on the
@@ -123,7 +140,7 @@ func (c *Client) UnsubscribedEmails(ctx context.Context, maxPages int) (emails m
 // not touch are the refused ones.
 func (c *Client) UpdatedEmails(ctx context.Context, listID string, since time.Time, maxPages int) (emails map[string]bool, complete bool, err error) {
 	q := url.Values{"lists": {listID}, "updated_after": {since.UTC().Format(time.RFC3339)}, "limit": {"500"}}
-	emails, complete, err = c.emails(ctx, q, maxPages, func(Contact) bool { return true })
+	emails, complete, err = c.emails(ctx, q, maxPages, func(Contact) bool { return true }, nil)
 	if err != nil {
 		return nil, false, fmt.Errorf("ccclient: contacts updated since %s: %w", since.UTC().Format(time.RFC3339), err)
 	}
@@ -132,9 +149,16 @@ func (c *Client) UpdatedEmails(ctx context.Context, listID string, since time.Ti
 
 // emails reads GET /contacts with q, page by page up to maxPages, into the
 // lower-cased addresses of the contacts keep accepts.
-func (c *Client) emails(ctx context.Context, q url.Values, maxPages int, keep func(Contact) bool) (map[string]bool, bool, error) {
+func (c *Client) emails(ctx context.Context, q url.Values, maxPages int, keep func(Contact) bool, read *int) (map[string]bool, bool, error) {
 	emails := map[string]bool{}
 	pages := 0
+	defer func() {
+		// The pages read are reported even when a later one failed: each
+		// was a call spent.
+		if read != nil {
+			*read = pages
+		}
+	}()
 	err := c.pages(ctx, "contacts?"+q.Encode(), "/contacts", func(raw []byte) (string, error) {
 		var page struct {
 			Contacts []Contact `json:"contacts"`

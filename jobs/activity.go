@@ -40,6 +40,7 @@ func (im *Importer) handleActivity(ctx context.Context, t *asynq.Task) error {
 			if ferr := im.store.FailImport(ctx, imp.ID, reason); ferr != nil {
 				return ferr
 			}
+			im.writebackDue(ctx, imp.ID)
 			return nil
 		}
 		if lastAttempt(ctx) {
@@ -72,7 +73,11 @@ func (im *Importer) handleActivity(ctx context.Context, t *asynq.Task) error {
 		reason := fmt.Sprintf("CC activity %s still %s after %s; its rows are failed and can be replayed",
 			imp.ActivityID, act.State, im.pollGiveUp)
 		im.log.Error("gave up polling a CC activity", "import_id", imp.ID, "activity_id", imp.ActivityID, "state", act.State)
-		return im.store.FailImport(ctx, imp.ID, reason)
+		if err := im.store.FailImport(ctx, imp.ID, reason); err != nil {
+			return err
+		}
+		im.writebackDue(ctx, imp.ID)
+		return nil
 	}
 	if err := im.store.RecordActivity(ctx, imp.ID, res, clean, reason); err != nil {
 		return err
@@ -83,6 +88,7 @@ func (im *Importer) handleActivity(ctx context.Context, t *asynq.Task) error {
 	if !res.Final {
 		return &waitError{after: im.pollDelay(imp.CreatedAt), reason: "activity " + act.State}
 	}
+	im.writebackDue(ctx, imp.ID)
 	level := slog.LevelInfo
 	if !clean {
 		level = slog.LevelWarn

@@ -145,3 +145,22 @@ func aggregate(group string, tasks []*asynq.Task) *asynq.Task {
 	payload, _ := json.Marshal(importPayload{Group: group, EnrollmentIDs: ids})
 	return asynq.NewTask(TypeCCImport, payload, asynq.MaxRetry(25))
 }
+
+// EnqueueWriteback asks for the outbox's pending write-backs to be sent to
+// HubSpot shortly. Requests within writebackDelay of each other share one
+// task, so that imports settling together fill whole batches; a task
+// already running does not swallow a later request, which gets the next
+// window's task.
+func (e *Enqueuer) EnqueueWriteback(ctx context.Context) error {
+	window := time.Now().Truncate(writebackDelay).UnixMilli()
+	_, err := e.client.EnqueueContext(ctx, asynq.NewTask(TypeWriteback, nil),
+		asynq.Queue(Queue),
+		asynq.TaskID(fmt.Sprintf("hubspot:writeback:%d", window)),
+		asynq.ProcessIn(writebackDelay),
+		asynq.MaxRetry(25),
+	)
+	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		return fmt.Errorf("jobs: enqueue the HubSpot write-back: %w", err)
+	}
+	return nil
+}

@@ -51,6 +51,7 @@ type Store interface {
 	ImportByActivity(ctx context.Context, activityID string) (*store.Import, error)
 	RecordActivity(ctx context.Context, importID int64, a store.ActivityResult, clean bool, reason string) error
 	FailImport(ctx context.Context, importID int64, reason string) error
+	MarkUnsubscribed(ctx context.Context, emails []string, at time.Time) (int, error)
 	ExtendImport(ctx context.Context, importID int64, max int) (int, error)
 	ReleaseRows(ctx context.Context, importID int64, ids []int64) error
 	ImportLists(ctx context.Context, importID int64) ([]string, error)
@@ -84,6 +85,21 @@ type Importer struct {
 	// tokens, when set, tells a waiting list set whether CC is connected
 	// before it sends rows to an import that would only find it is not.
 	tokens ccclient.TokenSource
+	// writer, when set, is told when rows settle, for their HubSpot
+	// write-back.
+	writer *Writer
+}
+
+// writebackDue asks for the write-back of rows an import just settled.
+// A failure to ask loses nothing: the rows are in the outbox, and the
+// periodic hubspot:writeback sends them within a minute.
+func (im *Importer) writebackDue(ctx context.Context, importID int64) {
+	if im.writer == nil {
+		return
+	}
+	if err := im.enq.EnqueueWriteback(ctx); err != nil {
+		im.log.Warn("could not queue the HubSpot write-back; the periodic one will send it", "import_id", importID, "err", err)
+	}
 }
 
 // newImporter builds the importer; its resolver knows no policy until the

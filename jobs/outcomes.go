@@ -70,10 +70,16 @@ func (im *Importer) settleRefusals(ctx context.Context, imp *store.Import, act *
 		if err != nil {
 			return err
 		}
+		var unsubEmails []string
 		for i, c := range set.contacts {
 			if unsub[strings.ToLower(c.Email)] {
 				refused[i] = "the contact is unsubscribed in Constant Contact, which does not add unsubscribed contacts to lists"
+				unsubEmails = append(unsubEmails, c.Email)
 			}
+		}
+		// HubSpot is told these are unsubscribed, not merely rejected.
+		if _, err := im.store.MarkUnsubscribed(ctx, unsubEmails, im.now()); err != nil {
+			return err
 		}
 	}
 	failed := map[int]string{}

@@ -20,6 +20,8 @@ const (
 	TypeImportWait      = "cc:import-wait"
 	TypeListsCheck      = "cc:lists-check"
 	TypeReconcile       = "cc:reconcile"
+	TypeWriteback       = "hubspot:writeback"
+	TypeUnsubscribes    = "hubspot:unsubscribes"
 )
 
 // Queue is the one asynq queue the bridge uses. Aggregated tasks are always

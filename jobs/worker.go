@@ -65,6 +65,10 @@ type Config struct {
 	// lists in CC with the bridge's imports, report-only; zero (the
 	// default) never does.
 	ReconcileInterval time.Duration
+	// UnsubscribeInterval is how often hubspot:unsubscribes reads CC's
+	// new unsubscribes, when the HubSpot write-back is on (WithWriter);
+	// zero never does.
+	UnsubscribeInterval time.Duration
 }
 
 // DefaultConfig returns production settings.
@@ -85,6 +89,7 @@ func DefaultConfig() Config {
 		ShutdownTimeout:      20 * time.Second,
 		LeaderLease:          30 * time.Second,
 		ListsCheckInterval:   5 * time.Minute,
+		UnsubscribeInterval:  15 * time.Minute,
 	}
 }
 
@@ -135,6 +140,11 @@ func NewWorker(redisOpt asynq.RedisConnOpt, cfg Config, st Store, cc CC, enq *En
 		})
 	}
 
+	if im.writer != nil {
+		mux.HandleFunc(TypeWriteback, im.writer.handleWriteback)
+		mux.HandleFunc(TypeUnsubscribes, im.writer.handleUnsubscribes)
+	}
+
 	rc, reconciles := newPeriodicReconciler(cfg, st, cc, im)
 	if reconciles {
 		mux.HandleFunc(TypeReconcile, reconcileHandler(rc, func() []string { return im.resolver.policy.Lists }))
@@ -158,6 +168,12 @@ func NewWorker(redisOpt asynq.RedisConnOpt, cfg Config, st Store, cc CC, enq *En
 		w.register(s, TypeListsCheck, cfg.ListsCheckInterval)
 		if reconciles {
 			w.register(s, TypeReconcile, cfg.ReconcileInterval)
+		}
+		if im.writer != nil {
+			w.register(s, TypeWriteback, WritebackInterval)
+			if im.writer.cc != nil {
+				w.register(s, TypeUnsubscribes, cfg.UnsubscribeInterval)
+			}
 		}
 		return s, s.Start()
 	}
@@ -183,6 +199,11 @@ func WithMapper(m Mapper) Option { return func(im *Importer) { im.mapper = m } }
 // and custom fields) to check at start-up, when CC gets connected and
 // periodically, and whether a missing one may be created.
 func WithPolicy(p Policy) Option { return func(im *Importer) { im.resolver.policy = p } }
+
+// WithWriter turns the HubSpot write-back on: settled rows are sent to
+// HubSpot by hubspot:writeback, and CC's unsubscribes read back by
+// hubspot:unsubscribes.
+func WithWriter(wr *Writer) Option { return func(im *Importer) { im.writer = wr } }
 
 // WithBudget lets imports grow instead of spending calls when today's CC
 // budget runs low.

@@ -269,7 +269,7 @@ func (s *DB) RecordActivity(ctx context.Context, importID int64, a ActivityResul
 		if !a.Final {
 			return nil
 		}
-		return settleRows(ctx, tx, importID, clean, reason, now)
+		return s.settleRows(ctx, tx, importID, clean, reason, now)
 	})
 	if err != nil {
 		return fmt.Errorf("store: record activity for import %d: %w", importID, err)
@@ -288,7 +288,7 @@ func (s *DB) FailImport(ctx context.Context, importID int64, reason string) erro
 			ImportRejected, string(errs), now, now, importID); err != nil {
 			return err
 		}
-		return settleRows(ctx, tx, importID, false, reason, now)
+		return s.settleRows(ctx, tx, importID, false, reason, now)
 	})
 	if err != nil {
 		return fmt.Errorf("store: fail import %d: %w", importID, err)
@@ -341,23 +341,39 @@ func (s *DB) markRows(ctx context.Context, importID int64, status string, reason
 					 WHERE import_id = ? AND status = ? AND id IN (`+placeholders(len(chunk))+`)`, args...); err != nil {
 					return err
 				}
+				if err := s.queueWriteback(ctx, tx, chunk, now); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
 	})
 }
 
-func settleRows(ctx context.Context, tx *sql.Tx, importID int64, clean bool, reason string, now time.Time) error {
+// settleRows settles the rows an import still holds, imported when clean
+// and otherwise failed with reason, and queues their write-back to HubSpot
+// in the same transaction.
+func (s *DB) settleRows(ctx context.Context, tx *sql.Tx, importID int64, clean bool, reason string, now time.Time) error {
+	var ids []int64
+	if s.writeback {
+		var err error
+		if ids, err = idsWhere(ctx, tx, `SELECT id FROM enrollments WHERE import_id = ? AND status = ?`,
+			importID, StatusImporting); err != nil {
+			return err
+		}
+	}
 	if clean {
-		_, err := tx.ExecContext(ctx,
+		if _, err := tx.ExecContext(ctx,
 			`UPDATE enrollments SET status = ?, status_reason = '', imported_at = ?, updated_at = ?
-			 WHERE import_id = ? AND status = ?`, StatusImported, now, now, importID, StatusImporting)
+			 WHERE import_id = ? AND status = ?`, StatusImported, now, now, importID, StatusImporting); err != nil {
+			return err
+		}
+	} else if _, err := tx.ExecContext(ctx,
+		`UPDATE enrollments SET status = ?, status_reason = ?, updated_at = ? WHERE import_id = ? AND status = ?`,
+		StatusFailed, truncate(strings.TrimSpace(reason), 1024), now, importID, StatusImporting); err != nil {
 		return err
 	}
-	_, err := tx.ExecContext(ctx,
-		`UPDATE enrollments SET status = ?, status_reason = ?, updated_at = ? WHERE import_id = ? AND status = ?`,
-		StatusFailed, truncate(strings.TrimSpace(reason), 1024), now, importID, StatusImporting)
-	return err
+	return s.queueWriteback(ctx, tx, ids, now)
 }
 
 // StaleImports returns imports that are neither settled nor touched since

@@ -29,6 +29,8 @@ type DB struct {
 	db   *sql.DB
 	now  func() time.Time
 	keys *TokenKeys // seal and open the CC token pair; nil refuses both
+	// writeback queues each settled enrollment for HubSpot (EnableWriteback).
+	writeback bool
 }
 
 // Open connects to MySQL with the DSN given and checks that it answers. The

@@ -13,6 +13,7 @@ import (
 	"github.com/hs2cc/hs2cc/ccclient"
 	"github.com/hs2cc/hs2cc/handlers"
 	"github.com/hs2cc/hs2cc/hubspot"
+	"github.com/hs2cc/hs2cc/hubspot/crm"
 	"github.com/hs2cc/hs2cc/jobs"
 	"github.com/hs2cc/hs2cc/routing"
 	"github.com/hs2cc/hs2cc/store"
@@ -67,6 +68,11 @@ var settings = []setting{
 	{"HS2CC_SWEEP_AGE", "10m", "How long a row must have waited before the sweep counts it as lost."},
 	{"HS2CC_RETENTION", "720h", "How long raw delivery bodies (personal data) are kept; a periodic task empties older ones and keeps the rows. `0` keeps them."},
 	{"HS2CC_RECONCILE_INTERVAL", "0", "How often `work` compares the routed CC lists with the bridge's imports of the last 30 days, as `hs2cc reconcile` does but report-only (shown on /ops); it skips a run that would spend more than half of today's remaining CC budget. `0` never does."},
+	{"HS2CC_HUBSPOT_TOKEN", "", "HubSpot private app token (scopes `crm.objects.contacts.write`, `crm.schemas.contacts.write`). When set, what CC did with each enrollment is written back onto its HubSpot contact (properties `hs2cc_cc_status`, `hs2cc_cc_lists`, `hs2cc_cc_synced_at`, `hs2cc_cc_reason`, made on first use) and CC's unsubscribes are read back; unset, the write-back is off and HubSpot is never called (see HubSpot write-back)."},
+	{"HS2CC_HUBSPOT_API_URL", crm.DefaultBaseURL, "HubSpot API base URL (`dev` points it at its HubSpot sandbox)."},
+	{"HS2CC_HUBSPOT_RATE", "100", "HubSpot API calls per 10 seconds across every process (a private app's limit is 100, 190 on Professional and Enterprise)."},
+	{"HS2CC_HUBSPOT_DAILY", "250000", "HubSpot API calls the bridge allows itself per UTC day, counted in Redis across every process (HubSpot's daily limit for a private app is 250,000 or more by subscription)."},
+	{"HS2CC_UNSUBSCRIBE_SYNC_INTERVAL", "15m", "How often `work` reads the contacts CC unsubscribed since its last run and writes `hs2cc_cc_status=unsubscribed` to HubSpot, when the write-back is on; each run spends at most a quarter of what today's CC budget has left. `0` never does."},
 	{"HS2CC_LEADER_LEASE", "30s", "Lease of the one `work` process that runs the periodic tasks; after it dies another takes over within about twice this."},
 	{"HS2CC_LOG_FORMAT", "json", "`json` or `text` (`dev` defaults to text)."},
 	{"HS2CC_LOG_LEVEL", "info", "`debug`, `info`, `warn` or `error`."},
@@ -101,6 +107,12 @@ type config struct {
 	OpsAccounts     []handlers.OpsAccount
 	MetricsToken    string
 	MetricsAddr     string
+	// HubSpotToken turns the HubSpot write-back on; HubSpotAPIURL,
+	// HubSpotRate (calls per 10 s) and HubSpotDaily shape its calls.
+	HubSpotToken  string
+	HubSpotAPIURL string
+	HubSpotRate   int
+	HubSpotDaily  int
 	Worker          jobs.Config
 	LogFormat       string
 	LogLevel        string
@@ -146,6 +158,10 @@ func loadConfig(getenv func(string) string) (config, error) {
 		OpsPassword:     get("HS2CC_OPS_PASSWORD"),
 		MetricsToken:    get("HS2CC_METRICS_TOKEN"),
 		MetricsAddr:     get("HS2CC_METRICS_ADDR"),
+		HubSpotToken:    strings.TrimSpace(get("HS2CC_HUBSPOT_TOKEN")),
+		HubSpotAPIURL:   get("HS2CC_HUBSPOT_API_URL"),
+		HubSpotRate:     num("HS2CC_HUBSPOT_RATE"),
+		HubSpotDaily:    num("HS2CC_HUBSPOT_DAILY"),
 		LogFormat:       get("HS2CC_LOG_FORMAT"),
 		LogLevel:        get("HS2CC_LOG_LEVEL"),
 		Worker:          env.worker(),
@@ -221,6 +237,7 @@ func (r *envReader) worker() jobs.Config {
 	w.LeaderLease = r.dur("HS2CC_LEADER_LEASE")
 	w.Retention = r.dur("HS2CC_RETENTION")
 	w.ReconcileInterval = r.dur("HS2CC_RECONCILE_INTERVAL")
+	w.UnsubscribeInterval = r.dur("HS2CC_UNSUBSCRIBE_SYNC_INTERVAL")
 	return w
 }
 
@@ -261,6 +278,15 @@ func (c *config) check(r *envReader) {
 		r.fail("%s", err)
 	} else {
 		c.OpsAccounts = accounts
+	}
+	if c.HubSpotRate < 1 {
+		r.fail("HS2CC_HUBSPOT_RATE: at least 1 call per 10 seconds, got %d", c.HubSpotRate)
+	}
+	if c.HubSpotDaily < 1 {
+		r.fail("HS2CC_HUBSPOT_DAILY: at least 1 call a day, got %d", c.HubSpotDaily)
+	}
+	if err := checkPublicURL(c.HubSpotAPIURL); err != nil {
+		r.fail("HS2CC_HUBSPOT_API_URL: %v", err)
 	}
 	if c.LogFormat != "json" && c.LogFormat != "text" {
 		r.fail("HS2CC_LOG_FORMAT: want json or text, got %q", c.LogFormat)

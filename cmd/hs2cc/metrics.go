@@ -188,10 +188,12 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 // workerMetrics are what `work` produces: its calls to CC and how long
 // enrollments took to get there.
 type workerMetrics struct {
-	db      *sql.DB
-	log     *slog.Logger
-	ccCalls *prometheus.CounterVec
-	age     prometheus.Histogram
+	db        *sql.DB
+	log       *slog.Logger
+	ccCalls   *prometheus.CounterVec
+	age       prometheus.Histogram
+	hsCalls   *prometheus.CounterVec
+	writeback *prometheus.CounterVec
 }
 
 func newWorkerMetrics(reg prometheus.Registerer, db *sql.DB, log *slog.Logger) *workerMetrics {
@@ -209,8 +211,30 @@ func newWorkerMetrics(reg prometheus.Registerer, db *sql.DB, log *slog.Logger) *
 			Buckets: []float64{5, 15, 30, 60, 120, 300, 600, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 3 * 86400},
 		}),
 	}
-	reg.MustRegister(m.ccCalls, m.age)
+	m.hsCalls = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "hs2cc_hubspot_calls_total",
+		Help: "HTTP exchanges with HubSpot's CRM API by method, endpoint and status (429 when HubSpot's limits refused one); status \"error\" when no response arrived.",
+	}, []string{"method", "endpoint", "status"})
+	m.writeback = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "hs2cc_hubspot_writeback_contacts_total",
+		Help: "Contacts the HubSpot write-back dealt with, by result: written, missing (deleted in HubSpot, skipped), no_id (the webhook carried no object id), failed (refused 5 times), retry (sent again later).",
+	}, []string{"result"})
+	reg.MustRegister(m.ccCalls, m.age, m.hsCalls, m.writeback)
 	return m
+}
+
+// observeHubSpot is the crm Observer.
+func (m *workerMetrics) observeHubSpot(method, endpoint string, status int, _ time.Duration) {
+	s := "error"
+	if status > 0 {
+		s = strconv.Itoa(status)
+	}
+	m.hsCalls.WithLabelValues(method, endpoint, s).Inc()
+}
+
+// WritebackDone is the jobs.WritebackMetrics hook.
+func (m *workerMetrics) WritebackDone(result string, n int) {
+	m.writeback.WithLabelValues(result).Add(float64(n))
 }
 
 // observeCC is the ccclient Observer.

@@ -19,6 +19,7 @@ import (
 	"github.com/hs2cc/hs2cc/handlers"
 	"github.com/hs2cc/hs2cc/hubspot"
 	"github.com/hs2cc/hs2cc/ingest"
+	"github.com/hs2cc/hs2cc/hubspot/crm"
 	"github.com/hs2cc/hs2cc/jobs"
 	"github.com/hs2cc/hs2cc/store"
 	"github.com/hs2cc/hs2cc/trace"
@@ -49,6 +50,9 @@ func openStore(ctx context.Context, cfg config) (*store.DB, error) {
 	if err := db.CheckSchema(ctx); err != nil {
 		db.Close()
 		return nil, err
+	}
+	if cfg.HubSpotToken != "" {
+		db.EnableWriteback()
 	}
 	return db, nil
 }
@@ -251,8 +255,15 @@ func newWorker(cfg config, d *deps, log *slog.Logger, reg prometheus.Registerer,
 	if err != nil {
 		return nil, err
 	}
-	w := jobs.NewWorker(asynqOpt(d.redisOpt), cfg.Worker, d.db, cc, d.enq, tokens, log,
-		jobs.WithBudget(limits), jobs.WithMapper(cfg.Rules), jobs.WithMetrics(wm), jobs.WithPolicy(policy))
+	opts := []jobs.Option{jobs.WithBudget(limits), jobs.WithMapper(cfg.Rules), jobs.WithMetrics(wm), jobs.WithPolicy(policy)}
+	if cfg.HubSpotToken != "" {
+		hs := crm.New(cfg.HubSpotAPIURL, cfg.HubSpotToken, nil,
+			crm.WithLimiter(store.NewHubSpotLimits(d.rdb, cfg.HubSpotRate, cfg.HubSpotDaily)), crm.WithObserver(wm.observeHubSpot))
+		opts = append(opts, jobs.WithWriter(jobs.NewWriter(hs, d.db, cc, limits, d.enq, log, wm)))
+	} else {
+		log.Info("HubSpot write-back is off: HS2CC_HUBSPOT_TOKEN is not set")
+	}
+	w := jobs.NewWorker(asynqOpt(d.redisOpt), cfg.Worker, d.db, cc, d.enq, tokens, log, opts...)
 	return w, nil
 }
 

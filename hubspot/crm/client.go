@@ -37,17 +37,44 @@ type Client struct {
 	baseErr error
 	token   string
 	hc      *http.Client
+	limiter Limiter
+	observe Observer
 }
+
+// Limiter paces calls to HubSpot across every process of the bridge.
+// Wait returns when one more call may be made, or an error that says why
+// not; Pause is told when HubSpot answers 429, for every caller to wait d.
+type Limiter interface {
+	Wait(ctx context.Context) error
+	Pause(ctx context.Context, d time.Duration, daily bool) error
+}
+
+// Observer is told about every HTTP exchange with HubSpot: the method, the
+// endpoint as HubSpot's reference names it, the status (0 when no answer
+// came) and how long it took.
+type Observer func(method, endpoint string, status int, d time.Duration)
+
+// ClientOption configures a Client.
+type ClientOption func(*Client)
+
+// WithLimiter makes every call wait for l, and tells l of every 429.
+func WithLimiter(l Limiter) ClientOption { return func(c *Client) { c.limiter = l } }
+
+// WithObserver tells fn about every HTTP exchange, for metrics.
+func WithObserver(fn Observer) ClientOption { return func(c *Client) { c.observe = fn } }
 
 // New returns a client for the API rooted at baseURL (DefaultBaseURL in
 // production). A nil hc gets a client with a 30 s timeout. A base URL that
 // is not absolute http(s) makes every call fail with the reason, so that
 // New keeps the plain signature callers share.
-func New(baseURL, token string, hc *http.Client) *Client {
+func New(baseURL, token string, hc *http.Client, opts ...ClientOption) *Client {
 	if hc == nil {
 		hc = &http.Client{Timeout: defaultTimeout}
 	}
 	c := &Client{token: token, hc: hc}
+	for _, o := range opts {
+		o(c)
+	}
 	u, err := url.Parse(baseURL)
 	switch {
 	case err != nil:
@@ -99,7 +126,20 @@ func (c *Client) newRequest(ctx context.Context, method, ref string, body any) (
 // non-2xx response becomes an *APIError. The status code is returned so
 // that a caller can tell 200 from 207.
 func (c *Client) do(req *http.Request, v any) (int, error) {
+	if c.limiter != nil {
+		if err := c.limiter.Wait(req.Context()); err != nil {
+			return 0, err
+		}
+	}
+	start := time.Now()
 	resp, err := c.hc.Do(req)
+	if c.observe != nil {
+		status := 0
+		if resp != nil {
+			status = resp.StatusCode
+		}
+		c.observe(req.Method, endpointOf(req.URL.Path), status, time.Since(start))
+	}
 	if err != nil {
 		return 0, redactErr(err, c.token)
 	}
@@ -109,7 +149,14 @@ func (c *Client) do(req *http.Request, v any) (int, error) {
 		resp.Body.Close()
 	}()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return resp.StatusCode, newAPIError(resp, time.Now())
+		apiErr := newAPIError(resp, time.Now())
+		if resp.StatusCode == http.StatusTooManyRequests && c.limiter != nil {
+			// Every process waits, not only this caller: HubSpot counts
+			// the app's calls together. A pause that cannot be recorded
+			// still leaves this caller the error to wait on.
+			_ = c.limiter.Pause(req.Context(), apiErr.RetryAfter, apiErr.daily())
+		}
+		return resp.StatusCode, apiErr
 	}
 	if v != nil {
 		err := json.NewDecoder(io.LimitReader(resp.Body, maxResponseBody)).Decode(v)
@@ -241,4 +288,18 @@ func IsRateLimited(err error) (retryAfter time.Duration, daily bool, ok bool) {
 		return 0, false, false
 	}
 	return e.RetryAfter, e.daily(), true
+}
+
+// endpointOf names the endpoint of a request path as HubSpot's reference
+// does, with a property's name or a contact's id replaced, so that metrics
+// have few label values.
+func endpointOf(path string) string {
+	for _, prefix := range []string{"/crm/v3/properties/contacts/", "/crm/v3/objects/contacts/"} {
+		rest, ok := strings.CutPrefix(path, prefix)
+		if !ok || rest == "" || strings.Contains(rest, "/") || rest == "groups" {
+			continue
+		}
+		return prefix + "{id}"
+	}
+	return path
 }
