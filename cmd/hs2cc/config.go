@@ -113,9 +113,9 @@ type config struct {
 	HubSpotAPIURL string
 	HubSpotRate   int
 	HubSpotDaily  int
-	Worker          jobs.Config
-	LogFormat       string
-	LogLevel        string
+	Worker        jobs.Config
+	LogFormat     string
+	LogLevel      string
 	// BehindFly is set when Fly runs the process (FLY_APP_NAME, which Fly
 	// sets on every machine): only then is Fly-Client-IP the caller's
 	// address rather than a header anyone can send.
