@@ -101,6 +101,7 @@ type opsReport struct {
 	TooLarge         *tooLargeReport   `json:"too_large"`
 	Hourly           *hourlyReport     `json:"hourly"`
 	Reconcile        *reconcileReport  `json:"reconcile"`
+	Writeback        *writebackReport  `json:"hubspot_writeback"`
 	// Readiness is each check of /readyz with the detail of a failure,
 	// which /readyz itself does not show.
 	Readiness []checkResult     `json:"readiness"`
@@ -206,7 +207,7 @@ func collectOps(ctx context.Context, cfg Config) opsReport {
 	defer cancel()
 	now := cfg.now()
 	c := &opsCollector{ctx: ctx, cfg: cfg, now: now, r: opsReport{GeneratedAt: now.UTC(), Attention: []attentionReport{}}}
-	for _, section := range []func(){c.enrollments, c.imports, c.ccCalls, c.token, c.attention, c.quarantine, c.tooLarge, c.hourly, c.reconcile, c.readiness} {
+	for _, section := range []func(){c.enrollments, c.imports, c.ccCalls, c.token, c.attention, c.quarantine, c.tooLarge, c.hourly, c.reconcile, c.writeback, c.readiness} {
 		section()
 	}
 	return c.r
@@ -519,6 +520,30 @@ Connected {{tstamp .ConnectedAt}}, last refreshed {{tstamp .RefreshedAt}}.</p>
 <tr><td class="n{{if .Missing}} bad{{end}}">{{.Missing}}</td><td class="n">{{.Unsubscribed}}</td><td class="n">{{.Unknown}}</td><td class="n">{{.Repaired}}</td><td class="n">{{.CCCalls}} ({{.AnnouncedCalls}})</td></tr></table>
 {{- else}}
 <p>No run yet: <code>hs2cc reconcile</code>, or set <code>HS2CC_RECONCILE_INTERVAL</code>.</p>
+{{- end}}
+
+<h2>HubSpot write-back</h2>
+{{- with .Writeback}}
+{{- if not .Enabled}}
+<p>Off: {{.OffReason}}.</p>
+{{- else}}
+<table><tr><th>pending</th><th>written</th><th>missing in HubSpot (skipped)</th><th>no object id</th><th>failed</th></tr>
+<tr><td class="n">{{index .Outbox "pending"}}</td><td class="n">{{index .Outbox "written"}}</td><td class="n">{{index .Outbox "missing"}}</td><td class="n">{{index .Outbox "no_id"}}</td><td class="n{{if index .Outbox "failed"}} bad{{end}}">{{index .Outbox "failed"}}</td></tr></table>
+<p>{{with .OldestPendingAgeSeconds}}Oldest pending for {{age (deref .)}}. {{end}}Last written {{tstamp .LastWritten}}.{{with .CallsToday}} HubSpot calls today (UTC): {{deref .}} of {{$.Writeback.DailyLimit}}.{{end}}</p>
+{{- with .PausedUntil}}
+<p class="bad">HubSpot asked to wait until {{tstamp .}}{{if $.Writeback.PausedDaily}} (its daily limit){{end}}.</p>
+{{- end}}
+{{- with .LastError}}
+<p class="bad">Last error: {{.}}</p>
+{{- end}}
+{{- with .Unsubscribes}}
+<p{{if and (ne .Outcome "done") (ne .Outcome "partial")}} class="bad"{{end}}>Unsubscribes read from CC {{stamp .RanAt}}: {{.Outcome}}{{with .Detail}}: {{.}}{{end}}; {{.Found}} found, {{.Marked}} enrollments marked, {{.CCPages}} CC calls.</p>
+{{- else}}
+<p>Unsubscribes: not read from CC yet.</p>
+{{- end}}
+{{- end}}
+{{- else}}
+<p>n/a</p>
 {{- end}}
 
 <h2>Quarantine</h2>

@@ -86,6 +86,9 @@ type Config struct {
 	// n/a when nil.
 	CCBudget   CCBudget
 	Quarantine QuarantineSizer
+	// HubSpotCalls adds HubSpot's calls today to the write-back's section
+	// when the write-back is on.
+	HubSpotCalls HubSpotCalls
 	// Now is the clock of the ages /ops shows; time.Now when nil.
 	Now func() time.Time
 	// Connector runs the Constant Contact connection at /oauth/connect and

@@ -37,9 +37,9 @@ func promHandler(reg *prometheus.Registry, token string) http.Handler {
 }
 
 // registerServeMetrics adds the shared-state figures `serve` exports.
-func registerServeMetrics(reg prometheus.Registerer, db *store.DB, budget handlers.CCBudget, ins *asynq.Inspector) {
+func registerServeMetrics(reg prometheus.Registerer, db *store.DB, budget handlers.CCBudget, ins *asynq.Inspector, hs handlers.HubSpotCalls) {
 	reg.MustRegister(newTokenCollector(db, time.Now), newAttentionCollector(db), newBudgetCollector(budget),
-		newQueueCollector(ins, time.Now))
+		newQueueCollector(ins, time.Now), newWritebackCollector(db, hs, time.Now))
 }
 
 // budgetCollector exports today's CC calls against the daily budget, read

@@ -74,7 +74,47 @@ func runStatus(ctx context.Context, cfg config, stdout io.Writer, now time.Time)
 	if err := printQuarantineStatus(ctx, db, stdout); err != nil {
 		return err
 	}
+	if err := printWritebackStatus(ctx, db, stdout, now); err != nil {
+		return err
+	}
 	return result
+}
+
+// printWritebackStatus prints the HubSpot write-back: off and why, or its
+// outbox by state, its oldest pending row and last error, and the last read
+// of CC's unsubscribes. A token HubSpot refuses is attention, printed above.
+func printWritebackStatus(ctx context.Context, db *store.DB, stdout io.Writer, now time.Time) error {
+	if !db.WritebackEnabled() {
+		fmt.Fprintln(stdout, "HubSpot write-back: off (HS2CC_HUBSPOT_TOKEN is not set).")
+		return nil
+	}
+	sum, err := db.SummarizeWriteback(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "HubSpot write-back:")
+	for _, s := range store.WritebackStates {
+		fmt.Fprintf(stdout, " %s %d", s, sum.Counts[s])
+	}
+	fmt.Fprintln(stdout)
+	if !sum.OldestPending.IsZero() {
+		fmt.Fprintf(stdout, "  oldest pending since %s (%s)\n", stamp(sum.OldestPending), now.Sub(sum.OldestPending).Round(time.Second))
+	}
+	fmt.Fprintf(stdout, "  last written %s\n", stamp(sum.LastWritten))
+	if sum.LastError != "" {
+		fmt.Fprintf(stdout, "  last error: %s\n", sum.LastError)
+	}
+	u, err := db.GetUnsubscribeSync(ctx)
+	if err != nil {
+		return err
+	}
+	if u.RanAt.IsZero() {
+		fmt.Fprintln(stdout, "  CC unsubscribes: not read yet")
+		return nil
+	}
+	fmt.Fprintf(stdout, "  CC unsubscribes read %s: %s, %d found, %d enrollments marked, %d CC calls; read up to %s\n",
+		stamp(u.RanAt), u.Outcome, u.Found, u.Marked, u.CCPages, stamp(u.SyncedTo))
+	return nil
 }
 
 func stamp(t time.Time) string {

@@ -115,6 +115,12 @@ func asynqOpt(o *redis.Options) asynq.RedisClientOpt {
 	return asynq.RedisClientOpt{Addr: o.Addr, Username: o.Username, Password: o.Password, DB: o.DB, TLSConfig: o.TLSConfig}
 }
 
+// hubSpotLimits is the one HubSpot rate and daily limit every process
+// shares through Redis.
+func (d *deps) hubSpotLimits(cfg config) *store.HubSpotLimits {
+	return store.NewHubSpotLimits(d.rdb, cfg.HubSpotRate, cfg.HubSpotDaily)
+}
+
 // newHTTPApp builds the HTTP application of `serve`, whose /metrics serves
 // reg after adding serve's own metrics to it. The returned close func
 // releases the inspector and Asynqmon's connections.
@@ -131,7 +137,11 @@ func newHTTPApp(cfg config, d *deps, log *slog.Logger, reg *prometheus.Registry)
 	}
 	ins := asynq.NewInspector(asynqOpt(d.redisOpt))
 	limits := store.NewCCLimits(d.rdb, cfg.CCRate, cfg.CCDailyBudget)
-	registerServeMetrics(reg, d.db, limits, ins)
+	var hsCalls handlers.HubSpotCalls
+	if cfg.HubSpotToken != "" {
+		hsCalls = d.hubSpotLimits(cfg)
+	}
+	registerServeMetrics(reg, d.db, limits, ins, hsCalls)
 	webhookMetrics := handlers.NewMetrics(reg)
 	var connector handlers.Connector
 	if cfg.CCRedirectURL != "" {
@@ -159,6 +169,7 @@ func newHTTPApp(cfg config, d *deps, log *slog.Logger, reg *prometheus.Registry)
 		Ops:             opsData{d.db},
 		CCBudget:        limits,
 		Quarantine:      d.db,
+		HubSpotCalls:    hsCalls,
 		Connector:       connector,
 		Trace:           tracer,
 		Metrics:         promHandler(reg, ""),
@@ -258,7 +269,7 @@ func newWorker(cfg config, d *deps, log *slog.Logger, reg prometheus.Registerer,
 	opts := []jobs.Option{jobs.WithBudget(limits), jobs.WithMapper(cfg.Rules), jobs.WithMetrics(wm), jobs.WithPolicy(policy)}
 	if cfg.HubSpotToken != "" {
 		hs := crm.New(cfg.HubSpotAPIURL, cfg.HubSpotToken, nil,
-			crm.WithLimiter(store.NewHubSpotLimits(d.rdb, cfg.HubSpotRate, cfg.HubSpotDaily)), crm.WithObserver(wm.observeHubSpot))
+			crm.WithLimiter(d.hubSpotLimits(cfg)), crm.WithObserver(wm.observeHubSpot))
 		opts = append(opts, jobs.WithWriter(jobs.NewWriter(hs, d.db, cc, limits, d.enq, log, wm)))
 	} else {
 		log.Info("HubSpot write-back is off: HS2CC_HUBSPOT_TOKEN is not set")
