@@ -1,0 +1,307 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/hs2cc/hs2cc/hubspot/crm"
+	"github.com/hs2cc/hs2cc/hubspot/crm/hssandbox"
+	"github.com/hs2cc/hs2cc/store"
+	"github.com/hs2cc/hs2cc/store/storetest"
+)
+
+// wbEnv is a Writer against real MySQL and Redis and the HubSpot sandbox,
+// with nothing created in HubSpot beforehand: the properties are made by
+// the first write-back, as on a fresh portal.
+type wbEnv struct {
+	t   *testing.T
+	db  *store.DB
+	sb  *hssandbox.Server
+	srv *httptest.Server
+	w   *Writer
+	rdb interface {
+		FlushDB(ctx context.Context) *redis.StatusCmd
+	}
+}
+
+func newWBEnv(t *testing.T, opts hssandbox.Options, token string) *wbEnv {
+	t.Helper()
+	e := &wbEnv{t: t, db: storetest.MySQL(t)}
+	e.db.EnableWriteback()
+	opt, err := asynq.ParseRedisURI(storetest.RedisURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	aq := asynq.NewClient(opt)
+	t.Cleanup(func() { aq.Close() })
+	opts.Seed = 7
+	if e.sb, err = hssandbox.New(opts); err != nil {
+		t.Fatal(err)
+	}
+	e.srv = httptest.NewServer(e.sb)
+	t.Cleanup(e.srv.Close)
+	if token == "" {
+		token = e.sb.Token()
+	}
+	rdb := storetest.Redis(t)
+	e.rdb = rdb
+	hs := crm.New(e.srv.URL, token, e.srv.Client(), crm.WithLimiter(store.NewHubSpotLimits(rdb, 100, 250000)))
+	e.w = NewWriter(hs, e.db, nil, nil, NewEnqueuer(aq), slog.New(slog.DiscardHandler), nil)
+	return e
+}
+
+// settle ingests n enrollments keyed by key(i), imports them, has CC refuse
+// the rows refuse picks, and returns their ids.
+func (e *wbEnv) settle(n int, key func(i int) string, refuse func(i int) bool) []int64 {
+	e.t.Helper()
+	ctx := context.Background()
+	var ids []int64
+	for i := range n {
+		res, err := e.db.Ingest(ctx, &store.Delivery{Kind: store.KindWorkflow, SignatureVersion: "v3", Body: []byte(fmt.Sprint(i))},
+			&store.Enrollment{PortalID: 1, ObjectKey: key(i), Email: fmt.Sprintf("agent%d@example.com", i),
+				Lists: []string{"New Agents", "Gold"}, ContentHash: fmt.Sprint(i)})
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		ids = append(ids, res.EnrollmentID)
+	}
+	imp, err := e.db.ClaimImport(ctx, "t", store.ListKey([]string{"New Agents", "Gold"}), ids)
+	if err != nil || imp == nil {
+		e.t.Fatalf("claim: %+v, %v", imp, err)
+	}
+	if err := e.db.SubmitImport(ctx, imp.ID, []string{"New Agents", "Gold"}, []string{"l-1", "l-2"}, "act-1", "initialized"); err != nil {
+		e.t.Fatal(err)
+	}
+	reasons := map[int64]string{}
+	for i, id := range ids {
+		if refuse(i) {
+			reasons[id] = "Constant Contact refused this row: invalid email address"
+		}
+	}
+	if err := e.db.RejectRows(ctx, imp.ID, reasons); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := e.db.RecordActivity(ctx, imp.ID, store.ActivityResult{State: "completed", Final: true}, true, ""); err != nil {
+		e.t.Fatal(err)
+	}
+	return ids
+}
+
+// deleteContact deletes a contact in the sandbox, as a HubSpot user would.
+func (e *wbEnv) deleteContact(id string) {
+	e.t.Helper()
+	req, _ := http.NewRequest(http.MethodDelete, e.srv.URL+"/crm/v3/objects/contacts/"+id, nil)
+	req.Header.Set("Authorization", "Bearer "+e.sb.Token())
+	resp, err := e.srv.Client().Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		e.t.Fatalf("delete contact %s: %d", id, resp.StatusCode)
+	}
+}
+
+func (e *wbEnv) contacts() map[string]map[string]string {
+	out := map[string]map[string]string{}
+	for _, c := range e.sb.Contacts() {
+		out[c.ID] = c.Properties
+	}
+	return out
+}
+
+func (e *wbEnv) states() map[string]int {
+	e.t.Helper()
+	sum, err := e.db.SummarizeWriteback(context.Background())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return sum.Counts
+}
+
+func (e *wbEnv) batchCalls() int {
+	n := 0
+	for k, m := range e.sb.Stats() {
+		if strings.Contains(k, "batch/update") {
+			for _, c := range m {
+				n += c
+			}
+		}
+	}
+	return n
+}
+
+// TestWritebackOutcomes: 250 settled enrollments, some refused by CC, one
+// unsubscribed, one without a HubSpot id and two deleted in HubSpot, go to
+// HubSpot in three batch calls under each reading of HubSpot's answer to
+// deleted contacts; each contact carries the status, lists and reason of
+// its outcome, the deleted ones are skipped without holding back the rest
+// of their batch, and the properties are made on first use.
+func TestWritebackOutcomes(t *testing.T) {
+	for _, missing := range []string{hssandbox.MissingMultiStatus, hssandbox.MissingRefuse, hssandbox.MissingRefuseMessage} {
+		t.Run(missing, func(t *testing.T) {
+			t.Parallel()
+			e := newWBEnv(t, hssandbox.Options{Missing: missing}, "")
+			ctx := context.Background()
+			key := func(i int) string {
+				if i == 249 {
+					return "email:agent249@example.com"
+				}
+				return fmt.Sprint(5000 + i)
+			}
+			refused := func(i int) bool { return i%50 == 7 }
+			e.settle(250, key, refused)
+			if _, err := e.db.MarkUnsubscribed(ctx, []string{"Agent3@Example.com"}, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+			e.deleteContact("5010")
+			e.deleteContact("5150")
+			if err := e.w.handleWriteback(ctx, nil); err != nil {
+				t.Fatal(err)
+			}
+			got := e.contacts()
+			for i := range 249 {
+				id := key(i)
+				p := got[id]
+				want := map[string]string{crm.PropStatus: "imported", crm.PropLists: "New Agents; Gold", crm.PropReason: ""}
+				switch {
+				case id == "5010" || id == "5150":
+					if p != nil {
+						t.Errorf("deleted contact %s written: %v", id, p)
+					}
+					continue
+				case i == 3:
+					want = map[string]string{crm.PropStatus: "unsubscribed", crm.PropLists: "", crm.PropReason: "unsubscribed in Constant Contact"}
+				case refused(i):
+					want = map[string]string{crm.PropStatus: "rejected", crm.PropLists: "", crm.PropReason: "Constant Contact refused this row: invalid email address"}
+				}
+				for k, v := range want {
+					if p[k] != v {
+						t.Errorf("contact %s %s = %q, want %q", id, k, p[k], v)
+					}
+				}
+				if p[crm.PropSyncedAt] == "" {
+					t.Errorf("contact %s has no %s", id, crm.PropSyncedAt)
+				}
+			}
+			if len(got) != 247 {
+				t.Errorf("%d contacts written, want 247", len(got))
+			}
+			states := e.states()
+			if states["written"] != 247 || states["missing"] != 2 || states["no_id"] != 1 || states["pending"] != 0 {
+				t.Errorf("outbox %v", states)
+			}
+			// Three batches of at most 100; a refusal of a whole batch
+			// costs one more call to send the rest again.
+			wantCalls := 3
+			if missing != hssandbox.MissingMultiStatus {
+				wantCalls = 5
+			}
+			if n := e.batchCalls(); n != wantCalls {
+				t.Errorf("%d batch calls, want %d", n, wantCalls)
+			}
+		})
+	}
+}
+
+// TestWritebackWaitsAndStops: HubSpot's 429 makes the task wait without
+// spending an attempt and the rows go on the next run; a token HubSpot
+// refuses becomes attention that names it, the rows wait in the outbox,
+// and a good token clears it.
+func TestWritebackWaitsAndStops(t *testing.T) {
+	t.Run("429", func(t *testing.T) {
+		t.Parallel()
+		e := newWBEnv(t, hssandbox.Options{}, "")
+		ctx := context.Background()
+		e.settle(20, func(i int) string { return fmt.Sprint(100 + i) }, func(int) bool { return false })
+		if err := e.w.ensureProperties(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.sb.SetFaults(hssandbox.Faults{ThrottleRate: 1}); err != nil {
+			t.Fatal(err)
+		}
+		err := e.w.handleWriteback(ctx, nil)
+		if _, ok := asksToWait(err); !ok || isFailure(err) {
+			t.Fatalf("with HubSpot throttling: %v; want a wait that spends no retry", err)
+		}
+		if s := e.states(); s["pending"] != 20 {
+			t.Fatalf("outbox %v, want 20 pending", s)
+		}
+		if err := e.sb.SetFaults(hssandbox.Faults{}); err != nil {
+			t.Fatal(err)
+		}
+		// The 429 paused every caller; the test does not wait it out.
+		e.rdb.FlushDB(ctx)
+		if err := e.w.handleWriteback(ctx, nil); err != nil {
+			t.Fatal(err)
+		}
+		if s := e.states(); s["written"] != 20 {
+			t.Errorf("outbox %v, want 20 written", s)
+		}
+	})
+	t.Run("refused token", func(t *testing.T) {
+		t.Parallel()
+		e := newWBEnv(t, hssandbox.Options{}, "not-the-token")
+		ctx := context.Background()
+		e.settle(5, func(i int) string { return fmt.Sprint(100 + i) }, func(int) bool { return false })
+		err := e.w.handleWriteback(ctx, nil)
+		if _, ok := asksToWait(err); !ok {
+			t.Fatalf("with a refused token: %v; want a wait", err)
+		}
+		a, err := e.db.GetAttention(ctx, AttentionHubSpot, "properties")
+		if err != nil || a == nil || !strings.Contains(a.Detail, "HS2CC_HUBSPOT_TOKEN") {
+			t.Fatalf("attention %+v, %v; want one naming HS2CC_HUBSPOT_TOKEN", a, err)
+		}
+		if s := e.states(); s["pending"] != 5 {
+			t.Fatalf("outbox %v, want 5 pending", s)
+		}
+		good := newWBEnv(t, hssandbox.Options{}, "")
+		good.w.st = e.db
+		if err := good.w.handleWriteback(ctx, nil); err != nil {
+			t.Fatal(err)
+		}
+		if a, err := e.db.GetAttention(ctx, AttentionHubSpot, "properties"); !errors.Is(err, store.ErrNotFound) && a != nil {
+			t.Errorf("attention %+v, %v after a good token; want none", a, err)
+		}
+		if s := e.states(); s["written"] != 5 {
+			t.Errorf("outbox %v, want 5 written", s)
+		}
+	})
+}
+
+// TestWritebackValues pins the one policy for what the properties say.
+func TestWritebackValues(t *testing.T) {
+	t0 := time.Date(2026, 12, 3, 9, 0, 0, 0, time.UTC)
+	cases := []struct {
+		name               string
+		row                store.WritebackRow
+		status, lists, why string
+	}{
+		{"imported", store.WritebackRow{Status: "imported", Lists: []string{"A", "B"}, ImportedAt: t0}, "imported", "A; B", ""},
+		{"rejected", store.WritebackRow{Status: "rejected", StatusReason: "bad"}, "rejected", "", "bad"},
+		{"failed is pending with its reason", store.WritebackRow{Status: "failed", StatusReason: "CC activity not found"}, "pending", "", "CC activity not found"},
+		{"waiting", store.WritebackRow{Status: "pending"}, "pending", "", reasonWaiting},
+		{"unsubscribed after its import", store.WritebackRow{Status: "imported", Lists: []string{"A"}, ImportedAt: t0, UnsubscribedAt: t0.Add(time.Hour)}, "unsubscribed", "", reasonUnsubscribed},
+		{"refused as unsubscribed at import", store.WritebackRow{Status: "rejected", StatusReason: "unsubscribed", UnsubscribedAt: t0}, "unsubscribed", "", reasonUnsubscribed},
+		{"imported again after resubscribing", store.WritebackRow{Status: "imported", Lists: []string{"A"}, ImportedAt: t0.Add(time.Hour), UnsubscribedAt: t0}, "imported", "A", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			v := WritebackValues(tc.row, t0)
+			if v[crm.PropStatus] != tc.status || v[crm.PropLists] != tc.lists || v[crm.PropReason] != tc.why ||
+				v[crm.PropSyncedAt] != fmt.Sprint(t0.UnixMilli()) {
+				t.Errorf("values %v, want status %q lists %q reason %q", v, tc.status, tc.lists, tc.why)
+			}
+		})
+	}
+}
