@@ -78,6 +78,33 @@ func TestDevRunsTheWholeBridge(t *testing.T) {
 		return onList == n
 	})
 
+	// dev turns the write-back on against its HubSpot sandbox, on the
+	// embedded MySQL: every agent's contact says where CC put it.
+	var written int
+	waitFor(t, "every simulated agent written back to the HubSpot sandbox", 60*time.Second, func() bool {
+		resp, err := http.Get("http://" + hsAddr + "/sandbox/contacts")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var body struct {
+			Contacts []struct {
+				ID         string            `json:"id"`
+				Properties map[string]string `json:"properties"`
+			} `json:"contacts"`
+		}
+		if json.NewDecoder(resp.Body).Decode(&body) != nil {
+			return false
+		}
+		written = 0
+		for _, c := range body.Contacts {
+			if c.Properties["hs2cc_cc_status"] == "imported" && c.Properties["hs2cc_cc_lists"] == "New Agents" {
+				written++
+			}
+		}
+		return written == n
+	})
+
 	cases := []struct {
 		name       string
 		user, pass string
