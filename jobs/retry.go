@@ -8,6 +8,7 @@ import (
 
 	"github.com/hs2cc/hs2cc/ccauth"
 	"github.com/hs2cc/hs2cc/ccclient"
+	"github.com/hs2cc/hs2cc/hubspot/crm"
 	"github.com/hs2cc/hs2cc/store"
 )
 
@@ -96,6 +97,12 @@ func retryDelay(now func() time.Time) asynq.RetryDelayFunc {
 		var budget *store.BudgetExhaustedError
 		if errors.As(err, &budget) {
 			return budget.Reset.Sub(now()) + time.Minute
+		}
+		var hsErr *crm.APIError
+		if errors.As(err, &hsErr) && hsErr.StatusCode >= 500 {
+			// HubSpot's 5xx pass in seconds; asynq's default would hold a
+			// whole batch of write-backs for 15 s or more the first time.
+			return min(time.Second<<min(n, 6), time.Minute)
 		}
 		if errors.Is(err, ccauth.ErrNotConnected) {
 			return time.Minute

@@ -16,6 +16,7 @@ import (
 
 	"github.com/hs2cc/hs2cc/ccauth"
 	"github.com/hs2cc/hs2cc/ccclient"
+	"github.com/hs2cc/hs2cc/hubspot/crm"
 	"github.com/hs2cc/hs2cc/ccclient/ccsandbox"
 	"github.com/hs2cc/hs2cc/store"
 	"github.com/hs2cc/hs2cc/store/storetest"
@@ -68,6 +69,12 @@ func TestIsFailureAndRetryDelay(t *testing.T) {
 		{name: "not connected", err: fmt.Errorf("resolve CC list: token: %w", ccauth.ErrNotConnected), wantDelay: time.Minute},
 		{name: "not connected after invalid_grant", err: fmt.Errorf("%w: %w", ccauth.ErrNotConnected, &ccclient.OAuthError{StatusCode: 400, Code: "invalid_grant"}),
 			wantDelay: time.Minute},
+		{name: "HubSpot 502 retried in a second", err: fmt.Errorf("write-back: %w", &crm.APIError{StatusCode: 502}), n: 0,
+			wantFailure: true, wantDelay: time.Second},
+		{name: "HubSpot 500 on a later retry", err: &crm.APIError{StatusCode: 500}, n: 3, wantFailure: true, wantDelay: 8 * time.Second},
+		{name: "HubSpot 500 long after waits a minute", err: &crm.APIError{StatusCode: 500}, n: 20, wantFailure: true, wantDelay: time.Minute},
+		{name: "HubSpot 429 is a wait, as the writer returns it",
+			err: &waitError{after: 10 * time.Second, reason: "HubSpot answered 429"}, wantDelay: 10 * time.Second},
 		{name: "500", err: apiErr(500, "server_error"), n: 0, wantFailure: true, backoff: true},
 		{name: "503 on a later retry", err: apiErr(503, "service_unavailable"), n: 3, wantFailure: true, backoff: true},
 		{name: "401", err: apiErr(401, "unauthorized"), n: 1, wantFailure: true, backoff: true},
