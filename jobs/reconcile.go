@@ -263,18 +263,27 @@ func (rc *Reconciler) check(ctx context.Context, o ReconcileOptions, lists []*re
 		}
 	}
 	var repair []int64
+	var unsubscribed []string
+	removed := map[int64][]string{}
 	for _, l := range lists {
 		for _, e := range l.missing {
 			switch contactState(found[e], l.id) {
 			case "unsubscribed":
 				run.Unsubscribed++
+				unsubscribed = append(unsubscribed, e)
 			case "listed":
 				// Imported onto the list since it was read.
 			default:
 				run.Missing++
 				repair = append(repair, l.ids[e]...)
+				for _, id := range l.ids[e] {
+					removed[id] = append(removed[id], l.name)
+				}
 			}
 		}
+	}
+	if err := rc.tellHubSpot(ctx, unsubscribed, removed); err != nil {
+		return err
 	}
 	if o.Repair == nil || len(repair) == 0 {
 		return nil
@@ -282,6 +291,30 @@ func (rc *Reconciler) check(ctx context.Context, o ReconcileOptions, lists []*re
 	slices.Sort(repair)
 	n, err := o.Repair(ctx, slices.Compact(repair))
 	run.Repaired = n
+	return err
+}
+
+// WritebackMarker is the part of the store that tells HubSpot what a
+// reconcile found (the HubSpot write-back); *store.DB is one, and does
+// nothing while the write-back is off.
+type WritebackMarker interface {
+	MarkUnsubscribed(ctx context.Context, emails []string, at time.Time) (int, error)
+	MarkRemoved(ctx context.Context, removed map[int64][]string, at time.Time) (int, error)
+}
+
+// tellHubSpot queues, for the HubSpot write-back, the contacts a reconcile
+// found unsubscribed in CC or taken off lists they were imported onto; the
+// write-back's next run sends them.
+func (rc *Reconciler) tellHubSpot(ctx context.Context, unsubscribed []string, removed map[int64][]string) error {
+	m, ok := rc.store.(WritebackMarker)
+	if !ok {
+		return nil
+	}
+	now := rc.now()
+	if _, err := m.MarkUnsubscribed(ctx, unsubscribed, now); err != nil {
+		return err
+	}
+	_, err := m.MarkRemoved(ctx, removed, now)
 	return err
 }
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -53,6 +55,20 @@ func (f *fakeMembers) ContactsPage(_ context.Context, q ccclient.ContactsQuery, 
 type fakeRuns struct {
 	rows []store.ListEnrollment
 	runs []*store.ReconcileRun
+	// unsubscribed and removed are what the run told the HubSpot
+	// write-back.
+	unsubscribed []string
+	removed      map[int64][]string
+}
+
+func (f *fakeRuns) MarkUnsubscribed(_ context.Context, emails []string, _ time.Time) (int, error) {
+	f.unsubscribed = append(f.unsubscribed, emails...)
+	return len(emails), nil
+}
+
+func (f *fakeRuns) MarkRemoved(_ context.Context, removed map[int64][]string, _ time.Time) (int, error) {
+	maps.Copy(f.removed, removed)
+	return len(removed), nil
 }
 
 func (f *fakeRuns) ListEnrollments(context.Context, string) ([]store.ListEnrollment, error) {
@@ -110,11 +126,27 @@ func TestPeriodicReconcile(t *testing.T) {
 		{"over half the budget", 5, store.ReconcileRefused, 1, [4]int{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cc.calls, st.runs = 0, nil
+			cc.calls, st.runs, st.unsubscribed, st.removed = 0, nil, nil, map[int64][]string{}
 			rc := NewReconciler(cc, st, fixedBudget(tc.remaining), slog.New(slog.DiscardHandler))
 			rc.now = func() time.Time { return now }
-			if err := reconcileHandler(rc, func() []string { return []string{"New Agents"} })(context.Background(), asynq.NewTask(TypeReconcile, nil)); err != nil {
+			told := 0
+			found := func(context.Context) { told++ }
+			if err := reconcileHandler(rc, func() []string { return []string{"New Agents"} }, found)(context.Background(), asynq.NewTask(TypeReconcile, nil)); err != nil {
 				t.Fatalf("handler: %v", err)
+			}
+			// What the run found is queued for HubSpot: the unsubscribed by
+			// email, the missing by enrollment with the list they left.
+			if len(st.unsubscribed) != tc.figures[1] || len(st.removed) != tc.figures[0] {
+				t.Errorf("told HubSpot of %d unsubscribed and %d removed, want %d and %d",
+					len(st.unsubscribed), len(st.removed), tc.figures[1], tc.figures[0])
+			}
+			for id, lists := range st.removed {
+				if !slices.Equal(lists, []string{"New Agents"}) {
+					t.Errorf("enrollment %d removed from %v, want [New Agents]", id, lists)
+				}
+			}
+			if wantTold := min(tc.figures[0]+tc.figures[1], 1); told != wantTold {
+				t.Errorf("asked for the write-back %d times, want %d", told, wantTold)
 			}
 			if len(st.runs) != 1 {
 				t.Fatalf("%d runs recorded, want 1", len(st.runs))

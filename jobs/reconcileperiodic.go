@@ -17,14 +17,17 @@ const ReconcileWindow = 30 * 24 * time.Hour
 // lists, kept for /ops, that never repairs (a person decides that) and
 // skips itself when it would spend more than half of what today's CC
 // budget has left, so that a check never starves the imports.
-func reconcileHandler(rc *Reconciler, lists func() []string) asynq.HandlerFunc {
+func reconcileHandler(rc *Reconciler, lists func() []string, found func(ctx context.Context)) asynq.HandlerFunc {
 	return func(ctx context.Context, _ *asynq.Task) error {
-		_, err := rc.Run(ctx, ReconcileOptions{
+		run, err := rc.Run(ctx, ReconcileOptions{
 			Source:  "periodic",
 			Lists:   lists(),
 			Since:   rc.now().Add(-ReconcileWindow),
 			Approve: withinHalfBudget,
 		})
+		if run != nil && run.Missing+run.Unsubscribed > 0 {
+			found(ctx)
+		}
 		if errors.Is(err, ErrReconcileRefused) {
 			// The skip is recorded with the run and shown on /ops; it is
 			// not a failure of the task.

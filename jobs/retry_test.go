@@ -16,8 +16,8 @@ import (
 
 	"github.com/hs2cc/hs2cc/ccauth"
 	"github.com/hs2cc/hs2cc/ccclient"
-	"github.com/hs2cc/hs2cc/hubspot/crm"
 	"github.com/hs2cc/hs2cc/ccclient/ccsandbox"
+	"github.com/hs2cc/hs2cc/hubspot/crm"
 	"github.com/hs2cc/hs2cc/store"
 	"github.com/hs2cc/hs2cc/store/storetest"
 )

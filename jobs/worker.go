@@ -147,7 +147,8 @@ func NewWorker(redisOpt asynq.RedisConnOpt, cfg Config, st Store, cc CC, enq *En
 
 	rc, reconciles := newPeriodicReconciler(cfg, st, cc, im)
 	if reconciles {
-		mux.HandleFunc(TypeReconcile, reconcileHandler(rc, func() []string { return im.resolver.policy.Lists }))
+		mux.HandleFunc(TypeReconcile, reconcileHandler(rc, func() []string { return im.resolver.policy.Lists },
+			func(ctx context.Context) { im.writebackDue(ctx, 0) }))
 	}
 
 	alog := asynqLogger{l: log}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -286,6 +287,8 @@ const (
 //
 //   - unsubscribed when CC was seen to unsubscribe it after its last import
 //     (an unsubscribed contact is on no list: CC takes it off all of them);
+//   - removed, with the lists it is still on, when a reconcile found it
+//     taken off lists in CC after its last import;
 //   - imported, with the CC lists it was put on, when its last import was
 //     clean;
 //   - rejected, with CC's or the bridge's reason, when it cannot be sent as
@@ -294,10 +297,19 @@ const (
 //     reason.
 func WritebackValues(r store.WritebackRow, now time.Time) map[string]string {
 	status, lists, reason := crm.StatusPending, "", r.StatusReason
-	unsub := !r.UnsubscribedAt.IsZero() && (r.ImportedAt.IsZero() || !r.ImportedAt.After(r.UnsubscribedAt))
+	since := func(t time.Time) bool { return !t.IsZero() && (r.ImportedAt.IsZero() || !r.ImportedAt.After(t)) }
 	switch {
-	case unsub:
+	case since(r.UnsubscribedAt):
 		status, reason = crm.StatusUnsubscribed, reasonUnsubscribed
+	case since(r.RemovedAt) && len(r.RemovedFrom) > 0:
+		var kept []string
+		for _, l := range r.Lists {
+			if !slices.Contains(r.RemovedFrom, l) {
+				kept = append(kept, l)
+			}
+		}
+		status, lists = crm.StatusRemoved, strings.Join(kept, "; ")
+		reason = "removed in Constant Contact from " + strings.Join(r.RemovedFrom, "; ")
 	case r.Status == store.StatusImported:
 		status, lists, reason = crm.StatusImported, strings.Join(r.Lists, "; "), ""
 	case r.Status == store.StatusRejected:

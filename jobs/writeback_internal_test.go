@@ -293,6 +293,12 @@ func TestWritebackValues(t *testing.T) {
 		{"waiting", store.WritebackRow{Status: "pending"}, "pending", "", reasonWaiting},
 		{"unsubscribed after its import", store.WritebackRow{Status: "imported", Lists: []string{"A"}, ImportedAt: t0, UnsubscribedAt: t0.Add(time.Hour)}, "unsubscribed", "", reasonUnsubscribed},
 		{"refused as unsubscribed at import", store.WritebackRow{Status: "rejected", StatusReason: "unsubscribed", UnsubscribedAt: t0}, "unsubscribed", "", reasonUnsubscribed},
+		{"removed from one list by a reconcile", store.WritebackRow{Status: "imported", Lists: []string{"A", "B"}, ImportedAt: t0,
+			RemovedAt: t0.Add(time.Hour), RemovedFrom: []string{"B"}}, "removed", "A", "removed in Constant Contact from B"},
+		{"imported again after a removal", store.WritebackRow{Status: "imported", Lists: []string{"A", "B"}, ImportedAt: t0.Add(2 * time.Hour),
+			RemovedAt: t0.Add(time.Hour), RemovedFrom: []string{"B"}}, "imported", "A; B", ""},
+		{"unsubscribed outranks removed", store.WritebackRow{Status: "imported", Lists: []string{"A"}, ImportedAt: t0,
+			RemovedAt: t0.Add(time.Hour), RemovedFrom: []string{"A"}, UnsubscribedAt: t0.Add(time.Hour)}, "unsubscribed", "", reasonUnsubscribed},
 		{"imported again after resubscribing", store.WritebackRow{Status: "imported", Lists: []string{"A"}, ImportedAt: t0.Add(time.Hour), UnsubscribedAt: t0}, "imported", "A", ""},
 	}
 	for _, tc := range cases {

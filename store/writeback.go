@@ -124,6 +124,51 @@ func (s *DB) MarkUnsubscribed(ctx context.Context, emails []string, at time.Time
 	return marked, nil
 }
 
+// MarkRemoved records that a reconcile found enrollments taken off CC lists
+// they were imported onto, as learned at: removed maps each enrollment id to
+// the names of those lists. It queues their write-back and returns how many
+// it marked; with write-back off it does nothing.
+func (s *DB) MarkRemoved(ctx context.Context, removed map[int64][]string, at time.Time) (int, error) {
+	if !s.writeback || len(removed) == 0 {
+		return 0, nil
+	}
+	at = at.UTC().Truncate(time.Microsecond)
+	now := s.utcNow()
+	byLists := map[string][]int64{}
+	for id, lists := range removed {
+		key := strings.Join(lists, "; ")
+		byLists[key] = append(byLists[key], id)
+	}
+	marked := 0
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		for from, ids := range byLists {
+			for start := 0; start < len(ids); start += 1000 {
+				chunk := ids[start:min(start+1000, len(ids))]
+				if err := s.queueWriteback(ctx, tx, chunk, now); err != nil {
+					return err
+				}
+				args := []any{at, truncate(from, 1024), now}
+				for _, id := range chunk {
+					args = append(args, id)
+				}
+				r, err := tx.ExecContext(ctx,
+					`UPDATE hubspot_writeback SET removed_at = ?, removed_from = ?, updated_at = ?
+					 WHERE enrollment_id IN (`+placeholders(len(chunk))+`)`, args...)
+				if err != nil {
+					return err
+				}
+				n, _ := r.RowsAffected()
+				marked += int(n)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store: mark removed: %w", err)
+	}
+	return marked, nil
+}
+
 // WritebackRow is one claimed write-back with what is needed to work out
 // the value: the enrollment as it is now.
 type WritebackRow struct {
@@ -137,7 +182,11 @@ type WritebackRow struct {
 	Lists          []string
 	ImportedAt     time.Time // zero when never imported
 	UnsubscribedAt time.Time // zero when CC was never seen to unsubscribe it
-	Attempts       int
+	// RemovedAt is when a reconcile found the contact taken off the CC
+	// lists RemovedFrom; zero when none did.
+	RemovedAt   time.Time
+	RemovedFrom []string
+	Attempts    int
 }
 
 // ClaimWriteback claims at most n pending write-backs, oldest first, for
@@ -153,7 +202,7 @@ func (s *DB) ClaimWriteback(ctx context.Context, claim string, n int, lease time
 	}
 	rows, err := queryAll(ctx, s.db, scanWritebackRow,
 		`SELECT w.enrollment_id, e.object_key, e.email, e.status, e.status_reason, e.lists, e.imported_at,
-		   w.unsubscribed_at, w.attempts
+		   w.unsubscribed_at, w.removed_at, w.removed_from, w.attempts
 		 FROM hubspot_writeback w JOIN enrollments e ON e.id = w.enrollment_id
 		 WHERE w.claim = ? ORDER BY w.enrollment_id`, claim)
 	if err != nil {
@@ -165,11 +214,16 @@ func (s *DB) ClaimWriteback(ctx context.Context, claim string, n int, lease time
 func scanWritebackRow(r rowScanner) (WritebackRow, error) {
 	var w WritebackRow
 	var lists string
-	var imported, unsub sql.NullTime
+	var imported, unsub, removed sql.NullTime
+	var from string
 	if err := r.Scan(&w.EnrollmentID, &w.ObjectKey, &w.Email, &w.Status, &w.StatusReason, &lists, &imported,
-		&unsub, &w.Attempts); err != nil {
+		&unsub, &removed, &from, &w.Attempts); err != nil {
 		return w, err
 	}
+	if from != "" {
+		w.RemovedFrom = strings.Split(from, "; ")
+	}
+	w.RemovedAt = removed.Time
 	if err := json.Unmarshal([]byte(lists), &w.Lists); err != nil {
 		return w, fmt.Errorf("enrollment %d lists: %w", w.EnrollmentID, err)
 	}

@@ -236,3 +236,44 @@ func TestUnsubscribeSyncRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// TestMarkRemoved: a reconcile's removals queue the enrollments again with
+// the lists they left, and do nothing with the write-back off.
+func TestMarkRemoved(t *testing.T) {
+	for _, on := range []bool{true, false} {
+		t.Run(fmt.Sprintf("write-back %v", on), func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			db := storetest.MySQL(t)
+			if on {
+				db.EnableWriteback()
+			}
+			ids := ingestN(t, db, 3)
+			at := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+			n, err := db.MarkRemoved(ctx, map[int64][]string{ids[0]: {"New Agents"}, ids[2]: {"New Agents", "Gold"}}, at)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rows, err := db.ClaimWriteback(ctx, "r", 10, time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !on {
+				if n != 0 || len(rows) != 0 {
+					t.Errorf("marked %d, claimed %d with the write-back off; want none", n, len(rows))
+				}
+				return
+			}
+			got := map[int64][]string{}
+			for _, r := range rows {
+				if !r.RemovedAt.Equal(at) {
+					t.Errorf("row %d removed at %v, want %v", r.EnrollmentID, r.RemovedAt, at)
+				}
+				got[r.EnrollmentID] = r.RemovedFrom
+			}
+			if n != 2 || len(got) != 2 || !slices.Equal(got[ids[0]], []string{"New Agents"}) || !slices.Equal(got[ids[2]], []string{"New Agents", "Gold"}) {
+				t.Errorf("marked %d, claimed %v", n, got)
+			}
+		})
+	}
+}

@@ -81,6 +81,13 @@ func runReconcile(ctx context.Context, cfg config, args []string, stdout, stderr
 	}
 	run, err := jobs.NewReconciler(cc, d.db, limits, log).Run(ctx, opts)
 	ui.finish()
+	if d.db.WritebackEnabled() && run.Missing+run.Unsubscribed > 0 {
+		// What the run found goes to HubSpot now rather than at the
+		// periodic write-back, which would also send it within a minute.
+		if qerr := d.enq.EnqueueWriteback(ctx); qerr != nil {
+			log.Warn("could not queue the HubSpot write-back of what reconcile found", "err", qerr)
+		}
+	}
 	printReconcile(stdout, talk, run, *asJSON)
 	return err
 }

@@ -12,8 +12,9 @@
 -- refused it several times; last_error says why). claim and claimed_until
 -- mark a batch being sent; a row queued again meanwhile loses its claim, so
 -- the older answer cannot mark it written. unsubscribed_at is when the
--- bridge learned that CC has the contact unsubscribed. written_status and
--- written_at are the last value written and when.
+-- bridge learned that CC has the contact unsubscribed; removed_at when a
+-- reconcile found it taken off removed_from ("; "-separated list names)
+-- in CC. written_status and written_at are the last value written and when.
 CREATE TABLE hubspot_writeback (
   enrollment_id BIGINT UNSIGNED NOT NULL,
   state VARCHAR(16) NOT NULL,
@@ -23,6 +24,8 @@ CREATE TABLE hubspot_writeback (
   attempts INT NOT NULL,
   last_error VARCHAR(1024) NOT NULL,
   unsubscribed_at DATETIME(6) NULL,
+  removed_at DATETIME(6) NULL,
+  removed_from VARCHAR(1024) NOT NULL DEFAULT '',
   written_status VARCHAR(16) NOT NULL,
   written_at DATETIME(6) NULL,
   updated_at DATETIME(6) NOT NULL,
