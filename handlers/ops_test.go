@@ -573,7 +573,8 @@ type opsStatus struct {
 	} `json:"too_large"`
 	Hourly *hourlyStatus `json:"hourly"`
 	// Reconcile is checked end to end (cmd's TestReconcileAfterImports).
-	Reconcile json.RawMessage `json:"reconcile"`
+	Reconcile json.RawMessage  `json:"reconcile"`
+	Writeback *writebackStatus `json:"hubspot_writeback"`
 	Readiness []struct {
 		Name   string `json:"name"`
 		OK     bool   `json:"ok"`

@@ -79,8 +79,9 @@ func idsWhere(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]int
 
 // MarkUnsubscribed records that CC has the contacts with these addresses
 // unsubscribed, as learned at, and queues a write-back for every enrollment
-// of theirs. It returns how many enrollments it marked; with write-back off
-// it does nothing.
+// of theirs not already known unsubscribed since its last import. It
+// returns how many enrollments it marked; with write-back off it does
+// nothing.
 func (s *DB) MarkUnsubscribed(ctx context.Context, emails []string, at time.Time) (int, error) {
 	if !s.writeback || len(emails) == 0 {
 		return 0, nil
@@ -95,7 +96,13 @@ func (s *DB) MarkUnsubscribed(ctx context.Context, emails []string, at time.Time
 			args[i] = strings.ToLower(strings.TrimSpace(e))
 		}
 		err := s.inTx(ctx, func(tx *sql.Tx) error {
-			ids, err := idsWhere(ctx, tx, `SELECT id FROM enrollments WHERE email IN (`+placeholders(len(chunk))+`)`, args...)
+			// An enrollment already known unsubscribed since its last
+			// import is left alone, so that the sync's overlapping windows
+			// and repeated reconciles write each unsubscribe once.
+			ids, err := idsWhere(ctx, tx,
+				`SELECT e.id FROM enrollments e LEFT JOIN hubspot_writeback w ON w.enrollment_id = e.id
+				 WHERE e.email IN (`+placeholders(len(chunk))+`)
+				   AND (w.unsubscribed_at IS NULL OR (e.imported_at IS NOT NULL AND e.imported_at > w.unsubscribed_at))`, args...)
 			if err != nil || len(ids) == 0 {
 				return err
 			}

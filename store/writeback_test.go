@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -156,6 +157,11 @@ func TestWritebackClaims(t *testing.T) {
 	// a[0]'s contact unsubscribes in CC while batch a is in flight.
 	if n, err := db.MarkUnsubscribed(ctx, []string{a[0].Email}, base); err != nil || n != 1 {
 		t.Fatalf("mark unsubscribed: %d, %v", n, err)
+	}
+	// Read again by the next sync's overlapping window: already known,
+	// so not marked or queued twice.
+	if n, err := db.MarkUnsubscribed(ctx, []string{strings.ToUpper(a[0].Email)}, base.Add(time.Minute)); err != nil || n != 0 {
+		t.Fatalf("mark unsubscribed again: %d, %v; want 0", n, err)
 	}
 	var done []store.WritebackDone
 	for _, r := range a {
