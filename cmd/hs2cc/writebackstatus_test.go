@@ -57,8 +57,8 @@ func TestWritebackIsVisible(t *testing.T) {
 					t.Fatal(err)
 				}
 			},
-			wantStatus: []string{"NEEDS ATTENTION since", "HubSpot refused the private app token", "HubSpot write-back: pending 0"},
-			wantExit:   errNeedsAttention,
+			wantStatus:  []string{"NEEDS ATTENTION since", "HubSpot refused the private app token", "HubSpot write-back: pending 0"},
+			wantExit:    errNeedsAttention,
 			wantMetrics: []string{`hs2cc_attention{kind="hubspot",subject="token"} 1`, "hs2cc_hubspot_writeback_enabled 1"}},
 	}
 	for _, tc := range cases {
