@@ -36,12 +36,7 @@ func (im *Importer) handleActivity(ctx context.Context, t *asynq.Task) error {
 		if errors.As(err, &apiErr) && apiErr.StatusCode == 404 {
 			// CC keeps activities for 10 days; a missing one cannot tell us
 			// anything more, so its rows fail and can be replayed.
-			reason := fmt.Sprintf("CC activity %s not found", imp.ActivityID)
-			if ferr := im.store.FailImport(ctx, imp.ID, reason); ferr != nil {
-				return ferr
-			}
-			im.writebackDue(ctx, imp.ID)
-			return nil
+			return im.failImport(ctx, imp.ID, fmt.Sprintf("CC activity %s not found", imp.ActivityID))
 		}
 		if lastAttempt(ctx) {
 			if ferr := im.store.FailImport(ctx, imp.ID, "polling gave up: "+err.Error()); ferr != nil {
@@ -73,11 +68,7 @@ func (im *Importer) handleActivity(ctx context.Context, t *asynq.Task) error {
 		reason := fmt.Sprintf("CC activity %s still %s after %s; its rows are failed and can be replayed",
 			imp.ActivityID, act.State, im.pollGiveUp)
 		im.log.Error("gave up polling a CC activity", "import_id", imp.ID, "activity_id", imp.ActivityID, "state", act.State)
-		if err := im.store.FailImport(ctx, imp.ID, reason); err != nil {
-			return err
-		}
-		im.writebackDue(ctx, imp.ID)
-		return nil
+		return im.failImport(ctx, imp.ID, reason)
 	}
 	if err := im.store.RecordActivity(ctx, imp.ID, res, clean, reason); err != nil {
 		return err
@@ -96,6 +87,16 @@ func (im *Importer) handleActivity(ctx context.Context, t *asynq.Task) error {
 	im.log.Log(ctx, level, "import finished", "import_id", imp.ID, "activity_id", imp.ActivityID,
 		"state", act.State, "clean", clean, "person_count", res.PersonCount, "error_count", res.ErrorCount,
 		"cannot_add_to_list_count", res.CannotAddToListCount)
+	return nil
+}
+
+// failImport fails an import's rows, replayable, with reason, and asks
+// for their write-back to HubSpot.
+func (im *Importer) failImport(ctx context.Context, importID int64, reason string) error {
+	if err := im.store.FailImport(ctx, importID, reason); err != nil {
+		return err
+	}
+	im.writebackDue(ctx, importID)
 	return nil
 }
 
