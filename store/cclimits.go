@@ -66,27 +66,12 @@ func nextUTCMidnight(t time.Time) time.Time {
 // per-second rate. A call refused for the budget is not counted.
 func (l *CCLimits) Wait(ctx context.Context) error {
 	now := l.now()
-	key := l.dayKey(now)
-	n, err := l.rdb.Incr(ctx, key).Result()
+	over, err := takeCall(ctx, l.rdb, l.dayKey(now), l.budget, l.limiter, keyCCRate, l.limit)
 	if err != nil {
-		return fmt.Errorf("store: count CC call: %w", err)
+		return fmt.Errorf("store: CC call: %w", err)
 	}
-	if n == 1 {
-		// Two days: yesterday's count stays readable for a while after
-		// midnight, and the key never outlives its use.
-		l.rdb.Expire(ctx, key, 48*time.Hour)
-	}
-	// A call that is refused, or never gets its rate slot, is not made, so
-	// it must not stay counted; the context may be done already, hence
-	// WithoutCancel.
-	uncount := func() { l.rdb.Decr(context.WithoutCancel(ctx), key) }
-	if int(n) > l.budget {
-		uncount()
+	if over {
 		return &BudgetExhaustedError{Budget: l.budget, Reset: nextUTCMidnight(now)}
-	}
-	if err := waitSlot(ctx, l.limiter, keyCCRate, l.limit); err != nil {
-		uncount()
-		return err
 	}
 	l.countHour(ctx)
 	return nil
@@ -139,13 +124,42 @@ func (l *CCLimits) CallsByHour(ctx context.Context, from time.Time, hours int) (
 	return counts, nil
 }
 
+// takeCall counts one call in the day's count under dayKey, then waits for
+// a slot of limit under rateKey; over reports that the count had already
+// reached daily, and the call is then not counted. Both limiters of the
+// bridge (CC's and HubSpot's) count their calls this one way.
+func takeCall(ctx context.Context, rdb redis.UniversalClient, dayKey string, daily int, limiter *redis_rate.Limiter, rateKey string, limit redis_rate.Limit) (over bool, err error) {
+	n, err := rdb.Incr(ctx, dayKey).Result()
+	if err != nil {
+		return false, fmt.Errorf("count: %w", err)
+	}
+	if n == 1 {
+		// Two days: yesterday's count stays readable for a while after
+		// midnight, and the key never outlives its use.
+		rdb.Expire(ctx, dayKey, 48*time.Hour)
+	}
+	// A call that is refused, or never gets its rate slot, is not made, so
+	// it must not stay counted; the context may be done already, hence
+	// WithoutCancel.
+	uncount := func() { rdb.Decr(context.WithoutCancel(ctx), dayKey) }
+	if int(n) > daily {
+		uncount()
+		return true, nil
+	}
+	if err := waitSlot(ctx, limiter, rateKey, limit); err != nil {
+		uncount()
+		return false, err
+	}
+	return false, nil
+}
+
 // waitSlot waits for a slot of limit under key, shared by every process
 // through Redis.
 func waitSlot(ctx context.Context, limiter *redis_rate.Limiter, key string, limit redis_rate.Limit) error {
 	for {
 		res, err := limiter.Allow(ctx, key, limit)
 		if err != nil {
-			return fmt.Errorf("store: CC rate limiter: %w", err)
+			return fmt.Errorf("rate limiter: %w", err)
 		}
 		if res.Allowed > 0 {
 			return nil

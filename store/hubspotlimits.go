@@ -88,22 +88,12 @@ func (l *HubSpotLimits) Wait(ctx context.Context) error {
 		}
 	}
 	now := l.now()
-	key := l.dayKey(now)
-	n, err := l.rdb.Incr(ctx, key).Result()
+	over, err := takeCall(ctx, l.rdb, l.dayKey(now), l.daily, l.limiter, keyHubSpotRate, l.limit)
 	if err != nil {
-		return fmt.Errorf("store: count HubSpot call: %w", err)
+		return fmt.Errorf("store: HubSpot call: %w", err)
 	}
-	if n == 1 {
-		l.rdb.Expire(ctx, key, 48*time.Hour)
-	}
-	uncount := func() { l.rdb.Decr(context.WithoutCancel(ctx), key) }
-	if int(n) > l.daily {
-		uncount()
+	if over {
 		return &HubSpotWaitError{Until: nextUTCMidnight(now), Daily: true}
-	}
-	if err := waitSlot(ctx, l.limiter, keyHubSpotRate, l.limit); err != nil {
-		uncount()
-		return err
 	}
 	return nil
 }
