@@ -33,6 +33,17 @@
 //	                   spend more than half of today's remaining CC budget.
 //	retention:purge    {}  periodic: empties raw delivery bodies older than the
 //	                   retention (personal data), keeping the rows.
+//	hubspot:writeback  {}  only with the HubSpot write-back on (WithWriter):
+//	                   sends the outbox (table hubspot_writeback, filled in the
+//	                   transaction that settles rows) to HubSpot, at most 100
+//	                   contacts a batch call, until it is empty (writeback.go).
+//	                   Queued 2 s after an import settles (TaskID
+//	                   "hubspot:writeback:<2 s window>") and periodic, every
+//	                   minute, for what a lost Redis or a crash left behind.
+//	hubspot:unsubscribes {}  periodic with the write-back on: reads the CC
+//	                   contacts unsubscribed since its last complete run and
+//	                   queues hs2cc_cc_status=unsubscribed for the bridge's
+//	                   contacts among them (unsubscribes.go).
 //
 // Periodic tasks are enqueued by one work process at a time: the holder of
 // the scheduler lease (leader.go). Every work process also checks the
@@ -40,8 +51,9 @@
 // (sweep.go), queuing again from MySQL what waited.
 //
 // Retries: a wait that is nobody's fault (an activity still running, CC's
-// 4 requests/s throttle, the daily quota) is not counted as a failure and
-// does not spend the task's retries; see retryDelay and isFailure. A state
+// 4 requests/s throttle, the daily quota, HubSpot's 429) is not counted as
+// a failure and does not spend the task's retries; see retryDelay and
+// isFailure. A state
 // only a person can clear (CC not connected, a missing list) parks the rows
 // as pending behind one cc:import-wait; see blocked.
 package jobs
