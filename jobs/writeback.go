@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -34,6 +35,7 @@ type WritebackStore interface {
 	FinishWriteback(ctx context.Context, claim string, done []store.WritebackDone) error
 	ReleaseWriteback(ctx context.Context, claim, why string, counted bool) error
 	MarkUnsubscribed(ctx context.Context, emails []string, at time.Time) (int, error)
+	QueueUnwritten(ctx context.Context, after int64, n int) (int, int64, error)
 	GetUnsubscribeSync(ctx context.Context) (store.UnsubscribeSync, error)
 	SaveUnsubscribeSync(ctx context.Context, u store.UnsubscribeSync) error
 }
@@ -83,6 +85,11 @@ type Writer struct {
 	now     func() time.Time
 	// ready is set once the properties are known to exist in HubSpot.
 	ready atomic.Bool
+	// caughtUp is set once this process has queued every enrollment
+	// settled before the write-back was turned on; catchingUp lets one
+	// task at a time do it.
+	caughtUp   atomic.Bool
+	catchingUp sync.Mutex
 }
 
 // NewWriter builds the write-back; cc and budget serve the unsubscribe
@@ -95,6 +102,9 @@ func NewWriter(hs HubSpot, st WritebackStore, cc UnsubscribeCC, budget Budget, e
 // batches until none is left.
 func (w *Writer) handleWriteback(ctx context.Context, _ *asynq.Task) error {
 	if err := w.ensureProperties(ctx); err != nil {
+		return err
+	}
+	if err := w.catchUp(ctx); err != nil {
 		return err
 	}
 	for range writebackBatchesPerTask {
@@ -111,6 +121,34 @@ func (w *Writer) handleWriteback(ctx context.Context, _ *asynq.Task) error {
 		}
 	}
 	return w.enq.EnqueueWriteback(ctx)
+}
+
+// catchUp queues, once per process, the enrollments settled before the
+// write-back was turned on (the bridge ran without HS2CC_HUBSPOT_TOKEN
+// first, as deployments do), so that HubSpot learns of them too; the
+// batches then carry them like any other.
+func (w *Writer) catchUp(ctx context.Context) error {
+	if w.caughtUp.Load() || !w.catchingUp.TryLock() {
+		return nil
+	}
+	defer w.catchingUp.Unlock()
+	var after int64
+	total := 0
+	for {
+		n, last, err := w.st.QueueUnwritten(ctx, after, 1000)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			break
+		}
+		total, after = total+n, last
+	}
+	if total > 0 {
+		w.log.Info("queued the enrollments settled before the HubSpot write-back was on", "count", total)
+	}
+	w.caughtUp.Store(true)
+	return nil
 }
 
 // ensureProperties makes the hs2cc properties once per process. A refused

@@ -311,3 +311,49 @@ func TestWritebackValues(t *testing.T) {
 		})
 	}
 }
+
+// TestWritebackCatchesUp is the order deployments take: the bridge imports
+// for a while with no HubSpot token, then the token is set. The
+// enrollments settled before are written back by the first write-back run,
+// with the ones settled after, and a second process start queues nothing
+// again.
+func TestWritebackCatchesUp(t *testing.T) {
+	ctx := context.Background()
+	dsn := storetest.MySQLDSN(t)
+	before, err := store.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer before.Close()
+	if _, err := before.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e := newWBEnv(t, hssandbox.Options{}, "")
+	after, err := store.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer after.Close()
+	after.EnableWriteback()
+	// The first 150 settle before the token is set: nothing is queued.
+	e.db, e.w.st = before, before
+	e.settle(150, func(i int) string { return fmt.Sprint(9000 + i) }, func(i int) bool { return i == 7 })
+	if n, err := after.SummarizeWriteback(ctx); err != nil || len(n.Counts) != 0 {
+		t.Fatalf("outbox %v, %v before the token; want empty", n.Counts, err)
+	}
+	// The token is set and work restarts: its writer has the new store.
+	e.db, e.w.st = after, after
+	if err := e.w.handleWriteback(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	got := e.contacts()
+	if len(got) != 150 || got["9007"][crm.PropStatus] != "rejected" || got["9008"][crm.PropStatus] != "imported" {
+		t.Errorf("%d contacts written (9007 %v, 9008 %v); want 150, 9007 rejected", len(got), got["9007"], got["9008"])
+	}
+	if s := e.states(); s["written"] != 150 {
+		t.Errorf("outbox %v, want 150 written", s)
+	}
+	if n, _, err := after.QueueUnwritten(ctx, 0, 1000); err != nil || n != 0 {
+		t.Errorf("a second catch-up queued %d, %v; want none", n, err)
+	}
+}

@@ -77,6 +77,34 @@ func idsWhere(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]int
 	return ids, rows.Err()
 }
 
+// QueueUnwritten queues for write-back up to n settled enrollments (imported,
+// rejected or failed) after id after that the outbox has never held: those
+// settled before the write-back was turned on. It returns how many it
+// queued and the last id it looked at, for the next call's after; zero
+// when none is left.
+func (s *DB) QueueUnwritten(ctx context.Context, after int64, n int) (queued int, last int64, err error) {
+	if !s.writeback {
+		return 0, 0, nil
+	}
+	now := s.utcNow()
+	err = s.inTx(ctx, func(tx *sql.Tx) error {
+		ids, err := idsWhere(ctx, tx,
+			`SELECT e.id FROM enrollments e
+			 WHERE e.id > ? AND e.status IN (?, ?, ?)
+			   AND NOT EXISTS (SELECT 1 FROM hubspot_writeback w WHERE w.enrollment_id = e.id)
+			 ORDER BY e.id LIMIT ?`, after, StatusImported, StatusRejected, StatusFailed, n)
+		if err != nil || len(ids) == 0 {
+			return err
+		}
+		queued, last = len(ids), ids[len(ids)-1]
+		return s.queueWriteback(ctx, tx, ids, now)
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("store: queue unwritten enrollments: %w", err)
+	}
+	return queued, last, nil
+}
+
 // MarkUnsubscribed records that CC has the contacts with these addresses
 // unsubscribed, as learned at, and queues a write-back for every enrollment
 // of theirs not already known unsubscribed since its last import. It
