@@ -210,6 +210,22 @@ type ContactRecords struct {
 	Attempts    []Attempt
 	Imports     map[int64]*Import
 	Quarantined []QuarantineLink
+	// Writebacks are the HubSpot write-back's rows for the enrollments;
+	// none while the write-back was off.
+	Writebacks []WritebackRecord
+}
+
+// WritebackRecord is what the HubSpot write-back did for one enrollment.
+type WritebackRecord struct {
+	EnrollmentID   int64
+	State          string
+	QueuedAt       time.Time
+	LastError      string
+	WrittenStatus  string
+	WrittenAt      time.Time
+	UnsubscribedAt time.Time
+	RemovedAt      time.Time
+	UpdatedAt      time.Time
 }
 
 // traceLimit bounds each kind of record a trace reads, so that a contact
@@ -229,7 +245,7 @@ func (s *DB) ContactRecords(ctx context.Context, key string) (*ContactRecords, e
 		return nil, fmt.Errorf("store: contact records: %w", err)
 	}
 	for _, step := range []func(context.Context, string, *ContactRecords) error{
-		s.traceDeliveries, s.traceVersions, s.traceImports, s.traceQuarantine,
+		s.traceDeliveries, s.traceVersions, s.traceImports, s.traceQuarantine, s.traceWriteback,
 	} {
 		if err := step(ctx, key, out); err != nil {
 			return nil, fmt.Errorf("store: contact records: %w", err)
@@ -391,6 +407,25 @@ func (s *DB) traceQuarantine(ctx context.Context, _ string, out *ContactRecords)
 		return q, err
 	}, `SELECT id, received_at, reason, detail, replayed_at, delivery_id, signature_version, replay_outcome
 	    FROM quarantine WHERE delivery_id IN (`+placeholders(len(ids))+`) ORDER BY id`, ids...)
+	return err
+}
+
+// traceWriteback reads the HubSpot write-back's rows of the contact's
+// enrollments.
+func (s *DB) traceWriteback(ctx context.Context, _ string, out *ContactRecords) error {
+	ids := enrollmentIDs(out)
+	if len(ids) == 0 {
+		return nil
+	}
+	var err error
+	out.Writebacks, err = queryAll(ctx, s.db, func(r rowScanner) (WritebackRecord, error) {
+		var w WritebackRecord
+		var written, unsub, removed sql.NullTime
+		err := r.Scan(&w.EnrollmentID, &w.State, &w.QueuedAt, &w.LastError, &w.WrittenStatus, &written, &unsub, &removed, &w.UpdatedAt)
+		w.WrittenAt, w.UnsubscribedAt, w.RemovedAt = written.Time, unsub.Time, removed.Time
+		return w, err
+	}, `SELECT enrollment_id, state, queued_at, last_error, written_status, written_at, unsubscribed_at, removed_at, updated_at
+	    FROM hubspot_writeback WHERE enrollment_id IN (`+placeholders(len(ids))+`)`, ids...)
 	return err
 }
 

@@ -83,12 +83,13 @@ const (
 	KindOutcome    = "outcome"    // what came of a version: imported, rejected, failed
 	KindReplay     = "replay"     // `hs2cc replay` queued a version again
 	KindWaiting    = "waiting"    // the current version waits for an import
+	KindHubSpot    = "hubspot"    // what the HubSpot write-back learned or wrote
 )
 
 // rank orders events of the same time: a delivery before the version it
 // made, an import before its outcome.
 var rank = map[string]int{KindQuarantine: 0, KindDelivery: 1, KindVersion: 2, KindImport: 3, KindOutcome: 4,
-	KindReplay: 5, KindWaiting: 6}
+	KindReplay: 5, KindWaiting: 6, KindHubSpot: 7}
 
 // Event is one thing that happened to the contact.
 type Event struct {
@@ -159,6 +160,9 @@ func events(recs *store.ContactRecords) []Event {
 	}
 	for _, e := range recs.Enrollments {
 		out = append(out, currentEvents(e, recs.Imports)...)
+	}
+	for _, w := range recs.Writebacks {
+		out = append(out, writebackEvents(w)...)
 	}
 	slices.SortStableFunc(out, func(a, b Event) int {
 		if c := a.At.Compare(b.At); c != 0 {
@@ -283,6 +287,36 @@ func outcomeEvents(enr int64, version int, importID int64, status, reason string
 		ev.Text = fmt.Sprintf("import %d: %s", imp.ID, ev.Text)
 	}
 	return append(out, ev)
+}
+
+// writebackEvents say what the HubSpot write-back learned of the contact
+// (unsubscribed or taken off a list in CC) and what it last wrote, or why
+// it has not.
+func writebackEvents(w store.WritebackRecord) []Event {
+	ev := func(at time.Time, verdict, text string) Event {
+		return Event{At: at.UTC(), Kind: KindHubSpot, EnrollmentID: w.EnrollmentID, Verdict: verdict, Text: text}
+	}
+	var out []Event
+	if !w.UnsubscribedAt.IsZero() {
+		out = append(out, ev(w.UnsubscribedAt, "unsubscribed", "found unsubscribed in CC"))
+	}
+	if !w.RemovedAt.IsZero() {
+		out = append(out, ev(w.RemovedAt, "removed", "found taken off a CC list by a reconcile"))
+	}
+	if !w.WrittenAt.IsZero() {
+		out = append(out, ev(w.WrittenAt, w.WrittenStatus, "HubSpot told: hs2cc_cc_status = "+w.WrittenStatus))
+	}
+	switch w.State {
+	case store.WritebackPending:
+		text := "queued for HubSpot, not written yet"
+		if w.LastError != "" {
+			text += ": " + w.LastError
+		}
+		out = append(out, ev(w.QueuedAt, w.State, text))
+	case store.WritebackMissing, store.WritebackNoID, store.WritebackFailed:
+		out = append(out, ev(w.UpdatedAt, w.State, "not written to HubSpot ("+w.State+"): "+w.LastError))
+	}
+	return out
 }
 
 // liveEmail is the address CC is asked about: the query when it is one,

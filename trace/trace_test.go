@@ -172,3 +172,59 @@ func TestTraceTellsTheStory(t *testing.T) {
 		}
 	}
 }
+
+// TestTraceTellsTheWriteback: with the HubSpot write-back on, the story
+// says what HubSpot was told and when, what the bridge learned from CC
+// afterwards, and why the newest value is not written yet.
+func TestTraceTellsTheWriteback(t *testing.T) {
+	ctx := t.Context()
+	db := storetest.MySQL(t)
+	db.EnableWriteback()
+	t0 := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+	clk := &clock{t: t0}
+	db.SetClock(clk.now)
+	rules, err := routing.Parse([]byte(rulesYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	core := ingest.New(ingest.Config{Router: rules, Logger: slog.New(slog.DiscardHandler)}, db, noQueue{})
+	res, err := core.Ingest(ctx, body("silver", t0.Add(-time.Minute)), hubspot.Verified{Version: hubspot.V3}, t0)
+	if err != nil || res.Code != ingest.CodeAccepted {
+		t.Fatalf("ingest: %+v, %v", res, err)
+	}
+	importVersion(t, db, clk, t0.Add(10*time.Minute), "one", res.EnrollmentID, []string{"New Agents"}, "")
+
+	clk.set(t0.Add(12 * time.Minute))
+	rows, err := db.ClaimWriteback(ctx, "a", 10, time.Minute)
+	if err != nil || len(rows) != 1 {
+		t.Fatalf("claim: %v, %v", rows, err)
+	}
+	if err := db.FinishWriteback(ctx, "a", []store.WritebackDone{{EnrollmentID: res.EnrollmentID, State: store.WritebackWritten, Status: "imported"}}); err != nil {
+		t.Fatal(err)
+	}
+	clk.set(t0.Add(time.Hour))
+	if _, err := db.MarkUnsubscribed(ctx, []string{"ann@example.com"}, t0.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	clk.set(t0.Add(61 * time.Minute))
+	if _, err := db.ClaimWriteback(ctx, "b", 10, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.ReleaseWriteback(ctx, "b", "crm: 502: Bad Gateway", true); err != nil {
+		t.Fatal(err)
+	}
+	s, err := trace.Build(ctx, db, "101", trace.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := trace.Lines(s)
+	want := []string{
+		"2026-03-02 09:11:00 UTC  import 1: CC imported version 1",
+		"2026-03-02 09:12:00 UTC  HubSpot told: hs2cc_cc_status = imported",
+		"2026-03-02 10:00:00 UTC  found unsubscribed in CC",
+		"2026-03-02 10:00:00 UTC  queued for HubSpot, not written yet: crm: 502: Bad Gateway",
+	}
+	if !slices.Equal(got[len(got)-len(want):], want) {
+		t.Errorf("trace:\n%s\nwant it to end:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
