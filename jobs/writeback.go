@@ -162,7 +162,18 @@ func (w *Writer) ensureProperties(ctx context.Context) error {
 		return w.stopped(ctx, "properties", err)
 	}
 	w.ready.Store(true)
-	return w.st.ClearAttention(ctx, AttentionHubSpot, "properties")
+	return w.resumed(ctx)
+}
+
+// resumed clears what stopped the write-back, once HubSpot took a call
+// with the token again.
+func (w *Writer) resumed(ctx context.Context) error {
+	for _, subject := range []string{"properties", "token"} {
+		if err := w.st.ClearAttention(ctx, AttentionHubSpot, subject); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // stopped turns err into what the task returns: a wait for HubSpot's
@@ -231,7 +242,7 @@ func (w *Writer) send(ctx context.Context, claim string, rows []store.WritebackR
 		return err
 	}
 	w.record(done, res.Missing)
-	return w.st.ClearAttention(ctx, AttentionHubSpot, "token")
+	return w.resumed(ctx)
 }
 
 // isWait reports an error that is a wait on HubSpot's limits rather than a
