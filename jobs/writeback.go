@@ -176,28 +176,38 @@ func (w *Writer) resumed(ctx context.Context) error {
 	return nil
 }
 
-// stopped turns err into what the task returns: a wait for HubSpot's
-// limits, attention (and a wait) for a refusal only a person can mend, or
-// the error itself to be retried.
+// stopped turns err into what the task returns. A wait for HubSpot's
+// limits of up to WritebackInterval is a waitError, run again when it ends;
+// a longer one, and a refusal only a person can mend (which becomes
+// attention), end the task with the rows pending in the outbox: the
+// periodic hubspot:writeback is the retry. asynq runs a wait again however
+// often it is returned, so a task that waited for ever, queued anew every
+// minute, would pile up. Anything else is returned to be retried.
 func (w *Writer) stopped(ctx context.Context, subject string, err error) error {
 	var hw *store.HubSpotWaitError
-	if errors.As(err, &hw) {
-		return &waitError{after: max(hw.Until.Sub(w.now()), time.Second), reason: hw.Error()}
-	}
-	if after, _, ok := crm.IsRateLimited(err); ok {
-		return &waitError{after: max(after, time.Second), reason: "HubSpot answered 429"}
-	}
-	var apiErr *crm.APIError
-	if errors.As(err, &apiErr) && (apiErr.StatusCode == http.StatusUnauthorized || apiErr.StatusCode == http.StatusForbidden) {
+	after, _, limited := crm.IsRateLimited(err)
+	switch {
+	case errors.As(err, &hw):
+		after, limited = hw.Until.Sub(w.now()), true
+	case limited:
+	default:
+		var apiErr *crm.APIError
+		if !errors.As(err, &apiErr) || (apiErr.StatusCode != http.StatusUnauthorized && apiErr.StatusCode != http.StatusForbidden) {
+			return err
+		}
 		detail := fmt.Sprintf("HubSpot refused the private app token (%s): check HS2CC_HUBSPOT_TOKEN and its scopes "+
 			"crm.objects.contacts.write and crm.schemas.contacts.write; write-backs wait until it is mended", err)
 		if rerr := w.st.RaiseAttention(ctx, AttentionHubSpot, subject, detail); rerr != nil {
 			return errors.Join(err, rerr)
 		}
 		w.log.Error("HubSpot write-back stopped", "subject", subject, "err", err)
-		return &waitError{after: WritebackInterval, reason: "HubSpot refused the token"}
+		return nil
 	}
-	return err
+	if after > WritebackInterval {
+		w.log.Warn("HubSpot asked the write-back to wait; the periodic one resumes after", "wait", after.Round(time.Second), "err", err)
+		return nil
+	}
+	return &waitError{after: max(after, time.Second), reason: "HubSpot's limits: " + err.Error()}
 }
 
 // send writes one claimed batch and records what became of each contact.

@@ -29,9 +29,7 @@ type wbEnv struct {
 	sb  *hssandbox.Server
 	srv *httptest.Server
 	w   *Writer
-	rdb interface {
-		FlushDB(ctx context.Context) *redis.StatusCmd
-	}
+	rdb *redis.Client
 }
 
 func newWBEnv(t *testing.T, opts hssandbox.Options, token string) *wbEnv {
@@ -249,14 +247,32 @@ func TestWritebackWaitsAndStops(t *testing.T) {
 			t.Errorf("outbox %v, want 20 written", s)
 		}
 	})
+	t.Run("daily limit", func(t *testing.T) {
+		t.Parallel()
+		e := newWBEnv(t, hssandbox.Options{}, "")
+		ctx := context.Background()
+		e.settle(5, func(i int) string { return fmt.Sprint(100 + i) }, func(int) bool { return false })
+		// Another process met HubSpot's daily 429: every process waits
+		// until tomorrow, without a task retrying all that while.
+		if err := store.NewHubSpotLimits(e.rdb, 100, 250000).Pause(ctx, 5*time.Hour, true); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.w.handleWriteback(ctx, nil); err != nil {
+			t.Fatalf("with the daily limit spent: %v; want the task to end", err)
+		}
+		if s := e.states(); s["pending"] != 5 || e.batchCalls() != 0 {
+			t.Errorf("outbox %v, %d batch calls; want 5 pending and no call", s, e.batchCalls())
+		}
+	})
 	t.Run("refused token", func(t *testing.T) {
 		t.Parallel()
 		e := newWBEnv(t, hssandbox.Options{}, "not-the-token")
 		ctx := context.Background()
 		e.settle(5, func(i int) string { return fmt.Sprint(100 + i) }, func(int) bool { return false })
-		err := e.w.handleWriteback(ctx, nil)
-		if _, ok := asksToWait(err); !ok {
-			t.Fatalf("with a refused token: %v; want a wait", err)
+		// The task ends without an error: the rows wait in the outbox for
+		// the periodic write-back, not in a retry that would run forever.
+		if err := e.w.handleWriteback(ctx, nil); err != nil {
+			t.Fatalf("with a refused token: %v; want the task to end", err)
 		}
 		a, err := e.db.GetAttention(ctx, AttentionHubSpot, "properties")
 		if err != nil || a == nil || !strings.Contains(a.Detail, "HS2CC_HUBSPOT_TOKEN") {
