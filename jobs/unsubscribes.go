@@ -63,6 +63,13 @@ func (w *Writer) handleUnsubscribes(ctx context.Context, _ *asynq.Task) error {
 	}
 	emails, read, complete, err := w.cc.UnsubscribedSince(ctx, since, pages)
 	run.CCPages = read
+	if err != nil && !isFailure(err) {
+		// CC not connected, throttled or over its quota: the next run
+		// reads from the same cursor. Returned, the wait would be run
+		// again for ever beside each new periodic run.
+		run.Outcome, run.Detail = store.SyncSkipped, "skipped: "+err.Error()
+		return w.st.SaveUnsubscribeSync(ctx, run)
+	}
 	if err != nil {
 		run.Outcome, run.Detail = store.SyncFailed, err.Error()
 		return joinSave(ctx, w.st, run, err)

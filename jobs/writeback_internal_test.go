@@ -14,6 +14,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/hs2cc/hs2cc/ccauth"
 	"github.com/hs2cc/hs2cc/hubspot/crm"
 	"github.com/hs2cc/hs2cc/hubspot/crm/hssandbox"
 	"github.com/hs2cc/hs2cc/store"
@@ -371,5 +372,85 @@ func TestWritebackCatchesUp(t *testing.T) {
 	}
 	if n, _, err := after.QueueUnwritten(ctx, 0, 1000); err != nil || n != 0 {
 		t.Errorf("a second catch-up queued %d, %v; want none", n, err)
+	}
+}
+
+// fakeUnsubs is CC's list of unsubscribed contacts as UnsubscribeCC reads
+// it, recording what it was asked.
+type fakeUnsubs struct {
+	emails   []string
+	complete bool
+	err      error
+	since    []time.Time
+	pages    []int
+}
+
+func (f *fakeUnsubs) UnsubscribedSince(_ context.Context, since time.Time, maxPages int) (map[string]bool, int, bool, error) {
+	f.since, f.pages = append(f.since, since), append(f.pages, maxPages)
+	if f.err != nil {
+		return nil, 0, false, f.err
+	}
+	out := map[string]bool{}
+	for _, e := range f.emails {
+		out[e] = true
+	}
+	return out, 1, f.complete, nil
+}
+
+// TestUnsubscribeSync: a run reads CC's unsubscribes since its cursor (30
+// days back the first time), marks the bridge's contacts among them and
+// moves the cursor only when it read everything; CC not connected and a
+// nearly spent budget skip the run without an error that asynq would run
+// again for ever, and keep the cursor.
+func TestUnsubscribeSync(t *testing.T) {
+	t0 := time.Date(2026, 12, 3, 9, 0, 0, 0, time.UTC)
+	cases := []struct {
+		name      string
+		cc        *fakeUnsubs
+		remaining int
+		prior     time.Time // the cursor before the run; zero: first run
+		// wantSince is what CC is asked for (zero: CC is not asked).
+		wantSince   time.Time
+		wantOutcome string
+		wantMarked  int
+		wantCursor  time.Time
+	}{
+		{name: "first run reads 30 days", cc: &fakeUnsubs{emails: []string{"agent1@example.com", "stranger@example.com"}, complete: true},
+			remaining: 8000, wantSince: t0.Add(-30 * 24 * time.Hour), wantOutcome: store.SyncDone, wantMarked: 1, wantCursor: t0},
+		{name: "next run reads from its cursor", cc: &fakeUnsubs{emails: []string{"agent2@example.com"}, complete: true},
+			remaining: 8000, prior: t0.Add(-15 * time.Minute), wantSince: t0.Add(-16 * time.Minute), wantOutcome: store.SyncDone,
+			wantMarked: 1, wantCursor: t0},
+		{name: "pages left keep the cursor", cc: &fakeUnsubs{emails: []string{"agent3@example.com"}},
+			remaining: 8000, prior: t0.Add(-15 * time.Minute), wantSince: t0.Add(-16 * time.Minute), wantOutcome: store.SyncPartial,
+			wantMarked: 1, wantCursor: t0.Add(-15 * time.Minute)},
+		{name: "CC not connected", cc: &fakeUnsubs{err: fmt.Errorf("token: %w", ccauth.ErrNotConnected)},
+			remaining: 8000, prior: t0.Add(-15 * time.Minute), wantSince: t0.Add(-16 * time.Minute), wantOutcome: store.SyncSkipped,
+			wantCursor: t0.Add(-15 * time.Minute)},
+		{name: "budget nearly spent", cc: &fakeUnsubs{}, remaining: 3, prior: t0.Add(-15 * time.Minute),
+			wantOutcome: store.SyncSkipped, wantCursor: t0.Add(-15 * time.Minute)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			e := newWBEnv(t, hssandbox.Options{}, "")
+			e.settle(5, func(i int) string { return fmt.Sprint(100 + i) }, func(int) bool { return false })
+			if !tc.prior.IsZero() {
+				if err := e.db.SaveUnsubscribeSync(ctx, store.UnsubscribeSync{SyncedTo: tc.prior, RanAt: tc.prior, Outcome: store.SyncDone}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			e.w.cc, e.w.budget, e.w.now = tc.cc, fixedBudget(tc.remaining), func() time.Time { return t0 }
+			if err := e.w.handleUnsubscribes(ctx, nil); err != nil {
+				t.Fatalf("run: %v; want none", err)
+			}
+			if tc.wantSince.IsZero() != (len(tc.cc.since) == 0) || (len(tc.cc.since) > 0 && !tc.cc.since[0].Equal(tc.wantSince)) {
+				t.Errorf("CC asked since %v, want %v", tc.cc.since, tc.wantSince)
+			}
+			got, err := e.db.GetUnsubscribeSync(ctx)
+			if err != nil || got.Outcome != tc.wantOutcome || got.Marked != tc.wantMarked || !got.SyncedTo.Equal(tc.wantCursor) {
+				t.Errorf("run %+v, %v; want %s, %d marked, cursor %v", got, err, tc.wantOutcome, tc.wantMarked, tc.wantCursor)
+			}
+		})
 	}
 }
