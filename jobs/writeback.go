@@ -101,6 +101,20 @@ func NewWriter(hs HubSpot, st WritebackStore, cc UnsubscribeCC, budget Budget, e
 // handleWriteback runs hubspot:writeback: it sends pending write-backs in
 // batches until none is left.
 func (w *Writer) handleWriteback(ctx context.Context, _ *asynq.Task) error {
+	err := w.drain(ctx)
+	if errors.Is(err, errWritebackStopped) {
+		return nil
+	}
+	return err
+}
+
+// errWritebackStopped ends a write-back task quietly, its rows pending: a
+// long wait on HubSpot, or a refusal a person must mend.
+var errWritebackStopped = errors.New("jobs: HubSpot write-back stopped")
+
+// drain sends batches until the outbox is empty, HubSpot stops it, or the
+// task has sent its share.
+func (w *Writer) drain(ctx context.Context) error {
 	if err := w.ensureProperties(ctx); err != nil {
 		return err
 	}
@@ -179,8 +193,8 @@ func (w *Writer) resumed(ctx context.Context) error {
 // stopped turns err into what the task returns. A wait for HubSpot's
 // limits of up to WritebackInterval is a waitError, run again when it ends;
 // a longer one, and a refusal only a person can mend (which becomes
-// attention), end the task with the rows pending in the outbox: the
-// periodic hubspot:writeback is the retry. asynq runs a wait again however
+// attention), are errWritebackStopped: the task ends with the rows pending
+// in the outbox, and the periodic hubspot:writeback is the retry. asynq runs a wait again however
 // often it is returned, so a task that waited for ever, queued anew every
 // minute, would pile up. Anything else is returned to be retried.
 func (w *Writer) stopped(ctx context.Context, subject string, err error) error {
@@ -201,11 +215,11 @@ func (w *Writer) stopped(ctx context.Context, subject string, err error) error {
 			return errors.Join(err, rerr)
 		}
 		w.log.Error("HubSpot write-back stopped", "subject", subject, "err", err)
-		return nil
+		return errWritebackStopped
 	}
 	if after > WritebackInterval {
 		w.log.Warn("HubSpot asked the write-back to wait; the periodic one resumes after", "wait", after.Round(time.Second), "err", err)
-		return nil
+		return errWritebackStopped
 	}
 	return &waitError{after: max(after, time.Second), reason: "HubSpot's limits: " + err.Error()}
 }

@@ -128,6 +128,17 @@ func (e *wbEnv) states() map[string]int {
 	return sum.Counts
 }
 
+// requests counts every request HubSpot answered.
+func (e *wbEnv) requests() int {
+	n := 0
+	for _, m := range e.sb.Stats() {
+		for _, c := range m {
+			n += c
+		}
+	}
+	return n
+}
+
 func (e *wbEnv) batchCalls() int {
 	n := 0
 	for k, m := range e.sb.Stats() {
@@ -274,6 +285,10 @@ func TestWritebackWaitsAndStops(t *testing.T) {
 		// the periodic write-back, not in a retry that would run forever.
 		if err := e.w.handleWriteback(ctx, nil); err != nil {
 			t.Fatalf("with a refused token: %v; want the task to end", err)
+		}
+		// One refused call stops the task: no batch is tried.
+		if n := e.requests(); n != 1 {
+			t.Errorf("%d requests to HubSpot with a refused token; want the one refused", n)
 		}
 		a, err := e.db.GetAttention(ctx, AttentionHubSpot, "properties")
 		if err != nil || a == nil || !strings.Contains(a.Detail, "HS2CC_HUBSPOT_TOKEN") {
