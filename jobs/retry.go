@@ -98,11 +98,13 @@ func retryDelay(now func() time.Time) asynq.RetryDelayFunc {
 		if errors.As(err, &budget) {
 			return budget.Reset.Sub(now()) + time.Minute
 		}
-		var hsErr *crm.APIError
-		if errors.As(err, &hsErr) && hsErr.StatusCode >= 500 {
-			// HubSpot's 5xx pass in seconds; asynq's default would hold a
-			// whole batch of write-backs for 15 s or more the first time.
-			return min(time.Second<<min(n, 6), time.Minute)
+		if serverFault(err) && n < quickRetries {
+			// A 5xx from CC or HubSpot usually passes in seconds; asynq's
+			// default would hold an import's poll or a batch of
+			// write-backs for 15 to 45 s the first time. After a few quick
+			// tries it is an outage, and asynq's growing backoff keeps the
+			// task's retries for its end.
+			return time.Second << n
 		}
 		if errors.Is(err, ccauth.ErrNotConnected) {
 			return time.Minute
@@ -115,4 +117,15 @@ func untilUTCMidnight(now time.Time) time.Duration {
 	now = now.UTC()
 	next := time.Date(now.Year(), now.Month(), now.Day()+1, 0, 0, 0, 0, time.UTC)
 	return next.Sub(now)
+}
+
+// quickRetries is how many times a 5xx is retried within seconds (1, 2 and
+// 4 s) before asynq's own backoff takes over.
+const quickRetries = 3
+
+// serverFault reports a 5xx answer from CC or HubSpot.
+func serverFault(err error) bool {
+	var cc *ccclient.APIError
+	var hs *crm.APIError
+	return errors.As(err, &cc) && cc.StatusCode >= 500 || errors.As(err, &hs) && hs.StatusCode >= 500
 }
