@@ -312,7 +312,7 @@ func checkKnownCommand(t *testing.T, what, cmd string) {
 // that must stay secret.
 func checkFlyEnv(t *testing.T, env tomlTable) {
 	t.Helper()
-	secret := regexp.MustCompile(`DSN|_URL$|SECRET|PASSWORD|TOKEN_KEY|_USER$`)
+	secret := regexp.MustCompile(`DSN|_URL$|SECRET|PASSWORD|TOKEN_KEY|_TOKEN$|_USER$`)
 	for k, v := range env.keys {
 		if !slices.ContainsFunc(settings, func(s setting) bool { return s.name == k }) {
 			t.Errorf("[env] %s is not a setting hs2cc reads", k)
