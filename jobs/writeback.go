@@ -231,14 +231,14 @@ func (w *Writer) send(ctx context.Context, claim string, rows []store.WritebackR
 	var done []store.WritebackDone
 	byID := map[string][]store.WritebackRow{}
 	for _, r := range rows {
-		id, ok := HubSpotID(r.ObjectKey)
+		id, ok := hubSpotID(r.ObjectKey)
 		if !ok {
 			done = append(done, store.WritebackDone{EnrollmentID: r.EnrollmentID, State: store.WritebackNoID,
 				Error: "the webhook carried no HubSpot object id, so the contact cannot be written back"})
 			continue
 		}
 		if byID[id] == nil {
-			updates = append(updates, crm.ContactUpdate{ID: id, Properties: WritebackValues(r, now)})
+			updates = append(updates, crm.ContactUpdate{ID: id, Properties: writebackValues(r, now)})
 		}
 		byID[id] = append(byID[id], r)
 	}
@@ -334,10 +334,10 @@ func (w *Writer) count(state string, n int) {
 	}
 }
 
-// HubSpotID returns the HubSpot object id an enrollment's object key holds:
+// hubSpotID returns the HubSpot object id an enrollment's object key holds:
 // the key itself when it is all digits (the webhook carried an id), else
 // none (the key was made from the email).
-func HubSpotID(objectKey string) (string, bool) {
+func hubSpotID(objectKey string) (string, bool) {
 	if objectKey == "" || len(objectKey) > 20 {
 		return "", false
 	}
@@ -355,7 +355,7 @@ const (
 	reasonWaiting      = "waiting to be imported into Constant Contact"
 )
 
-// WritebackValues is the one policy for what the hs2cc properties say of a
+// writebackValues is the one policy for what the hs2cc properties say of a
 // contact, from its enrollment as it is now:
 //
 //   - unsubscribed when CC was seen to unsubscribe it after its last import
@@ -368,7 +368,7 @@ const (
 //     it is;
 //   - pending otherwise: waiting, or failed and due to be replayed, with the
 //     reason.
-func WritebackValues(r store.WritebackRow, now time.Time) map[string]string {
+func writebackValues(r store.WritebackRow, now time.Time) map[string]string {
 	status, lists, reason := crm.StatusPending, "", r.StatusReason
 	since := func(t time.Time) bool { return !t.IsZero() && (r.ImportedAt.IsZero() || !r.ImportedAt.After(t)) }
 	switch {

@@ -335,7 +335,7 @@ func TestWritebackValues(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			v := WritebackValues(tc.row, t0)
+			v := writebackValues(tc.row, t0)
 			if v[crm.PropStatus] != tc.status || v[crm.PropLists] != tc.lists || v[crm.PropReason] != tc.why ||
 				v[crm.PropSyncedAt] != fmt.Sprint(t0.UnixMilli()) {
 				t.Errorf("values %v, want status %q lists %q reason %q", v, tc.status, tc.lists, tc.why)
