@@ -64,15 +64,7 @@ func TestWritebackIsVisible(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
-			dsn := storetest.MySQLDSN(t)
-			db, err := store.Open(ctx, dsn)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer db.Close()
-			if _, err := db.Migrate(ctx); err != nil {
-				t.Fatal(err)
-			}
+			getenv, db := migratedStore(t)
 			db.SetTokenKeys(storetest.TokenKeys(t))
 			if tc.token != "" {
 				db.EnableWriteback()
@@ -82,8 +74,11 @@ func TestWritebackIsVisible(t *testing.T) {
 				tc.setup(t, db)
 			}
 			var out bytes.Buffer
-			err = run(ctx, []string{"status"}, func(k string) string {
-				return map[string]string{"HS2CC_MYSQL_DSN": dsn, "HS2CC_HUBSPOT_TOKEN": tc.token}[k]
+			err := run(ctx, []string{"status"}, func(k string) string {
+				if k == "HS2CC_HUBSPOT_TOKEN" {
+					return tc.token
+				}
+				return getenv(k)
 			}, &out, &out)
 			if err != tc.wantExit {
 				t.Errorf("status returned %v, want %v", err, tc.wantExit)
